@@ -1,0 +1,93 @@
+"""aikit: one typed API to load, compress, convert, measure and serve AI models.
+
+``import aikit`` is light: torch, transformers and every runtime load only when a model does.
+"""
+
+from __future__ import annotations
+
+from .backend import Backend
+from .errors import (
+    AikitError,
+    AikitWarning,
+    ArtifactError,
+    BackendError,
+    BackendUnavailableError,
+    CompressionError,
+    ConfigError,
+    InputError,
+    IntegrityError,
+    MissingDependencyError,
+    ModelLoadError,
+    PerformanceWarning,
+    PluginError,
+    PluginLoadError,
+    QualityWarning,
+    RegistrationError,
+    ServingError,
+    TruncationWarning,
+    UnknownNameError,
+    UnsafeModelError,
+)
+from .hookspecs import hookimpl
+from .loader import Loader
+from .model import Model
+from .options import BackendOptions, GenerationOptions, LoadOptions
+from .parts import ModelParts, SourceInfo
+from .plugins import get_backend, get_loader, get_metric, get_strategy, get_task
+from .predict_call import PredictCall
+from .preprocess import ImagePreprocess
+from .results import Classification, Embedding, Entity, Generation, TokenTags
+from .strategy import CompressionConfig, CompressionContext, Strategy
+from .task import Example, Task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AikitError",
+    "AikitWarning",
+    "ArtifactError",
+    "Backend",
+    "BackendError",
+    "BackendOptions",
+    "BackendUnavailableError",
+    "Classification",
+    "CompressionConfig",
+    "CompressionContext",
+    "CompressionError",
+    "ConfigError",
+    "Embedding",
+    "Entity",
+    "Example",
+    "Generation",
+    "GenerationOptions",
+    "ImagePreprocess",
+    "InputError",
+    "IntegrityError",
+    "LoadOptions",
+    "Loader",
+    "MissingDependencyError",
+    "Model",
+    "ModelLoadError",
+    "ModelParts",
+    "PerformanceWarning",
+    "PluginError",
+    "PluginLoadError",
+    "PredictCall",
+    "QualityWarning",
+    "RegistrationError",
+    "ServingError",
+    "SourceInfo",
+    "Strategy",
+    "Task",
+    "TokenTags",
+    "TruncationWarning",
+    "UnknownNameError",
+    "UnsafeModelError",
+    "__version__",
+    "get_backend",
+    "get_loader",
+    "get_metric",
+    "get_strategy",
+    "get_task",
+    "hookimpl",
+]

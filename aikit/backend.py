@@ -1,0 +1,112 @@
+"""The backend contract: a short ABC that every runtime (torch, ONNX Runtime, CUDA) implements.
+
+A backend owns runnable weights. It receives ready-made arrays from the task and returns arrays;
+it never sees raw text or images. Example of a complete (if useless) backend::
+
+    class EchoBackend(Backend):
+        name = "echo"
+        accepts = frozenset({"torch"})
+
+        @classmethod
+        def from_parts(cls, parts, options):
+            return cls()
+
+        def forward(self, inputs):
+            return {"logits": inputs["input_ids"].astype("float32")}
+
+        def save(self, directory):
+            return {}
+
+        @classmethod
+        def load(cls, directory, parts, state, options):
+            return cls()
+
+``aikit.testing.MockBackend`` is a fuller example used by aikit's own tests.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .errors import BackendError
+
+if TYPE_CHECKING:
+    from .options import BackendOptions, GenerationOptions
+    from .parts import ModelParts
+
+__all__ = ["Arrays", "Backend"]
+
+Arrays = Mapping[str, NDArray[Any]]
+
+
+class Backend(ABC):
+    """A runtime that executes one model.
+
+    Capabilities are class attributes so that they can be checked before any work starts:
+
+    - ``name``: the registered name (``Model.load(..., backend=name)``).
+    - ``accepts``: the ``ModelParts.payload`` kinds ``from_parts`` can consume (``"torch"``, ``"onnx"``).
+    - ``can_generate``: whether ``generate`` is implemented.
+    - ``priority``: order for ``backend="auto"`` among available backends (higher first).
+    - ``devices``: device kinds it runs on (``"cpu"``, ``"cuda"``), matched against ``device=``.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    accepts: ClassVar[frozenset[str]] = frozenset()
+    can_generate: ClassVar[bool] = False
+    priority: ClassVar[int] = 0
+    devices: ClassVar[frozenset[str]] = frozenset({"cpu"})
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """Return why this backend cannot run on this machine, or None when it can."""
+        return None
+
+    @classmethod
+    @abstractmethod
+    def from_parts(cls, parts: ModelParts, options: BackendOptions) -> Backend:
+        """Build a ready-to-run backend from freshly loaded parts (payload in ``accepts``)."""
+
+    @abstractmethod
+    def forward(self, inputs: Arrays) -> dict[str, NDArray[Any]]:
+        """Run one batch. Inputs and outputs are numpy arrays keyed by name (``input_ids``, ``logits``...)."""
+
+    def generate(self, inputs: Arrays, options: GenerationOptions) -> Iterator[NDArray[np.int64]]:
+        """Decode new tokens for a batch of prompts, yielding one ``(batch,)`` array of ids per step.
+
+        The caller stops consuming when every sequence has finished; the iterator must then
+        release its resources (use ``try/finally``). Only called when ``can_generate`` is true.
+        """
+        raise BackendError(f"backend {self.name!r} cannot generate text")
+        yield  # pragma: no cover - makes this a generator
+
+    @abstractmethod
+    def save(self, directory: Path) -> dict[str, Any]:
+        """Write the weights into ``directory`` (safetensors or ONNX, never pickle).
+
+        Return a JSON-serialisable state that ``load`` receives back from the manifest.
+        """
+
+    @classmethod
+    @abstractmethod
+    def load(cls, directory: Path, parts: ModelParts, state: Mapping[str, Any], options: BackendOptions) -> Backend:
+        """Restore a backend from an artifact folder written by ``save`` (files already verified)."""
+
+    def torch_module(self) -> Any:
+        """The ``torch.nn.Module`` this backend runs, or None. Torch-based strategies need it."""
+        return None
+
+    def with_module(self, module: Any) -> Backend:
+        """Return a new backend of the same kind running ``module`` (for torch-based strategies)."""
+        raise BackendError(f"backend {self.name!r} does not run torch modules")
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for reports and ``/info``: device, dtype, threads, providers..."""
+        return {"backend": self.name}

@@ -1,0 +1,73 @@
+"""Length-sorted batching: pad each batch only to its own longest item, restore input order."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from .errors import AikitError, BackendError
+
+if TYPE_CHECKING:
+    from .backend import Backend
+    from .task import Example, Task
+
+__all__ = ["run_batches", "sorted_batches"]
+
+# Below this many items a progress bar is noise; above it, a user at a terminal wants one.
+_PROGRESS_MIN_ITEMS = 256
+
+
+def sorted_batches(examples: Sequence[Example], batch_size: int) -> list[list[Example]]:
+    """Group examples into batches of similar length (longest first, so memory peaks early)."""
+    ordered = sorted(examples, key=lambda e: e.length, reverse=True)
+    return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
+
+
+def _want_progress(progress: bool | None, n: int) -> bool:
+    if progress is not None:
+        return progress
+    return n >= _PROGRESS_MIN_ITEMS and sys.stderr.isatty()
+
+
+def run_batches(
+    task: Task,
+    backend: Backend,
+    items: Sequence[Any],
+    *,
+    options: Any,
+    batch_size: int,
+    max_length: int | None,
+    progress: bool | None = None,
+) -> list[Any]:
+    """Preprocess ``items``, run them in length-sorted batches, return results in input order."""
+    if not items:
+        return []
+    examples = task.preprocess(items, max_length=max_length)
+    results: list[Any] = [None] * len(examples)
+    batches = sorted_batches(examples, batch_size)
+    bar = None
+    if _want_progress(progress, len(examples)):
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(examples), desc=f"{task.name}", unit="item", file=sys.stderr)
+    try:
+        for batch in batches:
+            try:
+                outputs = task.run_batch(backend, batch, options)
+            except AikitError:
+                raise
+            except Exception as exc:  # a runtime failure deep in torch / ORT gets named context
+                first = min(e.index for e in batch)
+                raise BackendError(
+                    f"backend {backend.name!r} failed on a batch of {len(batch)} item(s) "
+                    f"(first input index {first}): {type(exc).__name__}: {exc}"
+                ) from exc
+            for example, result in zip(batch, outputs, strict=True):
+                results[example.index] = result
+            if bar is not None:
+                bar.update(len(batch))
+    finally:
+        if bar is not None:
+            bar.close()
+    return results

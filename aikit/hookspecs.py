@@ -1,0 +1,102 @@
+"""Every hook a plugin can implement. Import ``hookimpl`` from ``aikit`` to implement one.
+
+Registration hooks receive a ``register`` callback instead of returning values; the core checks
+each registered object (right base class, no duplicate names) and records which plugin
+registered it. Hooks grow by gaining arguments (implementations may accept a subset), never by
+being renamed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .backend import Backend
+    from .loader import Loader
+    from .parts import ModelParts
+    from .predict_call import PredictCall
+    from .strategy import Strategy
+    from .task import Task
+
+__all__ = ["hookimpl", "hookspec"]
+
+hookspec = pluggy.HookspecMarker("aikit")
+hookimpl = pluggy.HookimplMarker("aikit")
+
+
+@hookspec
+def aikit_register_backends(register: Callable[[type[Backend]], None]) -> None:
+    """Register backend classes (subclasses of ``aikit.Backend``).
+
+    Called once per plugin when plugins are loaded. Call ``register(cls)`` for each backend;
+    a name that is already registered raises ``RegistrationError``.
+    """
+
+
+@hookspec
+def aikit_register_tasks(register: Callable[[type[Task]], None]) -> None:
+    """Register task classes (subclasses of ``aikit.Task``).
+
+    Called once per plugin when plugins are loaded. Call ``register(cls)`` for each task.
+    """
+
+
+@hookspec
+def aikit_register_strategies(register: Callable[[type[Strategy]], None]) -> None:
+    """Register compression strategy classes (subclasses of ``aikit.Strategy``).
+
+    Called once per plugin when plugins are loaded. Registering a strategy also allow-lists its
+    ``config_class`` for deserialisation from manifests.
+    """
+
+
+@hookspec
+def aikit_register_loaders(register: Callable[[type[Loader]], None]) -> None:
+    """Register model loaders (subclasses of ``aikit.Loader``): the formats ``Model.load`` reads.
+
+    Called once per plugin when plugins are loaded.
+    """
+
+
+@hookspec
+def aikit_register_metrics(register: Callable[..., None]) -> None:
+    """Register evaluation metrics: ``register(name, function)``.
+
+    Called once per plugin when plugins are loaded. ``function(predictions, references)`` returns
+    a float or a dict of floats. See ``aikit.evaluate``.
+    """
+
+
+@hookspec
+def aikit_register_commands(cli: Any) -> None:
+    """Add commands to the ``aikit`` command line. ``cli`` is the root ``typer.Typer`` application.
+
+    Called once when the CLI starts.
+    """
+
+
+@hookspec(firstresult=True)
+def aikit_choose_backend(parts: ModelParts, task: type[Task], candidates: list[str]) -> str | None:
+    """Choose the backend for ``backend="auto"``.
+
+    Called by ``Model.load`` and ``Model.to("auto")``. ``candidates`` lists the registered backends that
+    are available here and accept the parts' payload, highest priority first. Return one of them,
+    or None to pass. Stops at first non-None result; when every plugin passes, the first
+    candidate is used.
+    """
+
+
+@hookspec(firstresult=True)
+def aikit_predict(call: PredictCall) -> list[Any] | None:
+    """Run one ``Model.predict`` call; middleware wraps it.
+
+    Called once per ``predict`` with a ``PredictCall`` holding ``model``, ``inputs`` (a list you may
+    replace), and ``options``. The core implements it (batching, backend); plugins add
+    ``@hookimpl(wrapper=True)`` implementations that may change ``call.inputs`` before ``yield``
+    and inspect or replace the results after it (logging, metrics, input redaction). Stops at
+    first non-None result.
+    """
+

@@ -1,0 +1,406 @@
+"""``Model``: the typed front door. Load, predict, convert, compress, save.
+
+Every call dispatches through registered plugins: loaders read the source, a task encodes
+inputs and decodes outputs, a backend runs the weights, and ``aikit_predict`` middleware wraps
+each prediction. The core never names a particular backend or task.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import BackendError, BackendUnavailableError, ConfigError, InputError, ModelLoadError
+from .options import BackendOptions, LoadOptions, options_from_kwargs
+from .parts import ModelParts, SourceInfo
+from .plugins import get_backend, get_host, get_task, resolve_task
+from .predict_call import PredictCall
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import numpy as np
+    from numpy.typing import NDArray
+
+    from .backend import Backend
+    from .strategy import CompressionConfig
+    from .task import Task
+
+__all__ = ["Model"]
+logger = logging.getLogger("aikit")
+
+
+class Model:
+    """A loaded model bound to one task and one backend.
+
+    Build one with ``Model.load`` or ``Model.from_module``. Models are immutable from the
+    outside: ``to`` and ``compress`` return new models and leave this one untouched. One model
+    may be used from several threads; calls are serialised per model (tokenizers and several
+    runtimes are not re-entrant), so use one model per worker for parallel throughput.
+    """
+
+    def __init__(
+        self,
+        *,
+        task: Task,
+        backend: Backend,
+        parts: ModelParts,
+        transformations: Sequence[Mapping[str, Any]] = (),
+        compression_report: Any = None,
+    ) -> None:
+        self.task = task
+        self.backend = backend
+        self.parts = parts
+        self.transformations: tuple[dict[str, Any], ...] = tuple(dict(t) for t in transformations)
+        self.compression_report = compression_report
+        self._lock = threading.RLock()
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def load(
+        cls,
+        source: str | os.PathLike[str] | Any,
+        *,
+        task: str | None = None,
+        backend: str = "auto",
+        device: str | None = None,
+        threads: int | None = None,
+        dtype: str | None = None,
+        backend_options: Mapping[str, Any] | None = None,
+        labels: Sequence[str] | None = None,
+        module: Any = None,
+        preprocess: Callable[[Any], Any] | None = None,
+        allow_pickle: bool = False,
+        trust_remote_code: bool = False,
+        verify: bool = True,
+    ) -> Model:
+        """Load a model from a local Hugging Face folder, a hub id in the local cache, a GGUF or
+        ONNX file, an aikit artifact folder, or a ``torch.nn.Module``.
+
+        ``task`` is inferred from the model's config when omitted. ``backend="auto"`` picks the
+        best available backend (an artifact reloads on the backend it was saved from).
+        ``module`` / ``preprocess`` supply the Python parts of a plain-PyTorch artifact that cannot
+        be stored as data. ``allow_pickle`` / ``trust_remote_code`` are explicit opt-ins to run code
+        shipped with a model; ``verify=False`` skips an artifact's sha256 checks (logged).
+
+        Raises ``ModelLoadError`` when the source cannot be read, ``UnknownNameError`` for an
+        unknown task or backend, ``BackendUnavailableError`` when the backend cannot run here.
+        """
+        options = BackendOptions(device=device, threads=threads, dtype=dtype, extra=dict(backend_options or {}))
+        load_options = LoadOptions(allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, verify=verify)
+        if task is not None:
+            get_task(task)  # fail fast, before reading gigabytes
+        parts = _read_source(source, task=task, options=load_options)
+        if labels is not None:
+            parts.labels = list(labels)
+        if module is not None and parts.payload == "artifact":
+            parts.extras["module"] = module  # the skeleton a plain-PyTorch artifact's weights load into
+        if preprocess is not None:
+            parts.preprocess = preprocess
+        task_cls = resolve_task(parts, task)
+        if parts.payload == "artifact":
+            return cls._from_artifact(parts, task_cls, backend, options)
+        backend_cls = _resolve_backend(parts, task_cls, backend, options)
+        return cls(task=task_cls(parts), backend=backend_cls.from_parts(parts, options), parts=parts)
+
+    @classmethod
+    def _from_artifact(cls, parts: ModelParts, task_cls: type[Task], backend: str, options: BackendOptions) -> Model:
+        manifest = parts.manifest or {}
+        assert parts.artifact_dir is not None
+        saved_backend = str(manifest["backend"])
+        backend_cls = get_backend(saved_backend)
+        _check_available(backend_cls)
+        state = manifest.get("backend_state", {})
+        convert = backend not in ("auto", saved_backend)
+        restored = backend_cls.load(parts.artifact_dir, parts, state, BackendOptions() if convert else options)
+        model = cls(
+            task=task_cls(parts),
+            backend=restored,
+            parts=parts,
+            transformations=manifest.get("transformations", []),
+            compression_report=manifest.get("compression_report"),
+        )
+        if convert:
+            return model.to(backend, device=options.device, threads=options.threads, dtype=options.dtype)
+        return model
+
+    @classmethod
+    def from_module(
+        cls,
+        module: Any,
+        *,
+        task: str,
+        preprocess: Callable[[Any], Any] | None = None,
+        labels: Sequence[str] | None = None,
+        tokenizer: Any = None,
+        backend: str = "auto",
+        device: str | None = None,
+        threads: int | None = None,
+        dtype: str | None = None,
+    ) -> Model:
+        """Wrap a plain ``torch.nn.Module`` (your own CNN or MLP) as a first-class model.
+
+        ``preprocess`` turns one raw input into the module's input array (for image tasks, an
+        ``aikit.ImagePreprocess`` is saved with the artifact; a plain function must be importable
+        or passed again to ``Model.load``). ``labels`` name the output classes.
+        """
+        return cls.load(
+            module,
+            task=task,
+            backend=backend,
+            device=device,
+            threads=threads,
+            dtype=dtype,
+            labels=labels,
+            preprocess=preprocess,
+        )._with_tokenizer(tokenizer)
+
+    def _with_tokenizer(self, tokenizer: Any) -> Model:
+        if tokenizer is not None:
+            self.parts.tokenizer = tokenizer
+            self.task = type(self.task)(self.parts)
+        return self
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def task_name(self) -> str:
+        """The registered name of this model's task."""
+        return self.task.name
+
+    @property
+    def backend_name(self) -> str:
+        """The registered name of the backend running this model."""
+        return self.backend.name
+
+    @property
+    def labels(self) -> list[str] | None:
+        """Class labels for classification tasks, else None."""
+        return self.parts.labels
+
+    def describe(self) -> dict[str, Any]:
+        """Facts about this model: task, backend (device, dtype, threads), source, transformations."""
+        return {
+            "task": self.task.name,
+            **self.backend.describe(),
+            "source": self.parts.source.to_dict(),
+            "transformations": list(self.transformations),
+        }
+
+    def __repr__(self) -> str:
+        return f"<aikit.Model task={self.task.name!r} backend={self.backend.name!r} source={self.parts.source.location!r}>"
+
+    # ------------------------------------------------------------------ running
+    def predict(
+        self,
+        inputs: Any,
+        *,
+        batch_size: int | None = None,
+        max_length: int | None = None,
+        progress: bool | None = None,
+        **options: Any,
+    ) -> Any:
+        """Run the model on one input or a list of inputs.
+
+        One input gives one typed result (``Embedding``, ``Classification``, ``TokenTags``,
+        ``Generation``); a list gives a list in the same order (an empty list gives ``[]``).
+        Inputs are batched by length; ``batch_size`` defaults to the task's; ``max_length``
+        truncates (with one warning). ``options`` are the task's own (for generation:
+        ``max_new_tokens``, ``do_sample``, ``temperature``, ...); unknown names raise ``ConfigError``.
+        """
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
+            raise ConfigError(f"max_length must be a positive integer, got {max_length!r}")
+        task_options = self._task_options(options)
+        is_batch = self.task.is_batch(inputs)
+        call = PredictCall(
+            model=self,
+            inputs=list(inputs) if is_batch else [inputs],
+            options=task_options,
+            batch_size=batch_size,
+            max_length=max_length,
+            progress=progress,
+        )
+        results: list[Any] = get_host().pm.hook.aikit_predict(call=call)
+        return results if is_batch else results[0]
+
+    def stream(self, prompt: Any, **options: Any) -> Iterator[str]:
+        """Yield generated text piece by piece (text-generation models only)."""
+        if not self.task.generative:
+            raise ConfigError(f"stream() needs a text-generation model; this one does {self.task.name!r}")
+        task_options = self._task_options(options)
+        examples = self.task.preprocess([prompt], max_length=None)
+        with self._lock:
+            yield from self.task.stream(self.backend, examples[0], task_options)
+
+    def embed(self, texts: Sequence[str], *, batch_size: int | None = None) -> NDArray[np.float32]:
+        """Embeddings of ``texts`` as one ``(len(texts), dim)`` float32 matrix (feature-extraction only)."""
+        import numpy as np
+
+        if self.task.name != "feature-extraction":
+            raise ConfigError(f"embed() needs a feature-extraction model; this one does {self.task.name!r}")
+        if isinstance(texts, str):
+            raise InputError("embed() takes a list of strings; wrap a single string in a list")
+        results = self.predict(list(texts), batch_size=batch_size)
+        if not results:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([r.vector for r in results])
+
+    def _task_options(self, options: Mapping[str, Any]) -> Any:
+        options_cls = self.task.options_class
+        if options_cls is None:
+            if options:
+                raise ConfigError(
+                    f"task {self.task.name!r} takes no options; got {', '.join(sorted(options))}"
+                )
+            return None
+        return options_from_kwargs(options_cls, options, what=self.task.name)
+
+    # ------------------------------------------------------------------ converting
+    def to(
+        self,
+        backend: str,
+        *,
+        device: str | None = None,
+        threads: int | None = None,
+        dtype: str | None = None,
+        backend_options: Mapping[str, Any] | None = None,
+    ) -> Model:
+        """A new model running on ``backend`` (``"torch"``, ``"onnxruntime"``, ``"cuda"``, ``"auto"``).
+
+        Conversion starts from this model's torch module, so a compressed torch model carries its
+        compression over where the target backend supports it (the target raises
+        ``BackendError`` naming what it cannot convert).
+        """
+        options = BackendOptions(device=device, threads=threads, dtype=dtype, extra=dict(backend_options or {}))
+        module = self.backend.torch_module()
+        parts = _copy_parts(self.parts, module=module)
+        if module is None and parts.onnx_path is None:
+            raise BackendError(
+                f"cannot move a model from backend {self.backend.name!r} to {backend!r}: "
+                f"{self.backend.name!r} holds no torch module or ONNX file to convert from; "
+                "load the original model again with backend=... instead"
+            )
+        backend_cls = _resolve_backend(parts, type(self.task), backend, options)
+        if backend_cls.name == self.backend.name and options == BackendOptions():
+            return self
+        new_backend = backend_cls.from_parts(parts, options)
+        return Model(
+            task=type(self.task)(parts),
+            backend=new_backend,
+            parts=parts,
+            transformations=self.transformations,
+            compression_report=self.compression_report,
+        )
+
+    def compress(
+        self,
+        *strategies: str | CompressionConfig,
+        calibration: Sequence[Any] | None = None,
+        max_quality_drop: float | None = None,
+        measure_speed: bool = True,
+        progress: bool | None = None,
+    ) -> Model:
+        """A new, compressed model; this one is untouched. See ``aikit.compression``.
+
+        ``strategies`` are config objects (``aikit.quant.Int8Dynamic()``) or shorthands
+        (``"int8-dynamic"``, ``"prune-structured:ffn=0.3"``), applied in order. The result's
+        ``compression_report`` says what each step cost in size, quality and speed.
+        """
+        from .compression import compress_model
+
+        return compress_model(
+            self,
+            strategies,
+            calibration=calibration,
+            max_quality_drop=max_quality_drop,
+            measure_speed=measure_speed,
+            progress=progress,
+        )
+
+    # ------------------------------------------------------------------ saving
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write a portable artifact to ``directory`` atomically and return its path.
+
+        ``Model.load(directory)`` restores this model with no extra arguments (plain-PyTorch
+        models may need ``module=`` / ``preprocess=``, as ``from_module`` explains).
+        """
+        from .saving import save_model
+
+        return save_model(self, directory)
+
+
+# ---------------------------------------------------------------------- helpers
+def _copy_parts(parts: ModelParts, *, module: Any) -> ModelParts:
+    from dataclasses import replace
+
+    return replace(parts, module=module, artifact_dir=None, manifest=None, task_state=dict(parts.task_state))
+
+
+def _read_source(source: Any, *, task: str | None, options: LoadOptions) -> ModelParts:
+    host = get_host()
+    loaders = sorted((cls() for cls in host.loaders.values()), key=lambda ld: -ld.priority)
+    for loader in loaders:
+        if loader.detects(source):
+            parts = loader.load(source, task=task, options=options)
+            return parts
+    shown = os.fspath(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
+    if isinstance(source, (str, os.PathLike)) and not Path(source).exists() and ("/" in str(source) or os.sep in str(source)):
+        raise ModelLoadError(f"model source {shown!r} does not exist", source=source)
+    names = ", ".join(sorted(host.loaders)) or "(none: are aikit's plugins installed?)"
+    raise ModelLoadError(
+        f"no loader understands model source {shown!r}. Registered loaders: {names}. "
+        "Pass a Hugging Face model folder, a hub id in the local cache, a .gguf or .onnx file, "
+        "an aikit artifact folder, or a torch.nn.Module.",
+        source=source,
+    )
+
+
+def _check_available(backend_cls: type[Backend]) -> None:
+    reason = backend_cls.unavailable_reason()
+    if reason:
+        raise BackendUnavailableError(f"backend {backend_cls.name!r} cannot run here: {reason}")
+
+
+def _resolve_backend(parts: ModelParts, task_cls: type[Task], backend: str, options: BackendOptions) -> type[Backend]:
+    host = get_host()
+    payload = parts.payload
+    if backend != "auto":
+        backend_cls = get_backend(backend)
+        _check_available(backend_cls)
+        if payload not in backend_cls.accepts:
+            raise BackendError(
+                f"backend {backend!r} cannot run a {payload!r} model (it accepts {', '.join(sorted(backend_cls.accepts))})"
+            )
+        if task_cls.generative and not backend_cls.can_generate:
+            raise BackendError(f"backend {backend!r} cannot generate text, which task {task_cls.name!r} needs")
+        return backend_cls
+    candidates = [
+        cls
+        for cls in sorted(host.backends.values(), key=lambda c: -c.priority)
+        if payload in cls.accepts
+        and cls.unavailable_reason() is None
+        and (cls.can_generate or not task_cls.generative)
+        and (options.device is None or _device_fits(cls, options.device))
+    ]
+    if not candidates:
+        raise BackendError(
+            f"no available backend can run a {payload!r} model for task {task_cls.name!r}; "
+            f"registered backends: {', '.join(sorted(host.backends)) or 'none'}"
+        )
+    names = [c.name for c in candidates]
+    chosen = host.pm.hook.aikit_choose_backend(parts=parts, task=task_cls, candidates=names)
+    if chosen is not None and chosen not in names:
+        raise BackendError(f"a plugin chose backend {chosen!r}, which is not among the candidates {names}")
+    name = chosen or names[0]
+    logger.info("backend='auto' chose %r among %s", name, names)
+    return host.backends[name]
+
+
+def _device_fits(backend_cls: type[Backend], device: str) -> bool:
+    devices: frozenset[str] = getattr(backend_cls, "devices", frozenset({"cpu"}))
+    return device.split(":", 1)[0] in devices

@@ -1,0 +1,105 @@
+"""Typed option objects: frozen, keyword-only dataclasses validated in ``__post_init__``."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from .errors import ConfigError
+
+__all__ = ["BackendOptions", "GenerationOptions", "LoadOptions", "options_from_kwargs"]
+
+_DTYPES = ("float32", "float16", "bfloat16")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackendOptions:
+    """How a backend should run a model.
+
+    ``device``: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; None lets the backend choose.
+    ``threads``: intra-op threads; None means every core of this machine.
+    ``dtype``: compute dtype; None keeps the model's own (float32 for most checkpoints).
+    ``extra``: backend-specific settings (for example ONNX Runtime providers); each backend
+    documents and validates the keys it reads.
+    """
+
+    device: str | None = None
+    threads: int | None = None
+    dtype: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise ConfigError(f"threads must be a positive integer, got {self.threads!r}")
+        if self.dtype is not None and self.dtype not in _DTYPES:
+            raise ConfigError(f"dtype must be one of {', '.join(_DTYPES)}, got {self.dtype!r}")
+        if self.device is not None:
+            base = self.device.split(":", 1)[0]
+            if base not in ("cpu", "cuda") or (":" in self.device and not self.device.split(":", 1)[1].isdigit()):
+                raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadOptions:
+    """Safety and integrity switches for ``Model.load``.
+
+    ``allow_pickle``: load pickle-based weights (.bin/.pt/.pth/.ckpt), and then only with
+    ``torch.load(weights_only=True)``. Off by default: pickle can run arbitrary code.
+    ``trust_remote_code``: let transformers import Python code shipped with the model. Off by default.
+    ``verify``: check the sha256 of every file listed in an artifact manifest. Turning it off is logged.
+    """
+
+    allow_pickle: bool = False
+    trust_remote_code: bool = False
+    verify: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerationOptions:
+    """Decoding settings for text generation. Greedy unless ``do_sample`` is true.
+
+    ``chat_template``: wrap a plain-string prompt as a user message in the model's chat template;
+    None means "when the tokenizer has one". Message lists always use the template.
+    ``stop``: strings that end generation (excluded from the returned text).
+    """
+
+    max_new_tokens: int = 64
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    repetition_penalty: float | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    chat_template: bool | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
+        if not self.temperature > 0:
+            raise ConfigError(f"temperature must be > 0, got {self.temperature!r}")
+        if self.top_k is not None and self.top_k < 1:
+            raise ConfigError(f"top_k must be >= 1, got {self.top_k!r}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if self.repetition_penalty is not None and not self.repetition_penalty > 0:
+            raise ConfigError(f"repetition_penalty must be > 0, got {self.repetition_penalty!r}")
+        if isinstance(self.stop, str):
+            object.__setattr__(self, "stop", (self.stop,))
+
+
+_O = TypeVar("_O")
+
+
+def options_from_kwargs(cls: type[_O], kwargs: Mapping[str, Any], *, what: str) -> _O:
+    """Build the options dataclass ``cls`` from keyword arguments, rejecting unknown names clearly."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(kwargs) - names)
+    if unknown:
+        raise ConfigError(f"unknown {what} option(s) {', '.join(unknown)}; valid options: {', '.join(sorted(names))}")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"invalid {what} options: {exc}") from exc

@@ -1,0 +1,67 @@
+"""``save_model``: what ``Model.save`` writes (see ``aikit.artifact`` for the folder format)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .artifact import write_artifact
+from .preprocess import ImagePreprocess
+
+if TYPE_CHECKING:
+    from .model import Model
+
+__all__ = ["save_model"]
+logger = logging.getLogger("aikit.artifact")
+
+
+def _preprocess_entry(preprocess: Any) -> Any:
+    if preprocess is None:
+        return None
+    if isinstance(preprocess, ImagePreprocess):
+        return preprocess.to_dict()
+    module, qualname = getattr(preprocess, "__module__", None), getattr(preprocess, "__qualname__", None)
+    if module and qualname and "<" not in qualname:
+        return f"{module}:{qualname}"
+    logger.warning(
+        "the preprocess function %r cannot be recorded by name; pass preprocess=... again to Model.load",
+        preprocess,
+    )
+    return None
+
+
+def _report_dict(report: Any) -> Any:
+    to_dict = getattr(report, "to_dict", None)
+    return to_dict() if callable(to_dict) else report
+
+
+def save_model(model: Model, directory: str | os.PathLike[str]) -> Path:
+    """Write ``model`` to ``directory`` as an artifact, atomically."""
+
+    def fill(tmp: Path) -> Mapping[str, Any]:
+        backend_state = model.backend.save(tmp)
+        parts = model.parts
+        if parts.tokenizer is not None:
+            parts.tokenizer.save_pretrained(tmp)
+        if parts.image_processor is not None:
+            parts.image_processor.save_pretrained(tmp)
+        task_state = model.task.state()
+        entry = _preprocess_entry(parts.preprocess)
+        if entry is not None:
+            task_state["preprocess"] = entry
+        return {
+            "task": model.task.name,
+            "task_state": task_state,
+            "labels": parts.labels,
+            "backend": model.backend.name,
+            "backend_state": backend_state,
+            "backend_info": model.backend.describe(),
+            "source": parts.source.to_dict(),
+            "transformations": list(model.transformations),
+            "compression_report": _report_dict(model.compression_report),
+        }
+
+    return write_artifact(directory, fill)

@@ -1,0 +1,116 @@
+"""The task contract: turn user inputs into arrays, and a backend's output arrays into results.
+
+Tasks are backend-agnostic: they only see numpy arrays, so the same task runs on torch,
+ONNX Runtime or CUDA. The batching engine (``aikit.batching``) calls ``preprocess`` on all
+items, sorts the examples by ``length``, and calls ``run_batch`` once per batch.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from .backend import Backend
+    from .parts import ModelParts
+
+__all__ = ["Example", "Task"]
+
+
+@dataclass(slots=True)
+class Example:
+    """One preprocessed input: unpadded feature arrays plus what ``postprocess`` needs to map back."""
+
+    index: int
+    length: int
+    features: dict[str, NDArray[Any]]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Task(ABC):
+    """What a model does, independent of the runtime.
+
+    Class attributes describe the task so it can be chosen and checked without instantiating:
+
+    - ``name`` / ``aliases``: ``Model.load(..., task=name)``.
+    - ``input_kind``: ``"text"`` or ``"image"`` (the CLI reads image paths for image tasks).
+    - ``hf_auto_class``: the transformers Auto class that builds a model for this task.
+    - ``architecture_suffixes``: ``config.architectures`` suffixes that imply this task.
+    - ``generative``: whether ``predict`` decodes text (``options_class`` then holds its options).
+    """
+
+    name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+    description: ClassVar[str] = ""
+    input_kind: ClassVar[str] = "text"
+    hf_auto_class: ClassVar[str | None] = None
+    architecture_suffixes: ClassVar[tuple[str, ...]] = ()
+    generative: ClassVar[bool] = False
+    options_class: ClassVar[type[Any] | None] = None
+    default_batch_size: ClassVar[int] = 32
+
+    def __init__(self, parts: ModelParts) -> None:
+        self.parts = parts
+
+    @classmethod
+    def matches(cls, parts: ModelParts) -> bool:
+        """Whether the loaded model's config says it does this task (used when no task is given)."""
+        architectures = getattr(parts.config, "architectures", None) or []
+        return any(a.endswith(s) for a in architectures for s in cls.architecture_suffixes)
+
+    def is_batch(self, inputs: Any) -> bool:
+        """Whether ``inputs`` is a list of items (True) or one item (False).
+
+        Lists and tuples are batches by default; a chat task treats a list of message dicts as
+        one conversation.
+        """
+        return isinstance(inputs, (list, tuple))
+
+    @abstractmethod
+    def preprocess(self, items: Sequence[Any], *, max_length: int | None) -> list[Example]:
+        """Validate and encode every item (raise ``InputError`` naming the index of a bad one)."""
+
+    def collate(self, examples: Sequence[Example]) -> dict[str, NDArray[Any]]:
+        """Stack a batch, padding 1-D features on the right to the batch's own longest item."""
+        pad_values = self.pad_values()
+        out: dict[str, NDArray[Any]] = {}
+        for key in examples[0].features:
+            arrays = [e.features[key] for e in examples]
+            if arrays[0].ndim == 1:
+                width = max(a.shape[0] for a in arrays)
+                batch = np.full((len(arrays), width), pad_values.get(key, 0), dtype=arrays[0].dtype)
+                for row, a in enumerate(arrays):
+                    batch[row, : a.shape[0]] = a
+                out[key] = batch
+            else:
+                out[key] = np.stack(arrays)
+        return out
+
+    def pad_values(self) -> dict[str, int]:
+        """Padding value per feature name (``input_ids`` gets the tokenizer's pad id)."""
+        return {}
+
+    @abstractmethod
+    def postprocess(self, outputs: dict[str, NDArray[Any]], examples: Sequence[Example], options: Any) -> list[Any]:
+        """Turn one batch of backend outputs into one typed result per example, in order."""
+
+    def run_batch(self, backend: Backend, examples: Sequence[Example], options: Any) -> list[Any]:
+        """Run one batch end to end. Generative tasks override this to call ``backend.generate``."""
+        return self.postprocess(backend.forward(self.collate(examples)), examples, options)
+
+    def stream(self, backend: Backend, example: Example, options: Any) -> Iterator[str]:
+        """Yield text pieces as they are decoded (generative tasks only)."""
+        raise NotImplementedError(f"task {self.name!r} does not stream")
+
+    def state(self) -> dict[str, Any]:
+        """JSON-serialisable settings saved in the manifest and given back on load (``parts.task_state``)."""
+        return dict(self.parts.task_state)
+
+    def quality_outputs(self, outputs: dict[str, NDArray[Any]]) -> NDArray[Any]:
+        """The output array compression and evaluation compare between two variants of a model."""
+        return next(iter(outputs.values()))

@@ -1,0 +1,116 @@
+"""A KV-cached decoding loop over any transformers causal or seq2seq model, yielding token ids.
+
+It mirrors ``transformers.generate`` for greedy decoding (same forward calls, same argmax, so
+the same tokens) while letting aikit stream, stop on its own conditions, and share one loop
+between the CPU and CUDA backends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from aikit.errors import BackendError
+from aikit.options import GenerationOptions
+
+
+def select_next(logits: torch.Tensor, history: torch.Tensor, options: GenerationOptions, generator: torch.Generator) -> torch.Tensor:
+    """Pick the next token per row from ``(batch, vocab)`` logits (greedy or sampled)."""
+    logits = logits.float()
+    if options.repetition_penalty is not None and options.repetition_penalty != 1.0:
+        seen = torch.gather(logits, 1, history)
+        seen = torch.where(seen < 0, seen * options.repetition_penalty, seen / options.repetition_penalty)
+        logits = logits.scatter(1, history, seen)
+    if not options.do_sample:
+        return torch.argmax(logits, dim=-1)
+    logits = logits / options.temperature
+    if options.top_k is not None:
+        k = min(options.top_k, logits.shape[-1])
+        kth = torch.topk(logits, k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if options.top_p is not None and options.top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+        drop = cumulative - torch.softmax(sorted_logits, dim=-1) >= options.top_p  # keep the first token always
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(1, order, sorted_logits)
+    probs = torch.softmax(logits, dim=-1)
+    return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1).to(logits.device)
+
+
+def decode(
+    module: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, options: GenerationOptions
+) -> Iterator[NDArray[np.int64]]:
+    """Yield one ``(batch,)`` array of new token ids per step, up to ``options.max_new_tokens``.
+
+    ``input_ids`` are left-padded for decoder-only models (right-padded for seq2seq).
+    """
+    generator = torch.Generator(device="cpu")
+    if options.seed is not None:
+        generator.manual_seed(options.seed)
+    else:
+        generator.seed()
+    config = getattr(module, "config", None)
+    if config is None:
+        raise BackendError("text generation needs a transformers model with a config")
+    with torch.inference_mode():
+        if getattr(config, "is_encoder_decoder", False):
+            yield from _decode_seq2seq(module, input_ids, attention_mask, options, generator)
+        else:
+            yield from _decode_causal(module, input_ids, attention_mask, options, generator)
+
+
+def _decode_causal(
+    module: Any, input_ids: torch.Tensor, mask: torch.Tensor, options: GenerationOptions, generator: torch.Generator
+) -> Iterator[NDArray[np.int64]]:
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = module(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True)
+    past = out.past_key_values
+    position = positions[:, -1:]
+    history = input_ids
+    for step in range(options.max_new_tokens):
+        token = select_next(out.logits[:, -1, :], history, options, generator)
+        yield token.cpu().numpy().astype(np.int64)
+        if step == options.max_new_tokens - 1:
+            return
+        token = token[:, None]
+        history = torch.cat([history, token], dim=1)
+        mask = torch.cat([mask, torch.ones_like(token)], dim=1)
+        position = position + 1
+        out = module(input_ids=token, attention_mask=mask, position_ids=position, past_key_values=past, use_cache=True)
+        past = out.past_key_values
+
+
+def _decode_seq2seq(
+    module: Any, input_ids: torch.Tensor, mask: torch.Tensor, options: GenerationOptions, generator: torch.Generator
+) -> Iterator[NDArray[np.int64]]:
+    config = module.config
+    gen_config = getattr(module, "generation_config", None)
+    start = getattr(gen_config, "decoder_start_token_id", None)
+    if start is None:
+        start = getattr(config, "decoder_start_token_id", None)
+    if start is None:
+        start = getattr(config, "pad_token_id", None)
+    if start is None:
+        raise BackendError("this seq2seq model's config has no decoder_start_token_id")
+    encoder_outputs = module.get_encoder()(input_ids=input_ids, attention_mask=mask)
+    token = torch.full((input_ids.shape[0], 1), int(start), dtype=torch.long, device=input_ids.device)
+    history = token
+    past = None
+    for _ in range(options.max_new_tokens):
+        out = module(
+            encoder_outputs=encoder_outputs,
+            attention_mask=mask,
+            decoder_input_ids=token,
+            past_key_values=past,
+            use_cache=True,
+        )
+        past = out.past_key_values
+        chosen = select_next(out.logits[:, -1, :], history, options, generator)
+        yield chosen.cpu().numpy().astype(np.int64)
+        token = chosen[:, None]
+        history = torch.cat([history, token], dim=1)
