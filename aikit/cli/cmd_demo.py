@@ -1,0 +1,21 @@
+"""``aikit demo``: the offline demo on the packaged default models."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def demo(
+        llm: bool = typer.Option(True, "--llm/--no-llm", help="Also run the SmolLM2 chat step."),
+        max_new_tokens: int = typer.Option(32, help="Tokens for the chat answer."),
+    ) -> None:
+        """Semantic search with all-MiniLM-L6-v2 and a chat answer from SmolLM2, fully offline."""
+        import time
+
+        from ..demo import run_demo
+
+        t0 = time.perf_counter()
+        run_demo(llm=llm, echo=typer.echo, max_new_tokens=max_new_tokens)
+        typer.echo(f"demo finished in {time.perf_counter() - t0:.1f}s, offline")
