@@ -57,8 +57,12 @@ class ImageClassification(Task):
             raise InputError("this model has no image processor; pass preprocess=... to Model.from_module")
         image = read_image(item)
         if isinstance(image, np.ndarray):
-            if image.ndim not in (2, 3) or not np.isfinite(image).all():
-                raise InputError(f"image arrays must be finite (H, W[, C]); got shape {image.shape}")
+            if not np.issubdtype(image.dtype, np.number) or image.ndim not in (2, 3) or image.size == 0:
+                raise InputError(f"image arrays must be numeric (H, W[, C]); got {image.dtype} of shape {image.shape}")
+            if not np.isfinite(image).all():
+                raise InputError("image array contains NaN or infinite values")
+            if image.dtype != np.uint8 and image.max() > 1.0:  # 0-255 floats: what PIL would have given
+                image = np.clip(image, 0, 255).astype(np.uint8)
         else:
             image = image.convert("RGB")
         try:
