@@ -24,14 +24,17 @@ def fresh_host(*plugins: object, autoload: bool = True, strict: bool = False) ->
     """Install a new plugin host for the duration of the block, then restore the previous one.
 
     ``autoload`` loads the installed entry-point plugins (aikit's built-ins included); each of
-    ``plugins`` (modules or objects with ``@hookimpl`` functions) is added on top.
+    ``plugins`` (modules or objects with ``@hookimpl`` functions) is added on top, unless an
+    installed entry point already registered that very object (a plugin testing itself after
+    ``pip install``).
     """
     host = PluginHost(autoload=autoload, strict=strict)
     previous = reset_host(host)
     try:
         host.ensure_loaded()
         for i, plugin in enumerate(plugins):
-            host.add_plugin(plugin, name=getattr(plugin, "__name__", f"test-plugin-{i}"))
+            if not host.pm.is_registered(plugin):
+                host.add_plugin(plugin, name=getattr(plugin, "__name__", f"test-plugin-{i}"))
         yield host
     finally:
         reset_host(previous)

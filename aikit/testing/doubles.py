@@ -20,7 +20,8 @@ class MockBackend(Backend):
     """A backend that computes outputs from input ids with numpy, and records every call.
 
     ``forward`` returns ``last_hidden_state`` (ids embedded as sin/cos features of width
-    ``hidden``) and ``logits`` (``classes`` columns); ``generate`` yields ``(last id + step + 1) %
+    ``hidden``) and per-sequence ``logits`` (``classes`` columns; so token-level tasks need a real
+    model); ``generate`` yields ``(last id + step + 1) %
     vocab`` each step. Outputs depend only on inputs, so results are reproducible and checkable.
     It accepts the ``"torch"`` and ``"onnx"`` payloads without reading them.
     """
@@ -49,7 +50,7 @@ class MockBackend(Backend):
             width = np.arange(1, self.hidden + 1, dtype=np.float32)
             hidden = np.sin(ids[..., None] * width) + np.cos(ids[..., None] / width)
             logits = np.stack([hidden[..., i % self.hidden] for i in range(self.classes)], axis=-1)
-            return {"last_hidden_state": hidden, "logits": logits if ids.ndim == 2 else logits.mean(axis=1)}
+            return {"last_hidden_state": hidden, "logits": logits.mean(axis=1)}
         pixels = next(iter(inputs.values())).astype(np.float32)
         flat = pixels.reshape(pixels.shape[0], -1)
         return {"logits": np.stack([flat[:, i::self.classes].mean(axis=1) for i in range(self.classes)], axis=1)}

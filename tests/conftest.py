@@ -1,0 +1,46 @@
+"""Shared fixtures: aikit.testing's fixtures plus session-wide loads of the packaged real models."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytest_plugins = ["aikit.testing.fixtures"]
+
+# Nothing in the suite may reach a model hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Any:
+    from aikit.defaults import default_model_path
+
+    return default_model_path("minilm")
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Any:
+    from aikit.defaults import default_model_path
+
+    return default_model_path("smollm2")
+
+
+@pytest.fixture(scope="session")
+def minilm(minilm_path: Any) -> Any:
+    """all-MiniLM-L6-v2 on the torch backend, loaded once per test session."""
+    import aikit
+
+    return aikit.Model.load(minilm_path, task="feature-extraction")
+
+
+@pytest.fixture(scope="session")
+def smollm2(smollm2_path: Any) -> Iterator[Any]:
+    """SmolLM2-135M-Instruct (GGUF, de-quantised) on the torch backend, loaded once per session."""
+    import aikit
+
+    yield aikit.Model.load(smollm2_path)

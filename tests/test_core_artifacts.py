@@ -1,0 +1,130 @@
+"""Save / load round trips for every task, manifest contents, and the atomic write."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import aikit
+from aikit.artifact import MANIFEST_NAME, hash_file
+
+TinyDir = Callable[[str], Path]
+CASES = [
+    ("bert-embedding", "feature-extraction", ["hello world", "good"], {}),
+    ("bert-sequence-classification", None, ["good movie", "bad"], {}),
+    ("bert-token-classification", None, ["john in paris"], {}),
+    ("llama-causal-lm", None, ["hello", "the cat"], {"max_new_tokens": 5}),
+    ("t5-seq2seq", None, ["the dog"], {"max_new_tokens": 4}),
+]
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, aikit.Embedding):
+        return bool(np.array_equal(a.vector, b.vector))
+    return bool(a == b)
+
+
+@pytest.mark.parametrize(("kind", "task", "inputs", "options"), CASES, ids=[c[0] for c in CASES])
+def test_round_trip_is_bit_for_bit(tiny_model_dir: TinyDir, tmp_path: Path, kind: str, task: str | None, inputs: list[str], options: dict[str, Any]) -> None:
+    model = aikit.Model.load(tiny_model_dir(kind), task=task)
+    before = model.predict(inputs, **options)
+    path = model.save(tmp_path / "art")
+    again = aikit.Model.load(path)
+    assert again.task_name == model.task_name and again.backend_name == model.backend_name
+    assert _same(before, again.predict(inputs, **options))
+
+
+def test_image_round_trip(tiny_model_dir: TinyDir, tmp_path: Path) -> None:
+    model = aikit.Model.load(tiny_model_dir("vit-image-classification"))
+    image = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)
+    model.save(tmp_path / "vit")
+    assert aikit.Model.load(tmp_path / "vit").predict(image) == model.predict(image)
+
+
+def test_manifest_records_everything(tiny_model_dir: TinyDir, tmp_path: Path) -> None:
+    src = tiny_model_dir("bert-embedding")
+    aikit.Model.load(src, task="feature-extraction").save(tmp_path / "a")
+    manifest = json.loads((tmp_path / "a" / MANIFEST_NAME).read_text())
+    assert manifest["format_version"] == 1
+    assert manifest["task"] == "feature-extraction" and manifest["backend"] == "torch"
+    assert manifest["task_state"] == {"pooling": "mean", "normalize": True, "max_seq_length": 48}
+    assert manifest["source"]["kind"] == "huggingface"
+    assert manifest["source"]["sha256"] == hash_file(src / "model.safetensors")
+    assert manifest["transformations"] == []
+    assert {"aikit", "torch", "transformers", "python"} <= set(manifest["versions"])
+    for name, digest in manifest["files"].items():
+        assert hash_file(tmp_path / "a" / name) == digest
+    assert "model.safetensors" in manifest["files"]
+    assert not any(n.endswith((".bin", ".pt", ".pkl")) for n in manifest["files"])
+
+
+def test_plain_module_round_trip_with_image_preprocess(tmp_path: Path) -> None:
+    import torch
+
+    from aikit.testing.tiny import TinyCNN
+
+    torch.manual_seed(0)
+    model = aikit.Model.from_module(
+        TinyCNN(), task="image-classification", preprocess=aikit.ImagePreprocess(size=(8, 8), grayscale=True),
+        labels=list("0123456789"),
+    )
+    image = np.random.default_rng(0).integers(0, 255, size=(8, 8)).astype(np.uint8)
+    model.save(tmp_path / "cnn")
+    again = aikit.Model.load(tmp_path / "cnn")  # TinyCNN is importable in this process
+    assert again.predict(image) == model.predict(image)
+    assert again.labels == list("0123456789")
+
+
+def test_plain_module_whose_class_is_not_imported_needs_module_argument(tmp_path: Path) -> None:
+    import torch
+
+    from aikit.testing.tiny import TinyCNN
+
+    model = aikit.Model.from_module(TinyCNN(), task="image-classification", preprocess=aikit.ImagePreprocess(size=(8, 8), grayscale=True))
+    model.save(tmp_path / "cnn")
+    manifest_path = tmp_path / "cnn" / MANIFEST_NAME
+    manifest = json.loads(manifest_path.read_text())
+    manifest["backend_state"]["module"]["class"] = "not_imported_pkg.nets:Net"
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(aikit.ModelLoadError, match="pass module=YourNet"):
+        aikit.Model.load(tmp_path / "cnn")
+    net = TinyCNN()
+    loaded = aikit.Model.load(tmp_path / "cnn", module=net)
+    assert loaded.backend.torch_module() is net
+    assert isinstance(net, torch.nn.Module)
+
+
+def test_save_replaces_an_earlier_artifact_but_never_other_folders(tiny_model_dir: TinyDir, tmp_path: Path) -> None:
+    model = aikit.Model.load(tiny_model_dir("bert-sequence-classification"))
+    model.save(tmp_path / "out")
+    model.save(tmp_path / "out")  # replacing our own artifact is fine
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporaries left behind
+    other = tmp_path / "photos"
+    other.mkdir()
+    (other / "cat.jpg").write_bytes(b"x")
+    with pytest.raises(aikit.ArtifactError, match="not empty and holds no aikit.json"):
+        model.save(other)
+    assert (other / "cat.jpg").read_bytes() == b"x"
+
+
+def test_failed_save_leaves_previous_artifact_intact(tiny_model_dir: TinyDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = aikit.Model.load(tiny_model_dir("bert-sequence-classification"))
+    model.save(tmp_path / "out")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+
+    def explode(directory: Path) -> dict[str, Any]:
+        (directory / "model.safetensors").write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(model.backend, "save", explode)
+    with pytest.raises(OSError, match="disk full"):
+        model.save(tmp_path / "out")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
