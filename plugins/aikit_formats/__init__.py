@@ -9,10 +9,18 @@ from aikit import Loader, hookimpl
 from .artifact import ArtifactLoader, ModuleLoader
 from .gguf import GgufLoader
 from .huggingface import HubCacheLoader, HuggingFaceFolderLoader
+from .pickled import PickleWeightsLoader
 
 __version__ = "0.1.0"
 
-LOADERS: tuple[type[Loader], ...] = (ArtifactLoader, ModuleLoader, GgufLoader, HuggingFaceFolderLoader, HubCacheLoader)
+LOADERS: tuple[type[Loader], ...] = (
+    ArtifactLoader,
+    ModuleLoader,
+    GgufLoader,
+    PickleWeightsLoader,
+    HuggingFaceFolderLoader,
+    HubCacheLoader,
+)
 
 
 @hookimpl

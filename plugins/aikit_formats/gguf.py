@@ -10,6 +10,7 @@ from aikit.loader import Loader
 from aikit.options import LoadOptions
 from aikit.parts import ModelParts, SourceInfo
 
+from ._quiet import quiet_transformers
 from .huggingface import combined_hash
 
 GGUF_MAGIC = b"GGUF"
@@ -57,8 +58,9 @@ class GgufLoader(Loader):
             raise ModelLoadError(f"GGUF files are loaded as text-generation models, not {task!r}", source=path)
         kwargs = {"gguf_file": path.name}
         try:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(path.parent, **kwargs)
-            loaded = transformers.AutoModelForCausalLM.from_pretrained(path.parent, **kwargs)
+            with quiet_transformers():
+                tokenizer = transformers.AutoTokenizer.from_pretrained(path.parent, **kwargs)
+                loaded = transformers.AutoModelForCausalLM.from_pretrained(path.parent, **kwargs)
         except (ValueError, OSError, KeyError, RuntimeError) as exc:
             raise ModelLoadError(f"transformers cannot read {path}: {type(exc).__name__}: {exc}", source=path) from exc
         config = loaded.config

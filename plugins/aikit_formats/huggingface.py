@@ -15,6 +15,8 @@ from aikit.options import LoadOptions
 from aikit.parts import ModelParts, SourceInfo
 from aikit.plugins import resolve_task
 
+from ._quiet import quiet_transformers
+
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 
@@ -90,6 +92,13 @@ def load_hf_folder(directory: Path, *, task: str | None, options: LoadOptions, k
     try:
         config = transformers.AutoConfig.from_pretrained(directory, trust_remote_code=options.trust_remote_code)
     except ValueError as exc:
+        if "trust_remote_code" in str(exc) and not options.trust_remote_code:
+            shipped = ", ".join(sorted(p.name for p in directory.glob("*.py"))) or "code from the hub"
+            raise UnsafeModelError(
+                f"{directory} needs custom Python code to load ({shipped}); aikit does not run code "
+                "shipped with a model unless you pass trust_remote_code=True after reading that code",
+                source=directory,
+            ) from exc
         raise ModelLoadError(f"cannot read {directory / 'config.json'}: {exc}", source=directory) from exc
     parts = ModelParts(
         source=SourceInfo(kind=kind, location=location, sha256=combined_hash(safe or pickled)),
@@ -105,11 +114,12 @@ def load_hf_folder(directory: Path, *, task: str | None, options: LoadOptions, k
         raise ModelLoadError(f"task {task_cls.name!r} cannot be loaded from a Hugging Face folder", source=directory)
     auto = getattr(transformers, auto_name)
     try:
-        parts.module = auto.from_pretrained(
-            directory,
-            use_safetensors=bool(safe),
-            trust_remote_code=options.trust_remote_code,
-        )
+        with quiet_transformers():
+            parts.module = auto.from_pretrained(
+                directory,
+                use_safetensors=bool(safe),
+                trust_remote_code=options.trust_remote_code,
+            )
     except ValueError as exc:
         raise ModelLoadError(
             f"cannot load {directory} for task {task_cls.name!r} with transformers.{auto_name}: {exc}", source=directory
