@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Any
 
 from aikit.errors import MissingDependencyError, ModelLoadError
 from aikit.loader import Loader
@@ -12,6 +16,8 @@ from aikit.parts import ModelParts, SourceInfo
 
 from ._quiet import quiet_transformers
 from .huggingface import combined_hash
+
+logger = logging.getLogger("aikit.formats")
 
 GGUF_MAGIC = b"GGUF"
 
@@ -34,7 +40,8 @@ class GgufLoader(Loader):
     """A ``.gguf`` file. Weights are de-quantised to float32 for the torch backend.
 
     The model is rebuilt from its config and state dict so that it can be saved again (transformers
-    refuses to ``save_pretrained`` a model that came straight from GGUF).
+    refuses to ``save_pretrained`` a model that came straight from GGUF), and the conversion is
+    cached under ``$AIKIT_CACHE_DIR`` (default ``~/.cache/aikit``) keyed by the file's sha256.
     """
 
     name = "gguf"
@@ -51,27 +58,63 @@ class GgufLoader(Loader):
             import gguf  # noqa: F401
         except ImportError as exc:
             raise MissingDependencyError("gguf", feature="loading GGUF files") from exc
-        import transformers
-
         task = task or "text-generation"
         if task not in ("text-generation", "chat", "causal-lm"):
             raise ModelLoadError(f"GGUF files are loaded as text-generation models, not {task!r}", source=path)
-        kwargs = {"gguf_file": path.name}
-        try:
-            with quiet_transformers():
-                tokenizer = transformers.AutoTokenizer.from_pretrained(path.parent, **kwargs)
-                loaded = transformers.AutoModelForCausalLM.from_pretrained(path.parent, **kwargs)
-        except (ValueError, OSError, KeyError, RuntimeError) as exc:
-            raise ModelLoadError(f"transformers cannot read {path}: {type(exc).__name__}: {exc}", source=path) from exc
-        config = loaded.config
-        module = type(loaded)(config)
-        module.load_state_dict(loaded.state_dict())
-        module.generation_config = loaded.generation_config
-        del loaded
+        digest = combined_hash([path])
+        assert digest is not None
+        tokenizer, module = _load_cached(path, digest)
         return ModelParts(
-            source=SourceInfo(kind=self.name, location=str(path), sha256=combined_hash([path])),
+            source=SourceInfo(kind=self.name, location=str(path), sha256=digest),
             module=module.eval(),
-            config=config,
+            config=module.config,
             tokenizer=tokenizer,
             task_hint="text-generation",
         )
+
+
+def cache_root() -> Path:
+    """Where de-quantised GGUF conversions are kept: ``$AIKIT_CACHE_DIR`` or ``~/.cache/aikit``."""
+    return Path(os.environ.get("AIKIT_CACHE_DIR") or Path.home() / ".cache" / "aikit") / "gguf"
+
+
+def _load_cached(path: Path, digest: str) -> tuple[Any, Any]:
+    """Tokenizer and rebuilt module for ``path``; the slow GGUF conversion runs once per file.
+
+    The conversion (tokenizer rebuild plus de-quantisation) is saved as a plain safetensors folder
+    keyed by the GGUF's sha256, written atomically, so later loads take seconds, not a minute.
+    """
+    import transformers
+
+    folder = cache_root() / digest
+    if (folder / "config.json").is_file():
+        try:
+            with quiet_transformers():
+                tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+                module = transformers.AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True)
+            return tokenizer, module
+        except (OSError, ValueError) as exc:  # a damaged cache entry is rebuilt, never trusted
+            logger.warning("rebuilding the GGUF cache entry %s: %s", folder, exc)
+            shutil.rmtree(folder, ignore_errors=True)
+    kwargs = {"gguf_file": path.name}
+    try:
+        with quiet_transformers():
+            tokenizer = transformers.AutoTokenizer.from_pretrained(path.parent, **kwargs)
+            loaded = transformers.AutoModelForCausalLM.from_pretrained(path.parent, **kwargs)
+    except (ValueError, OSError, KeyError, RuntimeError) as exc:
+        raise ModelLoadError(f"transformers cannot read {path}: {type(exc).__name__}: {exc}", source=path) from exc
+    # transformers refuses to save a model straight from GGUF; a rebuilt one saves normally.
+    module = type(loaded)(loaded.config)
+    module.load_state_dict(loaded.state_dict())
+    module.generation_config = loaded.generation_config
+    del loaded
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{digest}.", dir=folder.parent))
+        with quiet_transformers():
+            module.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        os.replace(tmp, folder) if not folder.exists() else shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as exc:  # a read-only home must not stop the load
+        logger.warning("cannot cache the GGUF conversion in %s: %s", folder, exc)
+    return tokenizer, module
