@@ -5,7 +5,10 @@
 
 from __future__ import annotations
 
+from . import prune, quant  # config namespaces; their classes load lazily (no torch)
 from .backend import Backend
+from .benchmark_report import BenchmarkReport
+from .compare import ComparisonReport, compare
 from .errors import (
     AikitError,
     AikitWarning,
@@ -23,11 +26,13 @@ from .errors import (
     PluginLoadError,
     QualityWarning,
     RegistrationError,
+    ResourceError,
     ServingError,
     TruncationWarning,
     UnknownNameError,
     UnsafeModelError,
 )
+from .evaluate import EvaluationReport
 from .hookspecs import hookimpl
 from .loader import Loader
 from .model import Model
@@ -50,13 +55,16 @@ __all__ = [
     "BackendError",
     "BackendOptions",
     "BackendUnavailableError",
+    "BenchmarkReport",
     "Classification",
+    "ComparisonReport",
     "CompressionConfig",
     "CompressionContext",
     "CompressionError",
     "ConfigError",
     "Embedding",
     "Entity",
+    "EvaluationReport",
     "Example",
     "Generation",
     "GenerationOptions",
@@ -75,6 +83,7 @@ __all__ = [
     "PredictCall",
     "QualityWarning",
     "RegistrationError",
+    "ResourceError",
     "ServingError",
     "SourceInfo",
     "Strategy",
@@ -84,6 +93,7 @@ __all__ = [
     "UnknownNameError",
     "UnsafeModelError",
     "__version__",
+    "compare",
     "get_backend",
     "get_loader",
     "get_metric",

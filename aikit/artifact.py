@@ -15,12 +15,15 @@ previous artifact or nothing.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
 import json
 import logging
 import os
 import platform
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -72,11 +75,7 @@ def _fsync_tree(root: Path) -> None:
         if path.is_file():
             with path.open("rb") as f:
                 os.fsync(f.fileno())
-    fd = os.open(root, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _fsync_dir(root)
 
 
 def _is_replaceable(directory: Path) -> bool:
@@ -105,9 +104,7 @@ def write_artifact(directory: str | os.PathLike[str], fill: Callable[[Path], Map
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
         fields = dict(fill(tmp))
-        files = {
-            p.relative_to(tmp).as_posix(): hash_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()
-        }
+        files = {p.relative_to(tmp).as_posix(): hash_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         manifest = {
             "format_version": FORMAT_VERSION,
             **fields,
@@ -135,9 +132,42 @@ def _remove_stale_temporaries(dest: Path) -> None:
             os.rename(stale, dest)
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported.
+
+    With it, ``dest`` names a complete artifact at every instant of a replacement; without it the
+    two-rename fallback below leaves a moment where ``dest`` is absent (recovered on next save).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:  # glibc < 2.28, musl
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EXDEV):  # old kernel or filesystem
+        return False
+    raise OSError(err, os.strerror(err), str(a), None, str(b))
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _swap_into_place(tmp: Path, dest: Path) -> None:
     if not dest.exists():
         os.rename(tmp, dest)
+        _fsync_dir(dest.parent)
+        return
+    if _exchange(tmp, dest):
+        _fsync_dir(dest.parent)
+        shutil.rmtree(tmp, ignore_errors=True)  # ``tmp`` now holds the previous artifact
         return
     old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
     os.rmdir(old)
@@ -147,6 +177,7 @@ def _swap_into_place(tmp: Path, dest: Path) -> None:
     except BaseException:
         os.rename(old, dest)
         raise
+    _fsync_dir(dest.parent)
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -156,7 +187,9 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise ModelLoadError(f"{directory} is not an aikit artifact: {MANIFEST_NAME} is missing", source=directory) from exc
+        raise ModelLoadError(
+            f"{directory} is not an aikit artifact: {MANIFEST_NAME} is missing", source=directory
+        ) from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelLoadError(f"cannot read {path}: {exc}", source=directory) from exc
     if not isinstance(manifest, dict):
@@ -197,7 +230,9 @@ def verify_files(directory: Path, manifest: Mapping[str, Any], *, verify: bool =
     for name, digest in files.items():
         path = directory / name
         if not path.is_file():
-            raise IntegrityError(f"artifact {directory}: file {name!r} listed in the manifest is missing", source=directory, file=name)
+            raise IntegrityError(
+                f"artifact {directory}: file {name!r} listed in the manifest is missing", source=directory, file=name
+            )
         actual = hash_file(path)
         if actual != digest:
             raise IntegrityError(

@@ -35,5 +35,7 @@ def default_model_path(name: str) -> Path:
         raise MissingDependencyError(package, feature=f"the default model {name!r}", install=_INSTALL[name])
     path = Path(spec.origin).parent / inner
     if not path.exists():
-        raise MissingDependencyError(package, feature=f"the default model {name!r} ({path} is missing)", install=_INSTALL[name])
+        raise MissingDependencyError(
+            package, feature=f"the default model {name!r} ({path} is missing)", install=_INSTALL[name]
+        )
     return path

@@ -56,5 +56,7 @@ def run_demo(*, llm: bool = True, echo: Callable[[str], None] = print, max_new_t
     out.update(answer=answer.text, generate_s=elapsed, tokens=len(answer.token_ids))
     echo(f"      Q: {QUESTION}")
     echo(f"      A: {answer.text}")
-    echo(f"      {len(answer.token_ids)} tokens in {elapsed:.2f}s ({len(answer.token_ids) / elapsed:.1f} tokens/s, greedy)")
+    echo(
+        f"      {len(answer.token_ids)} tokens in {elapsed:.2f}s ({len(answer.token_ids) / elapsed:.1f} tokens/s, greedy)"
+    )
     return out

@@ -7,7 +7,8 @@ AikitError                      base class: catch this to catch everything aikit
 ├── MissingDependencyError      (also ImportError) an optional package is needed: says what to pip install
 ├── ModelLoadError              a model source cannot be read or understood
 │   ├── UnsafeModelError        the source needs pickle or remote code and the caller did not opt in
-│   └── IntegrityError          an artifact's files do not match the sha256 in its manifest
+│   ├── IntegrityError          an artifact's files do not match the sha256 in its manifest
+│   └── ResourceError           the model clearly needs more memory than is available
 ├── ArtifactError               an artifact cannot be written, or its manifest is invalid
 ├── InputError                  (also ValueError) bad input to predict: says which item and why
 ├── BackendError                a backend cannot run here or failed while running
@@ -49,6 +50,7 @@ __all__ = [
     "PluginLoadError",
     "QualityWarning",
     "RegistrationError",
+    "ResourceError",
     "ServingError",
     "TruncationWarning",
     "UnknownNameError",
@@ -108,6 +110,15 @@ class IntegrityError(ModelLoadError):
 
     def __init__(self, message: str, *, source: object = None, file: str | None = None) -> None:
         self.file = file
+        super().__init__(message, source=source)
+
+
+class ResourceError(ModelLoadError):
+    """Loading would clearly need more memory than the OS reports as available (numbers attached)."""
+
+    def __init__(self, message: str, *, source: object = None, needed_bytes: int, available_bytes: int) -> None:
+        self.needed_bytes = needed_bytes
+        self.available_bytes = available_bytes
         super().__init__(message, source=source)
 
 

@@ -71,6 +71,17 @@ def aikit_register_metrics(register: Callable[..., None]) -> None:
 
 
 @hookspec
+def aikit_register_dataset_formats(register: Callable[..., None]) -> None:
+    """Register dataset file formats for ``aikit.evaluate``: ``register(name, reader)``.
+
+    Called once per plugin when plugins are loaded. ``name`` is a file suffix (``"jsonl"`` reads
+    ``data.jsonl``) or a prefix (``"hf"`` reads ``"hf:imdb"``). ``reader(location, *, split=None)``
+    returns the records as a list of dicts and raises ``InputError`` naming the file and line of a
+    bad record. A name that is already registered raises ``RegistrationError``.
+    """
+
+
+@hookspec
 def aikit_register_commands(cli: Any) -> None:
     """Add commands to the ``aikit`` command line. ``cli`` is the root ``typer.Typer`` application.
 
@@ -99,4 +110,3 @@ def aikit_predict(call: PredictCall) -> list[Any] | None:
     and inspect or replace the results after it (logging, metrics, input redaction). Stops at
     first non-None result.
     """
-

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import BackendError, BackendUnavailableError, ConfigError, InputError, ModelLoadError
 from .options import BackendOptions, LoadOptions, options_from_kwargs
-from .parts import ModelParts, SourceInfo
+from .parts import ModelParts
 from .plugins import get_backend, get_host, get_task, resolve_task
 from .predict_call import PredictCall
+from .resources import check_memory
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from .backend import Backend
+    from .benchmark_report import BenchmarkReport
+    from .evaluate import EvaluationReport
     from .strategy import CompressionConfig
     from .task import Task
 
@@ -84,21 +87,28 @@ class Model:
         ``task`` is inferred from the model's config when omitted. ``backend="auto"`` picks the
         best available backend (an artifact reloads on the backend it was saved from).
         ``module`` / ``preprocess`` supply the Python parts of a plain-PyTorch artifact that cannot
-        be stored as data. ``allow_pickle`` / ``trust_remote_code`` are explicit opt-ins to run code
+        be stored as data (``module`` is also the skeleton a ``.pt``/``.pth``/``.bin``/``.ckpt``
+        state dict loads into; those files need ``allow_pickle=True``). ``allow_pickle`` / ``trust_remote_code`` are explicit opt-ins to run code
         shipped with a model; ``verify=False`` skips an artifact's sha256 checks (logged).
 
         Raises ``ModelLoadError`` when the source cannot be read, ``UnknownNameError`` for an
-        unknown task or backend, ``BackendUnavailableError`` when the backend cannot run here.
+        unknown task or backend, ``BackendUnavailableError`` when the backend cannot run here,
+        ``ResourceError`` (before reading anything) when the weights clearly exceed free memory.
         """
         options = BackendOptions(device=device, threads=threads, dtype=dtype, extra=dict(backend_options or {}))
         load_options = LoadOptions(allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, verify=verify)
         if task is not None:
             get_task(task)  # fail fast, before reading gigabytes
+        if backend != "auto":
+            _check_available(get_backend(backend))  # e.g. backend="cuda" without a GPU: say so before loading
+        check_memory(source)  # ResourceError now rather than the OOM killer later
         parts = _read_source(source, task=task, options=load_options)
         if labels is not None:
             parts.labels = list(labels)
         if module is not None and parts.payload == "artifact":
             parts.extras["module"] = module  # the skeleton a plain-PyTorch artifact's weights load into
+        elif "state_dict" in parts.extras:  # a weights-only file (.pt state dict)
+            _bind_state_dict(parts, module)
         if preprocess is not None:
             parts.preprocess = preprocess
         task_cls = resolve_task(parts, task)
@@ -191,7 +201,9 @@ class Model:
         }
 
     def __repr__(self) -> str:
-        return f"<aikit.Model task={self.task.name!r} backend={self.backend.name!r} source={self.parts.source.location!r}>"
+        return (
+            f"<aikit.Model task={self.task.name!r} backend={self.backend.name!r} source={self.parts.source.location!r}>"
+        )
 
     # ------------------------------------------------------------------ running
     def predict(
@@ -211,9 +223,13 @@ class Model:
         truncates (with one warning). ``options`` are the task's own (for generation:
         ``max_new_tokens``, ``do_sample``, ``temperature``, ...); unknown names raise ``ConfigError``.
         """
-        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        if batch_size is not None and (
+            not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1
+        ):
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
+        if max_length is not None and (
+            not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1
+        ):
             raise ConfigError(f"max_length must be a positive integer, got {max_length!r}")
         task_options = self._task_options(options)
         is_batch = self.task.is_batch(inputs)
@@ -225,7 +241,12 @@ class Model:
             max_length=max_length,
             progress=progress,
         )
-        results: list[Any] = get_host().pm.hook.aikit_predict(call=call)
+        host = get_host()
+        try:
+            results: list[Any] = host.pm.hook.aikit_predict(call=call)
+        except Exception as exc:
+            _name_failing_plugin(host, exc, "aikit_predict")
+            raise
         return results if is_batch else results[0]
 
     def stream(self, prompt: Any, **options: Any) -> Iterator[str]:
@@ -254,11 +275,26 @@ class Model:
         options_cls = self.task.options_class
         if options_cls is None:
             if options:
-                raise ConfigError(
-                    f"task {self.task.name!r} takes no options; got {', '.join(sorted(options))}"
-                )
+                raise ConfigError(f"task {self.task.name!r} takes no options; got {', '.join(sorted(options))}")
             return None
         return options_from_kwargs(options_cls, options, what=self.task.name)
+
+    # ------------------------------------------------------------------ measuring
+    def benchmark(
+        self, inputs: Sequence[Any], *, batch_sizes: Sequence[int] = (1, 8, 32), **options: Any
+    ) -> BenchmarkReport:
+        """Latency percentiles, throughput, memory and size of this model on ``inputs`` at each batch
+        size (warm-up, then repeated runs). See ``aikit.benchmark.benchmark`` for ``options``."""
+        from .benchmark import benchmark
+
+        return benchmark(self, inputs, batch_sizes=batch_sizes, **options)
+
+    def evaluate(self, data: Any, *, metrics: str | Sequence[str] | None = None, **options: Any) -> EvaluationReport:
+        """Score this model on ``data`` (a JSONL / CSV / ... file or an ``aikit.eval_data.Dataset``)
+        with registered ``metrics``. See ``aikit.evaluate.evaluate`` for ``options``."""
+        from .evaluate import evaluate
+
+        return evaluate(self, data, metrics=metrics, **options)
 
     # ------------------------------------------------------------------ converting
     def to(
@@ -349,7 +385,11 @@ def _read_source(source: Any, *, task: str | None, options: LoadOptions) -> Mode
             parts = loader.load(source, task=task, options=options)
             return parts
     shown = os.fspath(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
-    if isinstance(source, (str, os.PathLike)) and not Path(source).exists() and ("/" in str(source) or os.sep in str(source)):
+    if (
+        isinstance(source, (str, os.PathLike))
+        and not Path(source).exists()
+        and ("/" in str(source) or os.sep in str(source))
+    ):
         raise ModelLoadError(f"model source {shown!r} does not exist", source=source)
     names = ", ".join(sorted(host.loaders)) or "(none: are aikit's plugins installed?)"
     raise ModelLoadError(
@@ -358,6 +398,41 @@ def _read_source(source: Any, *, task: str | None, options: LoadOptions) -> Mode
         "an aikit artifact folder, or a torch.nn.Module.",
         source=source,
     )
+
+
+def _name_failing_plugin(host: Any, exc: BaseException, hook: str) -> None:
+    """Add a note naming the third-party plugin whose ``hook`` implementation raised ``exc``.
+
+    The exception keeps its type (callers may catch it); the note shows in every traceback. The
+    culprit is the innermost traceback frame that runs one of the hook's implementations.
+    """
+    impls = {impl.function.__code__: impl.plugin_name for impl in getattr(host.pm.hook, hook).get_hookimpls()}
+    culprit = None
+    tb = exc.__traceback__
+    while tb is not None:
+        culprit = impls.get(tb.tb_frame.f_code, culprit)
+        tb = tb.tb_next
+    if culprit is not None and culprit != "aikit.core":
+        exc.add_note(
+            f"raised by the aikit plugin {culprit!r} in its {hook} hook (set AIKIT_BLOCK_PLUGINS={culprit} to disable it)"
+        )
+
+
+def _bind_state_dict(parts: ModelParts, module: Any) -> None:
+    """Load a weights-only file's state dict into the ``module`` skeleton the caller passed."""
+    where = parts.source.location
+    if module is None:
+        raise ModelLoadError(
+            f"{where} holds only weights (a state dict), not the network's structure; "
+            "pass module=YourNet(...) and task=... to Model.load",
+            source=where,
+        )
+    try:
+        module.load_state_dict(parts.extras.pop("state_dict"), strict=True)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise ModelLoadError(f"the weights in {where} do not fit the given module: {exc}", source=where) from exc
+    parts.module = module
+    parts.config = getattr(module, "config", None)
 
 
 def _check_available(backend_cls: type[Backend]) -> None:

@@ -76,6 +76,7 @@ class GenerationOptions:
     chat_template: bool | None = None
 
     def __post_init__(self) -> None:
+        _check_types(self, _GENERATION_TYPES)
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
         if not self.temperature > 0:
@@ -86,8 +87,45 @@ class GenerationOptions:
             raise ConfigError(f"top_p must be in (0, 1], got {self.top_p!r}")
         if self.repetition_penalty is not None and not self.repetition_penalty > 0:
             raise ConfigError(f"repetition_penalty must be > 0, got {self.repetition_penalty!r}")
+        if self.seed is not None and not 0 <= self.seed < 2**63:
+            raise ConfigError(f"seed must be in [0, 2**63), got {self.seed!r}")
         if isinstance(self.stop, str):
             object.__setattr__(self, "stop", (self.stop,))
+        if not isinstance(self.stop, (tuple, list)) or not all(isinstance(s, str) and s for s in self.stop):
+            raise ConfigError(f"stop must be a string or a list of non-empty strings, got {self.stop!r}")
+        object.__setattr__(self, "stop", tuple(self.stop))
+
+
+# Option types checked before values, so that e.g. top_k=2.5 or seed="x" is a ConfigError up front
+# rather than a TypeError deep inside a decoding loop. numpy scalars are accepted and converted.
+_GENERATION_TYPES: dict[str, tuple[type, bool]] = {  # name: (int, float or bool; None allowed)
+    "max_new_tokens": (int, False),
+    "do_sample": (bool, False),
+    "temperature": (float, False),
+    "top_k": (int, True),
+    "top_p": (float, True),
+    "repetition_penalty": (float, True),
+    "seed": (int, True),
+    "chat_template": (bool, True),
+}
+
+
+def _check_types(options: object, types: Mapping[str, tuple[type, bool]]) -> None:
+    import numbers
+
+    abstract = {int: numbers.Integral, float: numbers.Real, bool: bool}
+    for name, (kind, optional) in types.items():
+        value = getattr(options, name)
+        if value is None and optional:
+            continue
+        # bool is an Integral: True is not a token count, and 1 is not a switch.
+        if isinstance(value, abstract[kind]) and (kind is bool or not isinstance(value, bool)):
+            object.__setattr__(options, name, kind(value))
+            continue
+        expected = {int: "an integer", float: "a number", bool: "True or False"}[kind] + (
+            " or None" if optional else ""
+        )
+        raise ConfigError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
 
 
 _O = TypeVar("_O")

@@ -52,7 +52,7 @@ __all__ = [
 ENTRY_POINT_GROUP = "aikit"
 logger = logging.getLogger("aikit.plugins")
 
-_KINDS = ("backends", "tasks", "strategies", "loaders", "metrics")
+_KINDS = ("backends", "tasks", "strategies", "loaders", "metrics", "dataset_formats")
 _BASES: dict[str, type] = {"backends": Backend, "tasks": Task, "strategies": Strategy, "loaders": Loader}
 
 
@@ -108,6 +108,7 @@ class PluginHost:
         self.strategies: dict[str, type[Strategy]] = {}
         self.loaders: dict[str, type[Loader]] = {}
         self.metrics: dict[str, Callable[..., Any]] = {}
+        self.dataset_formats: dict[str, Callable[..., Any]] = {}
         self.owners: dict[tuple[str, str], str] = {}
         self._lock = threading.RLock()
         self._loaded = False
@@ -240,10 +241,10 @@ class PluginHost:
 
     def _registrar(self, kind: str, plugin_name: str, info: PluginInfo) -> Callable[..., None]:
         def register(obj: Any, function: Callable[..., Any] | None = None) -> None:
-            if kind == "metrics":
+            if kind in ("metrics", "dataset_formats"):
                 if not isinstance(obj, str) or not callable(function):
                     raise RegistrationError(
-                        "metrics are registered as register(name, function)", plugin=plugin_name
+                        f"{kind.replace('_', ' ')} are registered as register(name, function)", plugin=plugin_name
                     )
                 item_name, value = obj, function
             else:
@@ -254,9 +255,10 @@ class PluginHost:
                         f"but it is not a subclass of aikit.{base.__name__}",
                         plugin=plugin_name,
                     )
-                item_name = getattr(obj, "name", None)
-                if not isinstance(item_name, str) or not item_name:
+                declared = getattr(obj, "name", None)
+                if not isinstance(declared, str) or not declared:
                     raise RegistrationError(f"{obj.__name__} has no 'name' class attribute", plugin=plugin_name)
+                item_name = declared
                 value = obj
             table: dict[str, Any] = getattr(self, kind)
             if item_name in table:
@@ -362,7 +364,9 @@ def resolve_task(parts: ModelParts, task: str | None) -> type[Task]:
         return matches[0]
     architectures = getattr(parts.config, "architectures", None)
     choices = ", ".join(sorted(host.tasks))
-    found = f"its config lists architectures {architectures}" if architectures else "it has no architectures in its config"
+    found = (
+        f"its config lists architectures {architectures}" if architectures else "it has no architectures in its config"
+    )
     if len(matches) > 1:
         found += f" (matching several tasks: {', '.join(m.name for m in matches)})"
     raise ConfigError(f"cannot infer the task of {parts.source.location!r}: {found}. Pass task=... one of: {choices}")

@@ -37,9 +37,17 @@ def read_image(item: Any) -> Any:
             image = Image.open(path)
         else:
             raise InputError(f"expected an image path, bytes, PIL image or numpy array, got {type(item).__name__}")
+        # PIL only warns between 1x and 2x its pixel limit; a tiny PNG can declare gigapixels.
+        if Image.MAX_IMAGE_PIXELS and image.width * image.height > Image.MAX_IMAGE_PIXELS:
+            raise InputError(
+                f"image of {image.width}x{image.height} pixels exceeds the {Image.MAX_IMAGE_PIXELS} pixel limit "
+                "(PIL.Image.MAX_IMAGE_PIXELS); resize it first"
+            )
         image.load()  # decode now so corrupt data fails here, not deep inside a model
     except InputError:
         raise
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"refusing to decode the image: {exc}") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise InputError(f"cannot decode image: {exc}") from exc
     return image
@@ -70,7 +78,6 @@ class ImagePreprocess:
         object.__setattr__(self, "std", tuple(float(s) for s in self.std))
 
     def __call__(self, item: Any) -> NDArray[np.float32]:
-        from PIL import Image
 
         image = read_image(item)
         channels = 1 if self.grayscale else 3
@@ -84,7 +91,7 @@ class ImagePreprocess:
     def _from_array(self, image: NDArray[Any], channels: int) -> NDArray[np.float32]:
         from PIL import Image
 
-        if not np.issubdtype(image.dtype, np.number) or image.dtype == np.complex128:
+        if not np.issubdtype(image.dtype, np.number) or np.iscomplexobj(image):
             raise InputError(f"image arrays must be numeric, got dtype {image.dtype}")
         arr = np.asarray(image, dtype=np.float32)
         if arr.ndim == 2:
@@ -113,4 +120,5 @@ class ImagePreprocess:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ImagePreprocess:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**fields)

@@ -79,7 +79,21 @@ def gpu_info() -> dict[str, Any]:
     }
 
 
-def installed_versions(names: tuple[str, ...] = ("aikit", "torch", "transformers", "optimum", "onnxruntime", "onnx", "torchao", "safetensors", "tokenizers", "numpy", "pluggy")) -> dict[str, str | None]:
+def installed_versions(
+    names: tuple[str, ...] = (
+        "aikit",
+        "torch",
+        "transformers",
+        "optimum",
+        "onnxruntime",
+        "onnx",
+        "torchao",
+        "safetensors",
+        "tokenizers",
+        "numpy",
+        "pluggy",
+    ),
+) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for name in names:
         try:
@@ -122,7 +136,9 @@ def version_warnings() -> list[str]:
             except InvalidVersion:
                 continue
             if not ok:
-                warnings.append(f"{dist_name} {dist.version} requires {req.name}{req.specifier}, but {installed[key]} is installed")
+                warnings.append(
+                    f"{dist_name} {dist.version} requires {req.name}{req.specifier}, but {installed[key]} is installed"
+                )
     return sorted(warnings)
 
 

@@ -32,7 +32,9 @@ def _same(a: Any, b: Any) -> bool:
 
 
 @pytest.mark.parametrize(("kind", "task", "inputs", "options"), CASES, ids=[c[0] for c in CASES])
-def test_round_trip_is_bit_for_bit(tiny_model_dir: TinyDir, tmp_path: Path, kind: str, task: str | None, inputs: list[str], options: dict[str, Any]) -> None:
+def test_round_trip_is_bit_for_bit(
+    tiny_model_dir: TinyDir, tmp_path: Path, kind: str, task: str | None, inputs: list[str], options: dict[str, Any]
+) -> None:
     model = aikit.Model.load(tiny_model_dir(kind), task=task)
     before = model.predict(inputs, **options)
     path = model.save(tmp_path / "art")
@@ -72,7 +74,9 @@ def test_plain_module_round_trip_with_image_preprocess(tmp_path: Path) -> None:
 
     torch.manual_seed(0)
     model = aikit.Model.from_module(
-        TinyCNN(), task="image-classification", preprocess=aikit.ImagePreprocess(size=(8, 8), grayscale=True),
+        TinyCNN(),
+        task="image-classification",
+        preprocess=aikit.ImagePreprocess(size=(8, 8), grayscale=True),
         labels=list("0123456789"),
     )
     image = np.random.default_rng(0).integers(0, 255, size=(8, 8)).astype(np.uint8)
@@ -87,7 +91,9 @@ def test_plain_module_whose_class_is_not_imported_needs_module_argument(tmp_path
 
     from aikit.testing.tiny import TinyCNN
 
-    model = aikit.Model.from_module(TinyCNN(), task="image-classification", preprocess=aikit.ImagePreprocess(size=(8, 8), grayscale=True))
+    model = aikit.Model.from_module(
+        TinyCNN(), task="image-classification", preprocess=aikit.ImagePreprocess(size=(8, 8), grayscale=True)
+    )
     model.save(tmp_path / "cnn")
     manifest_path = tmp_path / "cnn" / MANIFEST_NAME
     manifest = json.loads(manifest_path.read_text())
@@ -114,7 +120,9 @@ def test_save_replaces_an_earlier_artifact_but_never_other_folders(tiny_model_di
     assert (other / "cat.jpg").read_bytes() == b"x"
 
 
-def test_failed_save_leaves_previous_artifact_intact(tiny_model_dir: TinyDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_save_leaves_previous_artifact_intact(
+    tiny_model_dir: TinyDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     model = aikit.Model.load(tiny_model_dir("bert-sequence-classification"))
     model.save(tmp_path / "out")
     before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}

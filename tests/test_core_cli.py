@@ -42,7 +42,9 @@ def test_predict_prints_one_result_per_input(tiny_model_dir: Callable[[str], Pat
 
 
 def test_predict_generation_option(tiny_model_dir: Callable[[str], Path]) -> None:
-    result = runner.invoke(app, ["predict", str(tiny_model_dir("llama-causal-lm")), "hello", "--max-new-tokens", "3", "--json"])
+    result = runner.invoke(
+        app, ["predict", str(tiny_model_dir("llama-causal-lm")), "hello", "--max-new-tokens", "3", "--json"]
+    )
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.stdout)[0]["token_ids"]) <= 3
 
@@ -50,7 +52,8 @@ def test_predict_generation_option(tiny_model_dir: Callable[[str], Path]) -> Non
 def test_errors_are_one_clear_line_and_exit_1(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "aikit", "predict", str(tmp_path / "missing" / "dir"), "x"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 1
     assert "error: model source" in proc.stderr and "does not exist" in proc.stderr
@@ -59,8 +62,18 @@ def test_errors_are_one_clear_line_and_exit_1(tmp_path: Path) -> None:
 
 def test_unknown_backend_error_lists_choices(tiny_model_dir: Callable[[str], Path]) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "aikit", "predict", str(tiny_model_dir("bert-sequence-classification")), "x", "--backend", "tpu"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "aikit",
+            "predict",
+            str(tiny_model_dir("bert-sequence-classification")),
+            "x",
+            "--backend",
+            "tpu",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 1 and "unknown backend 'tpu'; choose one of:" in proc.stderr
 
@@ -69,7 +82,10 @@ def test_unknown_backend_error_lists_choices(tiny_model_dir: Callable[[str], Pat
 def test_demo_runs_offline_and_reports_timings() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "aikit", "demo", "--max-new-tokens", "12"],
-        capture_output=True, text=True, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"}, timeout=600,
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
     assert "'How do plants make energy?' -> 'Photosynthesis" in proc.stdout

@@ -19,9 +19,24 @@ def test_exported_members_are_sorted_and_pinned() -> None:
     for name in aikit.__all__:
         assert hasattr(aikit, name), name
     core = {
-        "Model", "Backend", "Task", "Loader", "Strategy", "CompressionConfig", "hookimpl",
-        "AikitError", "UnknownNameError", "ModelLoadError", "InputError", "Embedding", "Classification",
-        "Generation", "TokenTags", "GenerationOptions", "BackendOptions", "ImagePreprocess",
+        "Model",
+        "Backend",
+        "Task",
+        "Loader",
+        "Strategy",
+        "CompressionConfig",
+        "hookimpl",
+        "AikitError",
+        "UnknownNameError",
+        "ModelLoadError",
+        "InputError",
+        "Embedding",
+        "Classification",
+        "Generation",
+        "TokenTags",
+        "GenerationOptions",
+        "BackendOptions",
+        "ImagePreprocess",
     }
     assert core <= set(aikit.__all__)
 

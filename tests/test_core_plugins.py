@@ -9,7 +9,7 @@ import pytest
 
 import aikit
 from aikit import Backend, PredictCall, hookimpl
-from aikit.errors import RegistrationError, UnknownNameError
+from aikit.errors import UnknownNameError
 from aikit.plugins import PluginHost
 from aikit.testing import MockBackend, fresh_host
 

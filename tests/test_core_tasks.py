@@ -154,7 +154,9 @@ def test_plain_torch_module_image_classifier() -> None:
     torch.manual_seed(0)
     net = TinyCNN()
     model = aikit.Model.from_module(
-        net, task="image-classification", preprocess=aikit.ImagePreprocess(size=(8, 8), grayscale=True, scale=1 / 16),
+        net,
+        task="image-classification",
+        preprocess=aikit.ImagePreprocess(size=(8, 8), grayscale=True, scale=1 / 16),
         labels=[str(i) for i in range(10)],
     )
     digit = np.random.default_rng(1).integers(0, 17, size=(8, 8)).astype(np.float32)
@@ -203,5 +205,7 @@ def test_unknown_source_and_missing_path_errors(tmp_path: Path) -> None:
 
 def test_hub_id_not_in_cache_says_how_to_provide_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
-    with pytest.raises(aikit.ModelLoadError, match="'org/some-model' is not a local folder and is not in the Hugging Face cache"):
+    with pytest.raises(
+        aikit.ModelLoadError, match="'org/some-model' is not a local folder and is not in the Hugging Face cache"
+    ):
         aikit.Model.load("org/some-model")

@@ -26,7 +26,8 @@ def register(app: typer.Typer) -> None:
             "backends": backends,
             "auto_backend": auto,
             "plugins": {n: p.to_dict() for n, p in host.plugins.items()},
-            "warnings": version_warnings() + [f"plugin {p.name!r} failed: {p.error}" for p in host.plugins.values() if p.error],
+            "warnings": version_warnings()
+            + [f"plugin {p.name!r} failed: {p.error}" for p in host.plugins.values() if p.error],
         }
         if json_out:
             echo_json(data)
@@ -40,7 +41,10 @@ def register(app: typer.Typer) -> None:
         for name, b in backends.items():
             state = "available" if b["available"] else f"unavailable: {b['reason']}"
             typer.echo(f"backend {name}: {state}")
-        typer.echo(f"backend='auto' picks: {auto}" + (" (CUDA GPU found)" if auto == "cuda" else " (no usable GPU)" if auto else ""))
+        typer.echo(
+            f"backend='auto' picks: {auto}"
+            + (" (CUDA GPU found)" if auto == "cuda" else " (no usable GPU)" if auto else "")
+        )
         for w in data["warnings"]:
             typer.echo(f"warning: {w}")
 

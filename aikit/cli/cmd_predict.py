@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -26,7 +27,7 @@ def register(app: typer.Typer) -> None:
         items: list[object] = list(inputs)
         if m.task.input_kind == "image":
             items = [Path(p) for p in inputs]
-        options = {"max_new_tokens": max_new_tokens} if m.task.generative else {}
+        options: dict[str, Any] = {"max_new_tokens": max_new_tokens} if m.task.generative else {}
         results = m.predict(items, **options)
         if json_out:
             echo_json([r.to_dict() for r in results])

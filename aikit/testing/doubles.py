@@ -53,7 +53,7 @@ class MockBackend(Backend):
             return {"last_hidden_state": hidden, "logits": logits.mean(axis=1)}
         pixels = next(iter(inputs.values())).astype(np.float32)
         flat = pixels.reshape(pixels.shape[0], -1)
-        return {"logits": np.stack([flat[:, i::self.classes].mean(axis=1) for i in range(self.classes)], axis=1)}
+        return {"logits": np.stack([flat[:, i :: self.classes].mean(axis=1) for i in range(self.classes)], axis=1)}
 
     def generate(self, inputs: Arrays, options: GenerationOptions) -> Iterator[NDArray[np.int64]]:
         self.calls.append({k: np.array(v) for k, v in inputs.items()})

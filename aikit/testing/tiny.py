@@ -11,14 +11,85 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TINY_KINDS", "TinyCNN", "tiny_tokenizer", "save_tiny_model"]
+__all__ = ["TINY_KINDS", "save_tiny_model", "tiny_tokenizer"]  # and TinyCNN, built lazily below
 
-_WORDS = (
-    "the a an is are was be to of and in on for with this that it as at by from or not no yes "
-    "good bad great terrible movie film book paris london france england city river water fire "
-    "cat dog bird fish red green blue happy sad fast slow big small hello world model data text "
-    "john mary alice bob google apple monday friday one two three four five what where who how"
-).split()
+_WORDS = [
+    "the",
+    "a",
+    "an",
+    "is",
+    "are",
+    "was",
+    "be",
+    "to",
+    "of",
+    "and",
+    "in",
+    "on",
+    "for",
+    "with",
+    "this",
+    "that",
+    "it",
+    "as",
+    "at",
+    "by",
+    "from",
+    "or",
+    "not",
+    "no",
+    "yes",
+    "good",
+    "bad",
+    "great",
+    "terrible",
+    "movie",
+    "film",
+    "book",
+    "paris",
+    "london",
+    "france",
+    "england",
+    "city",
+    "river",
+    "water",
+    "fire",
+    "cat",
+    "dog",
+    "bird",
+    "fish",
+    "red",
+    "green",
+    "blue",
+    "happy",
+    "sad",
+    "fast",
+    "slow",
+    "big",
+    "small",
+    "hello",
+    "world",
+    "model",
+    "data",
+    "text",
+    "john",
+    "mary",
+    "alice",
+    "bob",
+    "google",
+    "apple",
+    "monday",
+    "friday",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "what",
+    "where",
+    "who",
+    "how",
+]
 TINY_KINDS = (
     "bert-embedding",
     "bert-sequence-classification",
@@ -38,7 +109,18 @@ def tiny_tokenizer(*, kind: str = "bert") -> Any:
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "<|user|>", "<|assistant|>", "<|system|>", "<|end|>", "</s>"]
+    specials = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        "<|user|>",
+        "<|assistant|>",
+        "<|system|>",
+        "<|end|>",
+        "</s>",
+    ]
     vocab = {tok: i for i, tok in enumerate(specials + list(_WORDS) + [".", ",", "?", "!"])}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
     tok.normalizer = normalizers.Lowercase()
@@ -47,14 +129,21 @@ def tiny_tokenizer(*, kind: str = "bert") -> Any:
         tok.post_processor = processors.TemplateProcessing(
             single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
         )
-        return PreTrainedTokenizerFast(
-            tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
-            mask_token="[MASK]", model_max_length=64,
+        return PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+            tokenizer_object=tok,
+            unk_token="[UNK]",
+            pad_token="[PAD]",
+            cls_token="[CLS]",
+            sep_token="[SEP]",
+            mask_token="[MASK]",
+            model_max_length=64,
         )
     if kind == "t5":
         tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", vocab["</s>"])])
-        return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", eos_token="</s>", model_max_length=64)
-    fast = PreTrainedTokenizerFast(
+        return PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+            tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", eos_token="</s>", model_max_length=64
+        )
+    fast = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", eos_token="<|end|>", model_max_length=128
     )
     fast.chat_template = _CHAT_TEMPLATE
@@ -65,8 +154,13 @@ def _bert_config(**extra: Any) -> Any:
     from transformers import BertConfig
 
     return BertConfig(
-        vocab_size=128, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-        max_position_embeddings=64, **extra,
+        vocab_size=128,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        **extra,
     )
 
 
@@ -84,13 +178,19 @@ def save_tiny_model(directory: str | Path, kind: str, *, seed: int = 0) -> Path:
     if kind == "bert-embedding":
         model: Any = transformers.BertModel(_bert_config())
         tokenizer = tiny_tokenizer(kind="bert")
-        (path / "modules.json").write_text(json.dumps([
-            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
-        ]))
+        (path / "modules.json").write_text(
+            json.dumps(
+                [
+                    {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                    {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+                    {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+                ]
+            )
+        )
         (path / "1_Pooling").mkdir(exist_ok=True)
-        (path / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True}))
+        (path / "1_Pooling" / "config.json").write_text(
+            json.dumps({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True})
+        )
         (path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 48, "do_lower_case": False}))
     elif kind == "bert-sequence-classification":
         config = _bert_config(id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1})
@@ -106,17 +206,32 @@ def save_tiny_model(directory: str | Path, kind: str, *, seed: int = 0) -> Path:
     elif kind == "llama-causal-lm":
         tokenizer = tiny_tokenizer(kind="llama")
         config = transformers.LlamaConfig(
-            vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, max_position_embeddings=128, eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id, bos_token_id=None, tie_word_embeddings=True,
+            vocab_size=128,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=128,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=None,
+            tie_word_embeddings=True,
         )
         config.architectures = ["LlamaForCausalLM"]
         model = transformers.LlamaForCausalLM(config)
     elif kind == "t5-seq2seq":
         tokenizer = tiny_tokenizer(kind="t5")
-        config = transformers.T5Config(
-            vocab_size=128, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=4,
-            decoder_start_token_id=tokenizer.pad_token_id, pad_token_id=tokenizer.pad_token_id,
+        config = transformers.T5Config(  # type: ignore[call-arg]
+            vocab_size=128,
+            d_model=32,
+            d_kv=8,
+            d_ff=64,
+            num_layers=2,
+            num_decoder_layers=2,
+            num_heads=4,
+            decoder_start_token_id=tokenizer.pad_token_id,
+            pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
         )
         config.architectures = ["T5ForConditionalGeneration"]
@@ -124,8 +239,15 @@ def save_tiny_model(directory: str | Path, kind: str, *, seed: int = 0) -> Path:
     else:  # vit-image-classification
         labels = ["cat", "dog", "bird"]
         config = transformers.ViTConfig(
-            image_size=32, patch_size=8, num_channels=3, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-            intermediate_size=64, id2label=dict(enumerate(labels)), label2id={v: i for i, v in enumerate(labels)},
+            image_size=32,
+            patch_size=8,
+            num_channels=3,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            id2label=dict(enumerate(labels)),
+            label2id={v: i for i, v in enumerate(labels)},
         )
         config.architectures = ["ViTForImageClassification"]
         model = transformers.ViTForImageClassification(config)
@@ -147,10 +269,15 @@ def _cnn_base() -> type:
         def __init__(self, classes: int = 10) -> None:
             super().__init__()
             self.features = torch.nn.Sequential(
-                torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-                torch.nn.Conv2d(8, 16, 3, padding=1), torch.nn.ReLU(),
+                torch.nn.Conv2d(1, 8, 3, padding=1),
+                torch.nn.ReLU(),
+                torch.nn.MaxPool2d(2),
+                torch.nn.Conv2d(8, 16, 3, padding=1),
+                torch.nn.ReLU(),
             )
-            self.head = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16 * 4 * 4, 32), torch.nn.ReLU(), torch.nn.Linear(32, classes))
+            self.head = torch.nn.Sequential(
+                torch.nn.Flatten(), torch.nn.Linear(16 * 4 * 4, 32), torch.nn.ReLU(), torch.nn.Linear(32, classes)
+            )
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.head(self.features(x))  # type: ignore[no-any-return]

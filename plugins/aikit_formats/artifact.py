@@ -38,14 +38,18 @@ class ArtifactLoader(Loader):
     def load(self, source: object, *, task: str | None, options: LoadOptions) -> ModelParts:
         import transformers
 
-        directory = Path(os.fspath(source)).resolve()  # type: ignore[arg-type]
+        directory = Path(os.fspath(source)).resolve()  # type: ignore[call-overload]
         manifest = read_manifest(directory)
         verify_files(directory, manifest, verify=options.verify)
         saved_task = str(manifest["task"])
         src = manifest.get("source") or {}
         task_state: dict[str, Any] = dict(manifest.get("task_state") or {})
         parts = ModelParts(
-            source=SourceInfo(kind=str(src.get("kind", "aikit-artifact")), location=str(src.get("location", directory)), sha256=src.get("sha256")),
+            source=SourceInfo(
+                kind=str(src.get("kind", "aikit-artifact")),
+                location=str(src.get("location", directory)),
+                sha256=src.get("sha256"),
+            ),
             labels=manifest.get("labels"),
             artifact_dir=directory,
             manifest=manifest,
@@ -55,13 +59,17 @@ class ArtifactLoader(Loader):
         files = manifest["files"]
         try:
             if "config.json" in files:
-                parts.config = transformers.AutoConfig.from_pretrained(directory, trust_remote_code=options.trust_remote_code)
+                parts.config = transformers.AutoConfig.from_pretrained(
+                    directory, trust_remote_code=options.trust_remote_code
+                )
             if "tokenizer_config.json" in files:
                 parts.tokenizer = transformers.AutoTokenizer.from_pretrained(directory)
             if "preprocessor_config.json" in files:
-                parts.image_processor = transformers.AutoImageProcessor.from_pretrained(directory)
+                parts.image_processor = transformers.AutoImageProcessor.from_pretrained(directory)  # type: ignore[no-untyped-call]
         except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"artifact {directory}: cannot read its config or tokenizer: {exc}", source=directory) from exc
+            raise ModelLoadError(
+                f"artifact {directory}: cannot read its config or tokenizer: {exc}", source=directory
+            ) from exc
         preprocess = task_state.get("preprocess")
         if isinstance(preprocess, dict):
             parts.preprocess = ImagePreprocess.from_dict(preprocess)

@@ -52,7 +52,7 @@ class GgufLoader(Loader):
         return isinstance(source, (str, os.PathLike)) and str(source).endswith(".gguf") and Path(source).is_file()
 
     def load(self, source: object, *, task: str | None, options: LoadOptions) -> ModelParts:
-        path = Path(os.fspath(source)).resolve()  # type: ignore[arg-type]
+        path = Path(os.fspath(source)).resolve()  # type: ignore[call-overload]
         check_gguf(path)
         try:
             import gguf  # noqa: F401

@@ -105,7 +105,9 @@ def load_hf_folder(directory: Path, *, task: str | None, options: LoadOptions, k
         config=config,
         task_state=sentence_transformers_state(directory),
     )
-    parts.tokenizer = _optional(directory, "tokenizer_config.json", "tokenizer.json", "vocab.txt", "tokenizer.model", loader="AutoTokenizer")
+    parts.tokenizer = _optional(
+        directory, "tokenizer_config.json", "tokenizer.json", "vocab.txt", "tokenizer.model", loader="AutoTokenizer"
+    )
     parts.image_processor = _optional(directory, "preprocessor_config.json", loader="AutoImageProcessor")
     task_cls = resolve_task(parts, task)
     parts.task_hint = task_cls.name
@@ -137,9 +139,13 @@ def _optional(directory: Path, *markers: str, loader: str) -> Any:
     try:
         return getattr(transformers, loader).from_pretrained(directory)
     except ImportError as exc:
-        raise MissingDependencyError(str(exc).split("`")[1] if "`" in str(exc) else "a tokenizer library", feature=f"{loader} for {directory}") from exc
+        raise MissingDependencyError(
+            str(exc).split("`")[1] if "`" in str(exc) else "a tokenizer library", feature=f"{loader} for {directory}"
+        ) from exc
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"cannot read the {loader[4:].lower()} files in {directory}: {exc}", source=directory) from exc
+        raise ModelLoadError(
+            f"cannot read the {loader[4:].lower()} files in {directory}: {exc}", source=directory
+        ) from exc
 
 
 class HuggingFaceFolderLoader(Loader):
@@ -156,7 +162,7 @@ class HuggingFaceFolderLoader(Loader):
         return path.is_dir() and (path / "config.json").is_file() and not (path / MANIFEST_NAME).is_file()
 
     def load(self, source: object, *, task: str | None, options: LoadOptions) -> ModelParts:
-        path = Path(os.fspath(source)).resolve()  # type: ignore[arg-type]
+        path = Path(os.fspath(source)).resolve()  # type: ignore[call-overload]
         return load_hf_folder(path, task=task, options=options, kind=self.name, location=str(path))
 
 

@@ -31,8 +31,10 @@ def _state_dict(loaded: Any, path: Path) -> dict[str, Any]:
     import torch
 
     def is_state(obj: Any) -> bool:
-        return isinstance(obj, Mapping) and bool(obj) and all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+        return (
+            isinstance(obj, Mapping)
+            and bool(obj)
+            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
         )
 
     if is_state(loaded):
@@ -70,7 +72,7 @@ class PickleWeightsLoader(Loader):
         )
 
     def load(self, source: object, *, task: str | None, options: LoadOptions) -> ModelParts:
-        path = Path(os.fspath(source)).resolve()  # type: ignore[arg-type]
+        path = Path(os.fspath(source)).resolve()  # type: ignore[call-overload]
         if not options.allow_pickle:
             raise UnsafeModelError(
                 f"{path} is a pickle-based weight file ({path.suffix}); unpickling can run arbitrary code, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -13,13 +14,21 @@ from aikit.task import Example
 
 # A token is rarely longer than this many characters; cutting absurdly long strings before
 # tokenizing keeps time and memory bounded for hostile inputs (a 1 GB string, say).
-_CHARS_PER_TOKEN_BOUND = 32
+CHARS_PER_TOKEN_BOUND = 32
 _UNBOUNDED = 1_000_000  # transformers' sentinel for "no limit" is a huge int
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def as_text(item: Any, index: int) -> str:
-    """Validate one text input: ``str``, or UTF-8 ``bytes``."""
+    """Validate one text input: ``str`` (valid Unicode), or UTF-8 ``bytes``."""
     if isinstance(item, str):
+        surrogate = _SURROGATE.search(item)
+        if surrogate is not None:  # tokenizers (Rust) cannot take them: a clear error beats a TypeError
+            raise InputError(
+                f"the string holds a lone surrogate {surrogate.group()!r} at position {surrogate.start()}, "
+                "which is not valid Unicode (decode bytes with errors='replace' first)",
+                index=index,
+            )
         return item
     if isinstance(item, (bytes, bytearray)):
         try:
@@ -30,14 +39,20 @@ def as_text(item: Any, index: int) -> str:
 
 
 def model_limit(tokenizer: Any, config: Any, max_length: int | None) -> int | None:
-    """The token limit: the caller's ``max_length``, else the tokenizer's or config's maximum."""
-    if max_length is not None:
-        return max_length
+    """The token limit: the caller's ``max_length``, else the tokenizer's or config's maximum.
+
+    A ``max_length`` above the model's own maximum is capped to it: positions beyond it do not exist.
+    """
+    own: int | None = None
     limit = getattr(tokenizer, "model_max_length", None)
-    if isinstance(limit, int) and 0 < limit < _UNBOUNDED:
-        return limit
     positions = getattr(config, "max_position_embeddings", None)
-    return positions if isinstance(positions, int) and positions > 0 else None
+    if isinstance(limit, int) and 0 < limit < _UNBOUNDED:
+        own = limit
+    elif isinstance(positions, int) and positions > 0:
+        own = positions
+    if max_length is not None:
+        return max_length if own is None else min(max_length, own)
+    return own
 
 
 class TruncationNotice:
@@ -70,7 +85,7 @@ def encode_texts(
     if tokenizer is None:
         raise InputError("this model has no tokenizer, so it cannot take text inputs")
     if limit is not None:
-        texts = [t[: limit * _CHARS_PER_TOKEN_BOUND] for t in texts]
+        texts = [t[: limit * CHARS_PER_TOKEN_BOUND] for t in texts]
     enc = tokenizer(
         list(texts),
         truncation=limit is not None,

@@ -92,7 +92,6 @@ class TokenClassification(_TextTask):
 
     def postprocess(self, outputs: dict[str, NDArray[Any]], examples: Sequence[Example], options: Any) -> list[Any]:
         probs_all = softmax(outputs["logits"].astype(np.float32))
-        names = label_names(self.parts, probs_all.shape[-1])
         return [self._entities(probs_all[row], ex) for row, ex in enumerate(examples)]
 
     def _entities(self, probs: NDArray[np.float32], example: Example) -> TokenTags:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -22,14 +22,16 @@ def pool(hidden: NDArray[np.float32], mask: NDArray[np.int64], mode: str) -> NDA
     """Pool token vectors ``(batch, tokens, dim)`` into sentence vectors ``(batch, dim)``."""
     m = mask[..., None].astype(hidden.dtype)
     if mode == "mean":
-        return (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)  # type: ignore[no-any-return]
+        summed: NDArray[np.float32] = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
+        return summed
     if mode == "cls":
         return hidden[:, 0]
     if mode == "max":
         return np.where(m > 0, hidden, -np.inf).max(axis=1)  # type: ignore[no-any-return]
     if mode == "lasttoken":
         last = mask.sum(axis=1) - 1
-        return hidden[np.arange(hidden.shape[0]), last]
+        picked: NDArray[np.float32] = hidden[np.arange(hidden.shape[0]), last]
+        return picked
     raise ConfigError(f"unknown pooling {mode!r}; choose one of {', '.join(POOLING_MODES)}")
 
 
@@ -64,7 +66,9 @@ class FeatureExtraction(Task):
         texts = [as_text(item, i) for i, item in enumerate(items)]
         # sentence-transformers models declare their own (often shorter) limit; honour it for parity.
         own = self.parts.task_state.get("max_seq_length")
-        limit = model_limit(self.parts.tokenizer, self.parts.config, max_length or (own if isinstance(own, int) else None))
+        limit = model_limit(
+            self.parts.tokenizer, self.parts.config, max_length or (own if isinstance(own, int) else None)
+        )
         return encode_texts(self.parts.tokenizer, texts, limit=limit, notice=self._notice)
 
     def pad_values(self) -> dict[str, int]:

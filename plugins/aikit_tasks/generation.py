@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
 
 from aikit.backend import Backend
-from aikit.errors import InputError, TruncationWarning
+from aikit.errors import ConfigError, InputError, TruncationWarning
 from aikit.options import GenerationOptions
 from aikit.parts import ModelParts
 from aikit.results import Generation
 from aikit.task import Example, Task
 
-from ._text import as_text, model_limit, pad_id
+from ._text import CHARS_PER_TOKEN_BOUND, as_text, model_limit, pad_id
 
 Messages = list[dict[str, str]]
 
@@ -82,7 +82,9 @@ class _Decoder:
         return text
 
     def result(self, b: int) -> Generation:
-        return Generation(text=self.text(b), token_ids=tuple(self.tokens[b]), finish_reason=self.finished[b] or "length")
+        return Generation(
+            text=self.text(b), token_ids=tuple(self.tokens[b]), finish_reason=self.finished[b] or "length"
+        )
 
 
 class TextGeneration(Task):
@@ -94,10 +96,10 @@ class TextGeneration(Task):
     """
 
     name = "text-generation"
-    aliases = ("chat", "causal-lm")
+    aliases: ClassVar[tuple[str, ...]] = ("chat", "causal-lm")
     description = "decoder LLMs: prompts or chats in, generated text out"
     hf_auto_class = "AutoModelForCausalLM"
-    architecture_suffixes = ("ForCausalLM",)
+    architecture_suffixes: ClassVar[tuple[str, ...]] = ("ForCausalLM",)
     generative = True
     options_class = GenerationOptions
     default_batch_size = 8
@@ -118,7 +120,9 @@ class TextGeneration(Task):
         for i, item in enumerate(items):
             value: Any = _validate_messages(item, i) if _is_messages(item) else as_text(item, i)
             size = sum(len(m["content"]) for m in value) if isinstance(value, list) else len(value)
-            examples.append(Example(index=i, length=size, features={}, meta={"prompt": value, "max_length": max_length}))
+            examples.append(
+                Example(index=i, length=size, features={}, meta={"prompt": value, "max_length": max_length})
+            )
         return examples
 
     def _prompt_ids(self, example: Example, options: GenerationOptions) -> list[int]:
@@ -126,17 +130,31 @@ class TextGeneration(Task):
         if tok is None:
             raise InputError("this model has no tokenizer, so it cannot take text prompts", index=example.index)
         prompt = example.meta["prompt"]
+        limit = model_limit(tok, self.parts.config, example.meta.get("max_length"))
+        if limit is not None:
+            if options.max_new_tokens >= limit:
+                raise ConfigError(
+                    f"max_new_tokens={options.max_new_tokens} does not fit this model's context of {limit} "
+                    f"tokens, which must also hold the prompt; use at most {limit - 1}"
+                )
+            # Only the last tokens are kept, so never tokenize more text than can hold them (bounded time).
+            bound = limit * CHARS_PER_TOKEN_BOUND
+            if isinstance(prompt, str):
+                prompt = prompt[-bound:]
+            else:
+                prompt = [{**m, "content": m["content"][-bound:]} for m in prompt]
         has_template = bool(getattr(tok, "chat_template", None))
         use_template = isinstance(prompt, list) or (options.chat_template is not False and has_template)
         if use_template:
             if not has_template:
-                raise InputError("this model has no chat template, so it cannot take a message list", index=example.index)
+                raise InputError(
+                    "this model has no chat template, so it cannot take a message list", index=example.index
+                )
             messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
             rendered = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
             ids = tok(rendered, add_special_tokens=False)["input_ids"]
         else:
             ids = tok(prompt)["input_ids"]
-        limit = model_limit(tok, self.parts.config, example.meta.get("max_length"))
         if limit is not None:
             room = max(1, limit - options.max_new_tokens)
             if len(ids) > room:
@@ -240,7 +258,14 @@ class Text2TextGeneration(TextGeneration):
         if tok is None:
             raise InputError("this model has no tokenizer, so it cannot take text", index=example.index)
         limit = model_limit(tok, self.parts.config, example.meta.get("max_length"))
-        enc = tok(example.meta["prompt"], truncation=limit is not None, max_length=limit)
+        prompt = example.meta["prompt"]
+        if limit is not None:  # truncation keeps the start: tokenize no more text than can fill it
+            prompt = prompt[: limit * CHARS_PER_TOKEN_BOUND]
+            if options.max_new_tokens > limit:  # bounded time: the decoder gets the encoder's budget
+                raise ConfigError(
+                    f"max_new_tokens={options.max_new_tokens} exceeds this model's limit of {limit} tokens"
+                )
+        enc = tok(prompt, truncation=limit is not None, max_length=limit)
         if getattr(enc, "encodings", None) and enc.encodings[0].overflowing and not self._warned:
             self._warned = True
             warnings.warn(f"an input was longer than {limit} tokens and was truncated", TruncationWarning, stacklevel=5)

@@ -57,7 +57,8 @@ class ImageClassification(Task):
             raise InputError("this model has no image processor; pass preprocess=... to Model.from_module")
         image = read_image(item)
         if isinstance(image, np.ndarray):
-            if not np.issubdtype(image.dtype, np.number) or image.ndim not in (2, 3) or image.size == 0:
+            numeric = np.issubdtype(image.dtype, np.number) and not np.iscomplexobj(image)
+            if not numeric or image.ndim not in (2, 3) or image.size == 0:
                 raise InputError(f"image arrays must be numeric (H, W[, C]); got {image.dtype} of shape {image.shape}")
             if not np.isfinite(image).all():
                 raise InputError("image array contains NaN or infinite values")

@@ -38,7 +38,10 @@ def outputs_to_arrays(out: Any) -> dict[str, NDArray[Any]]:
     if isinstance(out, (tuple, list)):
         tensors = [v for v in out if isinstance(v, torch.Tensor)]
         if tensors:
-            return {"logits": to_numpy(tensors[0]), **{f"output_{i}": to_numpy(t) for i, t in enumerate(tensors[1:], 1)}}
+            return {
+                "logits": to_numpy(tensors[0]),
+                **{f"output_{i}": to_numpy(t) for i, t in enumerate(tensors[1:], 1)},
+            }
     raise BackendError(f"the model returned {type(out).__name__}; expected a tensor, a dict or a ModelOutput")
 
 
@@ -83,10 +86,8 @@ class TorchBackend(Backend):
         if dtype is not torch.float32:
             tensors = {k: t.to(dtype) if t.is_floating_point() else t for k, t in tensors.items()}
         with torch.inference_mode():
-            if self._positional:
-                out = self.module(*tensors.values())
-            else:
-                out = self.module(**tensors)
+            # Plain modules take positional tensors; transformers models take named inputs.
+            out = self.module(*tensors.values()) if self._positional else self.module(**tensors)
         return outputs_to_arrays(out)
 
     @property

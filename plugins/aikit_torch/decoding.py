@@ -18,7 +18,9 @@ from aikit.errors import BackendError
 from aikit.options import GenerationOptions
 
 
-def select_next(logits: torch.Tensor, history: torch.Tensor, options: GenerationOptions, generator: torch.Generator) -> torch.Tensor:
+def select_next(
+    logits: torch.Tensor, history: torch.Tensor, options: GenerationOptions, generator: torch.Generator
+) -> torch.Tensor:
     """Pick the next token per row from ``(batch, vocab)`` logits (greedy or sampled)."""
     logits = logits.float()
     if options.repetition_penalty is not None and options.repetition_penalty != 1.0:

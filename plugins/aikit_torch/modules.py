@@ -36,7 +36,7 @@ def describe_module(module: torch.nn.Module) -> dict[str, Any]:
 def save_module(module: torch.nn.Module, directory: Path) -> dict[str, Any]:
     """Write ``module``'s weights (safetensors) and, for transformers models, ``config.json``."""
     if is_transformers_model(module):
-        module.config.save_pretrained(directory)  # type: ignore[operator]
+        module.config.save_pretrained(directory)  # type: ignore[union-attr,operator]
     try:
         save_model(module, str(directory / WEIGHTS))
     except (ValueError, RuntimeError) as exc:
@@ -52,11 +52,13 @@ def build_skeleton(directory: Path, parts: ModelParts, spec: Mapping[str, Any]) 
 
         cls = getattr(transformers, str(spec.get("class")), None)
         if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
-            raise ModelLoadError(f"artifact {directory}: {spec.get('class')!r} is not a transformers model class", source=directory)
+            raise ModelLoadError(
+                f"artifact {directory}: {spec.get('class')!r} is not a transformers model class", source=directory
+            )
         config = parts.config
         if config is None:
             config = transformers.AutoConfig.from_pretrained(directory)
-        return cls(config)  # type: ignore[no-any-return]
+        return cls(config)
     if kind == "python":
         given = parts.extras.get("module")
         if isinstance(given, torch.nn.Module):
@@ -98,5 +100,7 @@ def restore_module(directory: Path, parts: ModelParts, state: Mapping[str, Any])
     try:
         load_model(module, str(directory / WEIGHTS), strict=True)
     except (RuntimeError, ValueError, KeyError) as exc:
-        raise ModelLoadError(f"artifact {directory}: weights do not fit the saved structure: {exc}", source=directory) from exc
+        raise ModelLoadError(
+            f"artifact {directory}: weights do not fit the saved structure: {exc}", source=directory
+        ) from exc
     return module.eval()

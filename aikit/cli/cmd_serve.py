@@ -1,0 +1,105 @@
+"""``aikit serve MODEL`` (HTTP service) and ``aikit batch MODEL`` (offline batch inference)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def serve(
+        model: str = typer.Argument(..., help="Model folder, aikit artifact, .gguf/.onnx file or hub id in the cache."),
+        port: int = typer.Option(8000, help="TCP port."),
+        host: str = typer.Option("127.0.0.1", help="Interface to bind; 0.0.0.0 exposes the service to the network."),
+        task: str | None = typer.Option(None, help="Task name (inferred when omitted)."),
+        backend: str = typer.Option("auto", help="Backend name, or 'auto'."),
+        threads: int | None = typer.Option(None, help="Intra-op threads of the backend."),
+        max_batch_size: int = typer.Option(32, help="Largest batch the dynamic batcher forms (1 = no batching)."),
+        max_wait_ms: float = typer.Option(5.0, help="Longest an item waits for a batch to fill."),
+        max_queue: int = typer.Option(256, help="Items that may wait; beyond this requests get 503 at once."),
+        timeout: float = typer.Option(30.0, help="Per-request deadline in seconds (504 after it)."),
+        max_body_bytes: int = typer.Option(1_000_000, help="Largest request body (413 above it)."),
+        shutdown_deadline: float = typer.Option(30.0, help="On SIGTERM, seconds in-flight requests may take."),
+        token_file: str | None = typer.Option(None, help="File holding the bearer token (else $AIKIT_SERVE_TOKEN)."),
+        name: str | None = typer.Option(None, help="Model name reported by /info and the OpenAI routes."),
+        engine: str = typer.Option("uvicorn", help="'uvicorn' (one process) or 'ray' (Ray Serve deployment)."),
+        replicas: int = typer.Option(1, help="Ray only: number of model replicas."),
+        ray_address: str | None = typer.Option(None, help="Ray only: cluster address (default: start a local one)."),
+        log_level: str = typer.Option("info", help="uvicorn log level."),
+    ) -> None:
+        """Serve a model over HTTP with dynamic batching (see docs/how-to/serve.md)."""
+        from ..serve.settings import ServeSettings, read_token
+
+        settings = ServeSettings(
+            host=host,
+            port=port,
+            max_batch_size=max_batch_size,
+            max_wait_ms=max_wait_ms,
+            max_queue=max_queue,
+            timeout_s=timeout,
+            max_body_bytes=max_body_bytes,
+            token=read_token(token_file),
+            shutdown_deadline_s=shutdown_deadline,
+            model_name=name or _default_name(model),
+        )
+        if engine == "ray":
+            from ..serve.ray_serve import run_ray_serve
+
+            run_ray_serve(model, settings, replicas=replicas, task=task, backend=backend, address=ray_address)
+            return
+        if engine != "uvicorn":
+            from ..errors import ConfigError
+
+            raise ConfigError(f"--engine must be 'uvicorn' or 'ray', got {engine!r}")
+        from ..model import Model
+        from ..serve.runner import serve as run_server
+
+        typer.echo(f"loading {model} ...", err=True)
+        loaded = Model.load(model, task=task, backend=backend, threads=threads)
+        run_server(loaded, settings, log_level=log_level)
+
+    @app.command()
+    def batch(
+        model: str = typer.Argument(..., help="Model folder, aikit artifact, .gguf/.onnx file or hub id in the cache."),
+        input_path: str = typer.Option(..., "--input", "-i", help="JSONL or Parquet file of inputs."),
+        output_path: str = typer.Option(..., "--output", "-o", help="JSONL or .parquet file to write."),
+        field: str = typer.Option("input", help="Field (column) holding each input; JSONL lines may be bare strings."),
+        task: str | None = typer.Option(None, help="Task name (inferred when omitted)."),
+        backend: str = typer.Option("auto", help="Backend name, or 'auto'."),
+        batch_size: int = typer.Option(64, help="Items per model call."),
+        engine: str = typer.Option("local", help="'local' (this process, with progress) or 'ray' (Ray Data)."),
+        workers: int = typer.Option(2, help="Ray only: model actors in the pool."),
+        ray_address: str | None = typer.Option(None, help="Ray only: cluster address (default: start a local one)."),
+    ) -> None:
+        """Run a model over every row of a JSONL / Parquet file and write the results."""
+        from ..serve.batch_job import BatchJob
+
+        job = BatchJob(
+            model=model,
+            input=Path(input_path),
+            output=Path(output_path),
+            field=field,
+            task=task,
+            backend=backend,
+            batch_size=batch_size,
+        )
+        if engine == "ray":
+            from ..serve.ray_batch import run_ray_batch
+
+            count = run_ray_batch(job, workers=workers, address=ray_address)
+        elif engine == "local":
+            from ..serve.batch_job import run_local_batch
+
+            count = run_local_batch(job, progress=True)
+        else:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"--engine must be 'local' or 'ray', got {engine!r}")
+        typer.echo(f"wrote {count} results to {output_path}", err=True)
+
+
+def _default_name(source: str) -> str:
+    path = Path(source)
+    return path.stem if path.suffix in (".gguf", ".onnx") else (path.name or source)

@@ -1,0 +1,226 @@
+"""``DynamicBatcher``: group concurrent requests into one ``predict`` call, answer each alone.
+
+One worker thread owns the model. Requests put items on a bounded queue and get a
+``concurrent.futures.Future`` per item. The worker closes a batch when it holds
+``max_batch_size`` items that share the same task options, or when the oldest waiting item has
+waited ``max_wait_ms``, whichever comes first. If a whole batch fails, every item is run again on
+its own, so a bad item fails only its own request.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ServingError
+
+__all__ = ["BatchOutcome", "DynamicBatcher", "OverloadedError"]
+logger = logging.getLogger("aikit.serve")
+
+PredictFn = Callable[[list[Any], Mapping[str, Any]], Sequence[Any]]
+BatchObserver = Callable[[int, float], None]
+
+
+class OverloadedError(ServingError):
+    """The queue is full (or the batcher is stopping): the caller should retry later (HTTP 503)."""
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """One item's result with its timings: seconds queued, seconds in the model, batch size."""
+
+    result: Any
+    queue_s: float
+    inference_s: float
+    batch_size: int
+
+
+@dataclass(slots=True)
+class _Pending:
+    item: Any
+    options: Mapping[str, Any]
+    key: Hashable
+    future: Future[BatchOutcome]
+    enqueued: float
+
+
+def options_key(options: Mapping[str, Any]) -> Hashable:
+    """A hashable key: only items with equal options can share one ``predict`` call."""
+    return json.dumps(options, sort_keys=True, default=str) if options else ""
+
+
+class DynamicBatcher:
+    """Bounded-queue dynamic batcher in front of a thread-unsafe ``predict_fn``.
+
+    ``predict_fn(items, options)`` must return one result per item, in order. ``observe_batch``
+    (optional) is told the size and seconds of every model call. Thread-safe; ``submit`` never blocks.
+    """
+
+    def __init__(
+        self,
+        predict_fn: PredictFn,
+        *,
+        max_batch_size: int,
+        max_wait_ms: float,
+        max_queue: int,
+        observe_batch: BatchObserver | None = None,
+        name: str = "aikit-batcher",
+    ) -> None:
+        self._predict = predict_fn
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_ms / 1000.0
+        self.max_queue = max_queue
+        self._observe = observe_batch
+        self._queue: collections.deque[_Pending] = collections.deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._last_batch_s = 0.05  # seeds Retry-After until a real batch has been timed
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ producer side
+    @property
+    def depth(self) -> int:
+        """Items waiting (not yet handed to the model)."""
+        return len(self._queue)
+
+    def submit(self, items: Sequence[Any], options: Mapping[str, Any] | None = None) -> list[Future[BatchOutcome]]:
+        """Queue ``items`` (all or none) and return one future per item.
+
+        Raises ``OverloadedError`` at once when the queue cannot take them all, never waits for room.
+        Cancel a future to drop its item if it has not reached the model yet.
+        """
+        opts = dict(options or {})
+        key = options_key(opts)
+        now = time.monotonic()
+        with self._cond:
+            if self._stopping:
+                raise OverloadedError("the server is shutting down", retry_after_s=1.0)
+            if len(self._queue) + len(items) > self.max_queue:
+                # Timed-out requests leave cancelled items behind: they must not hold places.
+                self._queue = collections.deque(p for p in self._queue if not p.future.cancelled())
+            if len(self._queue) + len(items) > self.max_queue:
+                raise OverloadedError(
+                    f"the queue is full ({len(self._queue)} of {self.max_queue} items waiting); retry later",
+                    retry_after_s=self.retry_after_s(),
+                )
+            futures: list[Future[BatchOutcome]] = []
+            for item in items:
+                fut: Future[BatchOutcome] = Future()
+                self._queue.append(_Pending(item, opts, key, fut, now))
+                futures.append(fut)
+            self._cond.notify()
+        return futures
+
+    def retry_after_s(self) -> float:
+        """A hint for clients: about how long until the current queue has drained (>= 1 s)."""
+        batches = max(1, len(self._queue) // self.max_batch_size)
+        return max(1.0, batches * self._last_batch_s)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Refuse new items, finish the queued ones, and join the worker (up to ``timeout`` s)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    # ------------------------------------------------------------------ worker side
+    def _run(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            if batch:
+                self._execute(batch)
+
+    def _next_batch(self) -> list[_Pending] | None:
+        with self._cond:
+            while not self._queue:
+                if self._stopping:
+                    return None
+                self._cond.wait()
+            head = self._queue[0]
+            deadline = head.enqueued + self.max_wait_s
+            while self._count_like(head.key) < self.max_batch_size and not self._stopping:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            return self._take(head.key)
+
+    def _count_like(self, key: Hashable) -> int:
+        n = 0
+        for p in self._queue:
+            if p.key == key:
+                n += 1
+                if n >= self.max_batch_size:
+                    break
+        return n
+
+    def _take(self, key: Hashable) -> list[_Pending]:
+        """Remove up to ``max_batch_size`` live items with ``key``; drop cancelled ones on the way."""
+        taken: list[_Pending] = []
+        kept: collections.deque[_Pending] = collections.deque()
+        while self._queue:
+            p = self._queue.popleft()
+            if p.future.cancelled():
+                continue
+            if p.key == key and len(taken) < self.max_batch_size:
+                # A future cancelled between the check above and here returns False: skip it.
+                if p.future.set_running_or_notify_cancel():
+                    taken.append(p)
+            else:
+                kept.append(p)
+        self._queue = kept
+        return taken
+
+    def _execute(self, batch: list[_Pending]) -> None:
+        start = time.monotonic()
+        try:
+            results = self._predict([p.item for p in batch], batch[0].options)
+            if len(results) != len(batch):
+                raise ServingError(f"predict returned {len(results)} results for {len(batch)} items")
+        except BaseException as exc:
+            self._note(len(batch), time.monotonic() - start)
+            if len(batch) == 1:
+                batch[0].future.set_exception(exc)
+                return
+            # Find the culprit(s): each item alone, so one bad item fails only its own request.
+            logger.info("a batch of %d failed (%s); retrying its items one by one", len(batch), exc)
+            for p in batch:
+                self._execute_alone(p, start)
+            return
+        elapsed = time.monotonic() - start
+        self._note(len(batch), elapsed)
+        for p, result in zip(batch, results, strict=True):
+            p.future.set_result(BatchOutcome(result, start - p.enqueued, elapsed, len(batch)))
+
+    def _execute_alone(self, p: _Pending, batch_start: float) -> None:
+        t0 = time.monotonic()
+        try:
+            (result,) = self._predict([p.item], p.options)
+        except BaseException as exc:
+            p.future.set_exception(exc)
+        else:
+            p.future.set_result(BatchOutcome(result, batch_start - p.enqueued, time.monotonic() - batch_start, 1))
+        finally:
+            self._note(1, time.monotonic() - t0)
+
+    def _note(self, size: int, seconds: float) -> None:
+        self._last_batch_s = seconds
+        if self._observe is not None:
+            try:
+                self._observe(size, seconds)
+            except Exception:  # metrics must never take the model worker down
+                logger.exception("batch observer failed")

@@ -1,0 +1,142 @@
+"""``ServiceMiddleware``: the pure-ASGI layer every request crosses.
+
+In order: bearer-token auth (all routes but the public ones), the body-size limit (``413``
+before the body is read when ``Content-Length`` says so, and while streaming otherwise), timing
+headers on every response, and request metrics. Pure ASGI rather than ``BaseHTTPMiddleware`` so
+streamed responses (server-sent events) pass through untouched and cheaply.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from .metrics import ServeMetrics
+
+__all__ = ["ServiceMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class ServiceMiddleware:
+    """Auth, body limit, timing headers and metrics around an ASGI app.
+
+    Handlers put ``queue_ms`` / ``inference_ms`` in ``request.state``; they become the
+    ``X-Queue-Time-Ms`` / ``X-Inference-Time-Ms`` headers (``0`` for routes that run no model) and a
+    ``Server-Timing`` header, next to ``X-Total-Time-Ms``.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        token: str | None,
+        max_body_bytes: int,
+        metrics: ServeMetrics,
+        routes: frozenset[str],
+        public: frozenset[str] = frozenset({"/health"}),
+    ) -> None:
+        self.app = app
+        self._token = token.encode("utf-8") if token else None
+        self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
+        self.routes = routes
+        self.public = public
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        path: str = scope["path"]
+        route = path if path in self.routes else "other"  # bounded label set: no per-URL series
+        state: dict[str, Any] = scope.setdefault("state", {})
+        status = [500]
+
+        async def send_timed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = int(message["status"])
+                total_ms = (time.perf_counter() - start) * 1000.0
+                queue_ms = float(state.get("queue_ms", 0.0))
+                inference_ms = float(state.get("inference_ms", 0.0))
+                timing = f"queue;dur={queue_ms:.3f}, inference;dur={inference_ms:.3f}, total;dur={total_ms:.3f}"
+                headers = list(message.get("headers", []))
+                headers += [
+                    (b"x-queue-time-ms", f"{queue_ms:.3f}".encode()),
+                    (b"x-inference-time-ms", f"{inference_ms:.3f}".encode()),
+                    (b"x-total-time-ms", f"{total_ms:.3f}".encode()),
+                    (b"server-timing", timing.encode()),
+                ]
+                message["headers"] = headers
+                self.metrics.latency.labels(route).observe(total_ms / 1000.0)
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            refusal = self._refuse(scope, path)
+            if refusal is not None:
+                code, detail, extra = refusal
+                await _send_json(send_timed, code, {"detail": detail}, extra)
+            else:
+                await self.app(scope, self._limited(receive), send_timed)
+        finally:
+            self.metrics.in_flight.dec()
+            self.metrics.requests.labels(route, str(status[0])).inc()
+            if status[0] >= 400:
+                self.metrics.errors.labels(route, str(status[0])).inc()
+
+    def _refuse(self, scope: Scope, path: str) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
+        if self._token is not None and path not in self.public:
+            supplied = _header(scope, b"authorization")
+            scheme, _, value = supplied.partition(b" ")
+            ok = scheme.lower() == b"bearer" and hmac.compare_digest(value.strip(), self._token)
+            if not ok:
+                reason = "missing bearer token" if not supplied else "invalid bearer token"
+                return 401, f"{reason}: send 'Authorization: Bearer <token>'", [(b"www-authenticate", b"Bearer")]
+        length = _header(scope, b"content-length")
+        if length:
+            try:
+                size = int(length)
+            except ValueError:
+                return 400, "invalid Content-Length header", []
+            if size > self.max_body_bytes:
+                return 413, f"request body of {size} bytes exceeds the limit of {self.max_body_bytes} bytes", []
+        return None
+
+    def _limited(self, receive: Receive) -> Receive:
+        """``receive`` that raises ``413`` once a streamed (chunked) body passes the limit."""
+        seen = [0]
+        limit = self.max_body_bytes
+
+        async def receive_limited() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                seen[0] += len(message.get("body", b""))
+                if seen[0] > limit:
+                    from starlette.exceptions import HTTPException
+
+                    raise HTTPException(413, f"request body exceeds the limit of {limit} bytes")
+            return message
+
+        return receive_limited
+
+
+def _header(scope: Scope, name: bytes) -> bytes:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return bytes(value)
+    return b""
+
+
+async def _send_json(send: Send, status: int, body: Any, extra: list[tuple[bytes, bytes]]) -> None:
+    payload = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})

@@ -1,0 +1,95 @@
+"""``ServeSettings``: every knob of the model service in one validated, frozen dataclass."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ConfigError
+
+__all__ = ["TOKEN_ENV_VAR", "ServeSettings", "read_token"]
+
+TOKEN_ENV_VAR = "AIKIT_SERVE_TOKEN"
+_MIN_TOKEN_CHARS = 16  # shorter tokens are guessable; refuse them rather than give false comfort
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServeSettings:
+    """How ``aikit serve`` runs a model.
+
+    - ``host`` / ``port``: where to listen. The default host is loopback only; pass
+      ``"0.0.0.0"`` explicitly to accept connections from other machines.
+    - ``max_batch_size`` / ``max_wait_ms``: the dynamic batcher closes a batch when it holds
+      ``max_batch_size`` items or when its oldest item has waited ``max_wait_ms``, whichever is first.
+      ``max_batch_size=1`` turns batching off.
+    - ``max_queue``: items that may wait for the model; more are refused at once with ``503``.
+    - ``timeout_s``: per-request deadline (queue plus inference); past it the client gets ``504``.
+    - ``max_body_bytes``: larger request bodies get ``413`` before they are read.
+    - ``token``: when set, every route but ``/health`` needs ``Authorization: Bearer <token>``.
+    - ``shutdown_deadline_s``: on SIGTERM, how long in-flight requests may take to finish.
+    - ``model_name``: the name reported by ``/info`` and the OpenAI-style endpoints.
+    - ``warmup``: run one prediction before ``/ready`` says yes.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_batch_size: int = 32
+    max_wait_ms: float = 5.0
+    max_queue: int = 256
+    timeout_s: float = 30.0
+    max_body_bytes: int = 1_000_000
+    token: str | None = field(default=None, repr=False)
+    shutdown_deadline_s: float = 30.0
+    model_name: str = "model"
+    warmup: bool = True
+
+    def __post_init__(self) -> None:
+        _positive_int("port", self.port, upper=65535, allow_zero=True)
+        _positive_int("max_batch_size", self.max_batch_size)
+        _positive_int("max_queue", self.max_queue)
+        _positive_int("max_body_bytes", self.max_body_bytes)
+        if not isinstance(self.max_wait_ms, (int, float)) or self.max_wait_ms < 0:
+            raise ConfigError(f"max_wait_ms must be >= 0, got {self.max_wait_ms!r}")
+        for name in ("timeout_s", "shutdown_deadline_s"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"{name} must be > 0 seconds, got {value!r}")
+        if self.token is not None and len(self.token) < _MIN_TOKEN_CHARS:
+            raise ConfigError(
+                f"the bearer token must be at least {_MIN_TOKEN_CHARS} characters; "
+                "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        if not self.host:
+            raise ConfigError("host must not be empty (use 127.0.0.1 for loopback only, 0.0.0.0 for every interface)")
+
+    @property
+    def batching(self) -> bool:
+        """Whether requests are grouped (``max_batch_size > 1``)."""
+        return self.max_batch_size > 1
+
+
+def _positive_int(name: str, value: object, *, upper: int | None = None, allow_zero: bool = False) -> None:
+    low = 0 if allow_zero else 1
+    if not isinstance(value, int) or isinstance(value, bool) or value < low or (upper is not None and value > upper):
+        bound = f" and <= {upper}" if upper is not None else ""
+        raise ConfigError(f"{name} must be an integer >= {low}{bound}, got {value!r}")
+
+
+def read_token(token_file: str | os.PathLike[str] | None = None) -> str | None:
+    """The bearer token from ``token_file`` (first line, stripped) or else ``$AIKIT_SERVE_TOKEN``.
+
+    Tokens are never taken from the command line, where ``ps`` would show them to every user.
+    """
+    if token_file is not None:
+        path = Path(token_file)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read the token file {str(path)!r}: {exc.strerror or exc}") from exc
+        token = text.strip().splitlines()[0].strip() if text.strip() else ""
+        if not token:
+            raise ConfigError(f"the token file {str(path)!r} is empty")
+        return token
+    value = os.environ.get(TOKEN_ENV_VAR, "").strip()
+    return value or None

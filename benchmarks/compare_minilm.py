@@ -1,0 +1,50 @@
+"""Compare variants of the packaged all-MiniLM-L6-v2 in one process: fp32 (baseline), bf16, fp16,
+and whatever compression strategies work here. Writes the table, JSON and the quality-vs-speed
+plot used by docs/how-to/benchmark.md.
+
+    python benchmarks/compare_minilm.py [--out docs/assets] [--sentences 256] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import aikit
+from aikit.defaults import default_model_path
+from benchmarks.corpus import load_sentences
+
+
+def variants(path: Path) -> tuple[list[aikit.Model], list[str]]:
+    base = aikit.Model.load(path, task="feature-extraction")
+    models = [base, aikit.Model.load(path, task="feature-extraction", dtype="bfloat16")]
+    names = ["fp32 (torch)", "bf16 (torch)"]
+    for strategy in ("int8-dynamic", "int8-weight-only"):
+        try:
+            models.append(base.compress(strategy, measure_speed=False))
+            names.append(f"{strategy} (torch)")
+        except aikit.AikitError as exc:  # a strategy that cannot run here is reported, not fatal
+            logging.warning("skipping %s: %s", strategy, exc)
+    return models, names
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=Path("docs/assets"))
+    parser.add_argument("--sentences", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    models, names = variants(default_model_path("minilm"))
+    sentences = load_sentences(args.sentences)
+    report = aikit.compare(models, sentences, names=names, batch_sizes=[1, 32], repeats=args.repeats, progress=False)
+    args.out.mkdir(parents=True, exist_ok=True)
+    report.plot(args.out / "minilm-compare.png")
+    (args.out / "minilm-compare.json").write_text(report.to_json(), encoding="utf-8")
+    text = report.render()
+    (args.out / "minilm-compare.txt").write_text(text, encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,379 @@
+"""Load test: the packaged MiniLM served by aikit (batching on / off) and by LitServe (batching).
+
+Everything runs on loopback, bounded in requests and time. Each server is its own process
+(started here, one at a time, same torch thread count); one asyncio client process drives
+1, 8, 32 and 128 concurrent clients (closed loop: each client sends its next request when the
+last one is answered) and checks every response against in-process ``predict``. Then an
+overload phase fires an open-loop stream at 4x the measured sustainable rate at aikit (batching)
+and checks that excess requests get fast 503s, not timeouts, and that the server recovers.
+
+    python benchmarks/load_test.py                 # full run (~10 minutes on 2 busy cores)
+    python benchmarks/load_test.py --quick         # smaller bounds, for a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import contextlib
+
+from benchmarks.corpus import load_sentences
+
+LEVELS = (1, 8, 32, 128)
+TOL = 1e-4  # max abs difference per vector component vs in-process predict
+
+
+# ---------------------------------------------------------------------- servers
+try:  # LitServe is the reference; its API class must be importable for LitServe's worker processes.
+    import litserve as ls
+
+    class MiniLMAPI(ls.LitAPI):  # type: ignore[misc]
+        """MiniLM for LitServe: the same aikit model, so only the serving stacks differ."""
+
+        def setup(self, device: str) -> None:
+            import aikit
+            from aikit.defaults import default_model_path
+
+            self.model = aikit.Model.load(default_model_path("minilm"), task="feature-extraction")
+
+        def decode_request(self, request):  # type: ignore[no-untyped-def]  # LitServe reads the annotation
+            return str(request["input"])
+
+        def predict(self, texts: list[str]) -> list[list[float]]:
+            return [v.tolist() for v in self.model.embed(list(texts))]
+
+        def encode_response(self, vector: list[float]) -> dict[str, Any]:
+            return {"embedding": vector}
+
+except ImportError:  # pragma: no cover - the reference is skipped without litserve
+    ls = None
+
+
+def litserve_main(port: int, max_batch_size: int) -> None:
+    """Run LitServe with MiniLM on ``port`` (batching up to ``max_batch_size``, 5 ms timeout)."""
+    if ls is None:
+        raise SystemExit("litserve is not installed: pip install --no-deps litserve && pip install pyzmq")
+    api = MiniLMAPI(max_batch_size=max_batch_size, batch_timeout=0.005)
+    server = ls.LitServer(api, accelerator="cpu", workers_per_device=1, timeout=60)
+    server.run(host="127.0.0.1", port=port, log_level="warning", generate_client_file=False, num_api_servers=1)
+
+
+@dataclass
+class Server:
+    name: str
+    path: str  # request path
+    proc: subprocess.Popen[bytes]
+    url: str
+
+    def body(self, text: str) -> dict[str, Any]:
+        return {"inputs": [text]} if self.path == "/v1/predict" else {"input": text}
+
+    @staticmethod
+    def vector(payload: dict[str, Any]) -> list[float]:
+        if "outputs" in payload:
+            return list(payload["outputs"][0]["embedding"])
+        return list(payload["embedding"])
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def start_server(kind: str, port: int, *, max_queue: int = 1024) -> Server:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.pop("AIKIT_SERVE_TOKEN", None)
+    from aikit.defaults import default_model_path
+
+    minilm = str(default_model_path("minilm"))
+    aikit_bin = str(Path(sys.executable).parent / "aikit")
+    common = ["--port", str(port), "--task", "feature-extraction", "--log-level", "warning", "--timeout", "60"]
+    if kind == "aikit-batching":
+        cmd = [
+            aikit_bin,
+            "serve",
+            minilm,
+            *common,
+            "--max-batch-size",
+            "32",
+            "--max-wait-ms",
+            "5",
+            "--max-queue",
+            str(max_queue),
+        ]
+        path, ready = "/v1/predict", "/ready"
+    elif kind == "aikit-no-batching":
+        cmd = [aikit_bin, "serve", minilm, *common, "--max-batch-size", "1", "--max-queue", str(max_queue)]
+        path, ready = "/v1/predict", "/ready"
+    else:
+        cmd = [sys.executable, __file__, "--litserve-server", str(port)]
+        path, ready = "/predict", "/health"
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    import httpx
+
+    deadline = time.monotonic() + 300
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{kind} exited with {proc.returncode} before it was ready")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"{kind} was not ready within 300 s")
+        try:
+            if httpx.get(url + ready, timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    return Server(kind, path, proc, url)
+
+
+# ---------------------------------------------------------------------- closed-loop load
+@dataclass
+class LevelResult:
+    server: str
+    clients: int
+    sent: int = 0
+    ok: int = 0
+    wrong: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+
+    @property
+    def throughput(self) -> float:
+        return self.ok / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        return float(np.percentile(self.latencies, q) * 1000.0) if self.latencies else float("nan")
+
+
+async def run_level(
+    server: Server, clients: int, texts: list[str], expected: np.ndarray, *, max_requests: int, max_seconds: float
+) -> LevelResult:
+    import httpx
+
+    result = LevelResult(server.name, clients)
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    counter = iter(range(max_requests))
+    start = time.perf_counter()
+    stop_at = start + max_seconds
+
+    async def client(http: httpx.AsyncClient) -> None:
+        for i in counter:
+            if time.perf_counter() > stop_at:
+                return
+            k = i % len(texts)
+            t0 = time.perf_counter()
+            result.sent += 1
+            try:
+                r = await http.post(server.path, json=server.body(texts[k]))
+            except httpx.HTTPError:
+                result.failed += 1
+                continue
+            result.latencies.append(time.perf_counter() - t0)
+            if r.status_code != 200:
+                result.failed += 1
+                continue
+            got = np.asarray(server.vector(r.json()), dtype=np.float32)
+            if got.shape == expected[k].shape and float(np.abs(got - expected[k]).max()) <= TOL:
+                result.ok += 1
+            else:
+                result.wrong += 1
+
+    async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=120) as http:
+        await http.post(server.path, json=server.body(texts[0]))  # connection + first-call warm-up
+        start = time.perf_counter()
+        stop_at = start + max_seconds
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+# ---------------------------------------------------------------------- overload
+async def overload(
+    server: Server, rate: float, seconds: float, texts: list[str], expected: np.ndarray
+) -> dict[str, Any]:
+    """Open loop at ``rate`` req/s for ``seconds``; then 20 sequential requests to check recovery."""
+    import httpx
+
+    statuses: dict[str, int] = {}
+    refused_latency: list[float] = []
+    ok_latency: list[float] = []
+    wrong = 0
+
+    async def one(http: httpx.AsyncClient, k: int) -> None:
+        nonlocal wrong
+        t0 = time.perf_counter()
+        try:
+            r = await http.post(server.path, json=server.body(texts[k]))
+            key = str(r.status_code)
+        except httpx.TimeoutException:
+            key = "client-timeout"
+        except httpx.HTTPError as exc:
+            key = type(exc).__name__
+        elapsed = time.perf_counter() - t0
+        statuses[key] = statuses.get(key, 0) + 1
+        if key == "503":
+            refused_latency.append(elapsed)
+        elif key == "200":
+            ok_latency.append(elapsed)
+            got = np.asarray(server.vector(r.json()), dtype=np.float32)
+            if float(np.abs(got - expected[k]).max()) > TOL:
+                wrong += 1
+
+    limits = httpx.Limits(max_connections=2000, max_keepalive_connections=2000)
+    async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=30) as http:
+        tasks = []
+        start = time.perf_counter()
+        n = int(rate * seconds)
+        for i in range(n):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(http, i % len(texts))))
+        await asyncio.gather(*tasks)
+        await asyncio.sleep(1.0)
+        recovered = 0
+        for k in range(20):
+            r = await http.post(server.path, json=server.body(texts[k]))
+            recovered += r.status_code == 200
+    pct = lambda xs, q: round(float(np.percentile(xs, q) * 1000.0), 1) if xs else None  # noqa: E731
+    return {
+        "rate_per_s": round(rate, 1),
+        "sent": n,
+        "statuses": statuses,
+        "wrong": wrong,
+        "p50_503_ms": pct(refused_latency, 50),
+        "p95_503_ms": pct(refused_latency, 95),
+        "max_503_ms": round(max(refused_latency) * 1000.0, 1) if refused_latency else None,
+        "p95_200_ms": pct(ok_latency, 95),
+        "recovered_of_20": recovered,
+    }
+
+
+# ---------------------------------------------------------------------- main
+def versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for name in ("aikit", "torch", "transformers", "fastapi", "uvicorn", "litserve", "httpx"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[name] = metadata.version(name)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--litserve-server", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="small bounds (smoke run)")
+    parser.add_argument("--servers", default="aikit-batching,aikit-no-batching,litserve-batching")
+    parser.add_argument("--levels", default=",".join(map(str, LEVELS)))
+    parser.add_argument("--max-seconds", type=float, default=20.0, help="time bound per level")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args()
+    if args.litserve_server:
+        litserve_main(args.litserve_server, max_batch_size=32)
+        return
+
+    import aikit
+    from aikit.defaults import default_model_path
+    from aikit.serve.local import free_port
+
+    max_seconds = 6.0 if args.quick else args.max_seconds
+    levels = [int(x) for x in args.levels.split(",")]
+    texts = load_sentences(256)
+    reference = aikit.Model.load(default_model_path("minilm"), task="feature-extraction")
+    expected = reference.embed(texts)
+    del reference
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()}")
+    print("versions:", json.dumps(versions()))
+
+    results: list[LevelResult] = []
+    overload_result: dict[str, Any] | None = None
+    for name in args.servers.split(","):
+        server = start_server(name, free_port())
+        try:
+            for clients in levels:
+                max_requests = max(8 * clients, 64) if args.quick else max(24 * clients, 256)
+                res = asyncio.run(
+                    run_level(server, clients, texts, expected, max_requests=max_requests, max_seconds=max_seconds)
+                )
+                results.append(res)
+                print(
+                    f"{name:18s} clients={clients:4d} ok={res.ok:5d} wrong={res.wrong} failed={res.failed} "
+                    f"thr={res.throughput:7.1f}/s p50={res.pct(50):7.1f} p95={res.pct(95):7.1f} "
+                    f"p99={res.pct(99):7.1f} ms",
+                    flush=True,
+                )
+        finally:
+            server.stop()
+
+    batching = [r for r in results if r.server == "aikit-batching"]
+    if batching:
+        sustainable = max(r.throughput for r in batching)
+        server = start_server("aikit-batching", free_port(), max_queue=64)
+        try:
+            overload_result = asyncio.run(
+                overload(server, 4 * sustainable, 4.0 if args.quick else 8.0, texts, expected)
+            )
+        finally:
+            server.stop()
+        print("overload:", json.dumps(overload_result), flush=True)
+
+    print()
+    print("| server | clients | requests ok | wrong | failed | throughput (req/s) | p50 ms | p95 ms | p99 ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        print(
+            f"| {r.server} | {r.clients} | {r.ok} | {r.wrong} | {r.failed} | {r.throughput:.1f} | "
+            f"{r.pct(50):.1f} | {r.pct(95):.1f} | {r.pct(99):.1f} |"
+        )
+    by = {(r.server, r.clients): r for r in results}
+    for c in levels:
+        a, b, ls_ = by.get(("aikit-batching", c)), by.get(("aikit-no-batching", c)), by.get(("litserve-batching", c))
+        parts = []
+        if a and b and b.throughput:
+            parts.append(f"batching/no-batching = {a.throughput / b.throughput:.2f}x")
+        if a and ls_ and ls_.throughput:
+            parts.append(f"aikit/LitServe = {a.throughput / ls_.throughput:.2f}x")
+        if parts:
+            print(f"clients={c}: " + ", ".join(parts))
+    if args.json:
+        payload = {
+            "versions": versions(),
+            "cores": os.cpu_count(),
+            "levels": [
+                {
+                    **{k: v for k, v in r.__dict__.items() if k != "latencies"},
+                    "throughput": r.throughput,
+                    "p50_ms": r.pct(50),
+                    "p95_ms": r.pct(95),
+                    "p99_ms": r.pct(99),
+                }
+                for r in results
+            ],
+            "overload": overload_result,
+        }
+        args.json.write_text(json.dumps(payload, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""``DynamicBatcher`` on its own, driving a real tiny model's ``predict``."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+
+import aikit
+from aikit.errors import InputError
+from aikit.serve import DynamicBatcher
+from aikit.serve.batcher import OverloadedError
+
+
+@pytest.fixture(scope="module")
+def embedder(tiny_model_dir: Any) -> aikit.Model:
+    return aikit.Model.load(tiny_model_dir("bert-embedding"))
+
+
+class Recorder:
+    """``predict_fn`` that runs the real model and records the size of every call."""
+
+    def __init__(self, model: aikit.Model) -> None:
+        self.model = model
+        self.sizes: list[int] = []
+
+    def __call__(self, items: list[Any], options: Mapping[str, Any]) -> Sequence[Any]:
+        self.sizes.append(len(items))
+        result: Sequence[Any] = self.model.predict(items, **options)
+        return result
+
+
+def test_items_queued_together_share_one_call_and_get_their_own_results(embedder: aikit.Model) -> None:
+    rec = Recorder(embedder)
+    batcher = DynamicBatcher(rec, max_batch_size=4, max_wait_ms=50, max_queue=32)
+    texts = ["hello", "the cat", "paris is a city", "dog", "red fish", "one two three"]
+    try:
+        with embedder._lock:  # the worker is held up, so all six are queued before it runs
+            futures = batcher.submit(texts[:3]) + batcher.submit(texts[3:])
+            time.sleep(0.1)
+        outcomes = [f.result(timeout=30) for f in futures]
+    finally:
+        batcher.stop(timeout=30)
+    assert rec.sizes == [4, 2]  # max_batch_size closes the first batch; the rest follow
+    np.testing.assert_allclose(np.stack([o.result.vector for o in outcomes]), embedder.embed(texts), atol=1e-5)
+    assert [o.batch_size for o in outcomes] == [4, 4, 4, 4, 2, 2]
+    assert all(o.queue_s >= 0 and o.inference_s > 0 for o in outcomes)
+
+
+def test_max_wait_closes_a_partial_batch(embedder: aikit.Model) -> None:
+    rec = Recorder(embedder)
+    batcher = DynamicBatcher(rec, max_batch_size=64, max_wait_ms=30, max_queue=8)
+    try:
+        t0 = time.monotonic()
+        (future,) = batcher.submit(["alone"])
+        outcome = future.result(timeout=30)
+        waited = time.monotonic() - t0
+    finally:
+        batcher.stop(timeout=30)
+    assert rec.sizes == [1]
+    assert outcome.queue_s >= 0.025  # it waited for company, about max_wait_ms
+    assert waited < 10
+
+
+def test_a_failing_item_fails_alone(embedder: aikit.Model) -> None:
+    rec = Recorder(embedder)
+    batcher = DynamicBatcher(rec, max_batch_size=8, max_wait_ms=50, max_queue=8)
+    try:
+        with embedder._lock:
+            futures = batcher.submit(["good", 42, "also good"])
+            time.sleep(0.1)
+        with pytest.raises(InputError, match="expected a string"):
+            futures[1].result(timeout=30)
+        good = [futures[0].result(timeout=30), futures[2].result(timeout=30)]
+    finally:
+        batcher.stop(timeout=30)
+    assert rec.sizes == [3, 1, 1, 1]  # the batch failed, then each item alone
+    np.testing.assert_allclose(
+        np.stack([o.result.vector for o in good]), embedder.embed(["good", "also good"]), atol=1e-5
+    )
+
+
+def test_full_queue_refuses_at_once_and_cancelled_items_free_their_place(embedder: aikit.Model) -> None:
+    batcher = DynamicBatcher(Recorder(embedder), max_batch_size=1, max_wait_ms=0, max_queue=2)
+    try:
+        with embedder._lock:
+            running = batcher.submit(["taken by the worker"])
+            deadline = time.monotonic() + 10
+            while batcher.depth and time.monotonic() < deadline:
+                time.sleep(0.01)
+            queued = batcher.submit(["a", "b"])
+            t0 = time.monotonic()
+            with pytest.raises(OverloadedError, match="queue is full") as info:
+                batcher.submit(["c"])
+            assert time.monotonic() - t0 < 0.1
+            assert info.value.retry_after_s >= 1
+            assert queued[0].cancel()  # a timed-out request gives its place back
+            (late,) = batcher.submit(["c"])
+        assert late.result(timeout=30).result.vector.shape == running[0].result(timeout=30).result.vector.shape
+        assert queued[1].result(timeout=30).batch_size == 1
+    finally:
+        batcher.stop(timeout=30)
+
+
+def test_items_with_different_options_are_not_mixed(tiny_model_dir: Any) -> None:
+    model = aikit.Model.load(tiny_model_dir("llama-causal-lm"))
+    rec = Recorder(model)
+    batcher = DynamicBatcher(rec, max_batch_size=8, max_wait_ms=50, max_queue=8)
+    try:
+        with model._lock:
+            short = batcher.submit(["hello", "the cat"], {"max_new_tokens": 2})
+            long = batcher.submit(["hello"], {"max_new_tokens": 5})
+            time.sleep(0.1)
+        results = [f.result(timeout=60).result for f in short + long]
+    finally:
+        batcher.stop(timeout=30)
+    assert sorted(rec.sizes) == [1, 2]
+    assert [len(r.token_ids) <= n for r, n in zip(results, (2, 2, 5))] == [True, True, True]
+    assert results[2] == model.predict("hello", max_new_tokens=5)
+
+
+def test_stop_finishes_queued_items_then_refuses(embedder: aikit.Model) -> None:
+    batcher = DynamicBatcher(Recorder(embedder), max_batch_size=2, max_wait_ms=1, max_queue=8)
+    with embedder._lock:
+        futures = batcher.submit(["a", "b", "c"])
+        stopper = threading.Thread(target=batcher.stop, kwargs={"timeout": 30})
+        stopper.start()
+        time.sleep(0.05)
+        with pytest.raises(OverloadedError, match="shutting down"):
+            batcher.submit(["d"])
+    stopper.join(30)
+    assert all(f.result(timeout=1).result.vector.size for f in futures)
