@@ -82,7 +82,24 @@ def test_predict_matches_in_process_predict_and_sends_timing_headers(
 
 
 def test_concurrent_requests_are_batched_and_answered_individually(served: httpx.Client, embedder: aikit.Model) -> None:
-    words = "good bad great terrible movie film book paris london france england city river water fire cat".split()
+    words = [
+        "good",
+        "bad",
+        "great",
+        "terrible",
+        "movie",
+        "film",
+        "book",
+        "paris",
+        "london",
+        "france",
+        "england",
+        "city",
+        "river",
+        "water",
+        "fire",
+        "cat",
+    ]
     texts = [f"{a} {b}" for a, b in zip(words, reversed(words))]
     batches_before = _metric(served, "aikit_batch_size_count")
     items_before = _metric(served, "aikit_batch_size_sum")
