@@ -314,6 +314,11 @@ class Model:
         """
         options = BackendOptions(device=device, threads=threads, dtype=dtype, extra=dict(backend_options or {}))
         module = self.backend.torch_module()
+        if module is not None:
+            # The target may move or cast the module in place; this model must stay untouched.
+            import copy
+
+            module = copy.deepcopy(module)
         parts = _copy_parts(self.parts, module=module)
         if module is None and parts.onnx_path is None:
             raise BackendError(
@@ -463,9 +468,21 @@ def _resolve_backend(parts: ModelParts, task_cls: type[Task], backend: str, opti
         and (options.device is None or _device_fits(cls, options.device))
     ]
     if not candidates:
+        reasons = []
+        for cls in sorted(host.backends.values(), key=lambda c: c.name):
+            why = cls.unavailable_reason()
+            if why is None and payload not in cls.accepts:
+                why = f"does not accept {payload!r} models"
+            elif why is None and task_cls.generative and not cls.can_generate:
+                why = "cannot generate text"
+            elif why is None and options.device is not None and not _device_fits(cls, options.device):
+                why = f"does not run on device {options.device!r}"
+            reasons.append(f"{cls.name}: {why}")
         raise BackendError(
-            f"no available backend can run a {payload!r} model for task {task_cls.name!r}; "
-            f"registered backends: {', '.join(sorted(host.backends)) or 'none'}"
+            f"no available backend can run a {payload!r} model for task {task_cls.name!r}"
+            + (f" on device {options.device!r}" if options.device else "")
+            + "; "
+            + ("; ".join(reasons) or "no backends are registered")
         )
     names = [c.name for c in candidates]
     chosen = host.pm.hook.aikit_choose_backend(parts=parts, task=task_cls, candidates=names)

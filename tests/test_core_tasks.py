@@ -209,3 +209,17 @@ def test_hub_id_not_in_cache_says_how_to_provide_it(tmp_path: Path, monkeypatch:
         aikit.ModelLoadError, match="'org/some-model' is not a local folder and is not in the Hugging Face cache"
     ):
         aikit.Model.load("org/some-model")
+
+
+def test_to_leaves_the_original_model_untouched(tiny_model_dir: TinyDir) -> None:
+    model = aikit.Model.load(tiny_model_dir("bert-sequence-classification"))
+    before = model.predict("good movie")
+    half = model.to("torch", dtype="bfloat16")
+    assert half.backend.describe()["dtype"] == "bfloat16"
+    assert model.backend.describe()["dtype"] == "float32"
+    assert model.predict("good movie") == before
+
+
+def test_auto_without_a_fitting_backend_says_why_per_backend(tiny_model_dir: TinyDir) -> None:
+    with pytest.raises(aikit.BackendError, match=r"on device 'cuda'.*torch: does not run on device 'cuda'"):
+        aikit.Model.load(tiny_model_dir("bert-sequence-classification"), device="cuda")
