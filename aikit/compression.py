@@ -297,7 +297,9 @@ def _report(
         if report.speedup < SLOWER_THRESHOLD:
             report.slower = True
             reasons = [r for s in plan if (r := _slowdown_reason(s))]
-            report.slower_reason = "; ".join(dict.fromkeys(reasons)) or "the compressed kernels are slower than fp32 ones on this CPU"
+            report.slower_reason = (
+                "; ".join(dict.fromkeys(reasons)) or "the compressed kernels are slower than fp32 ones on this CPU"
+            )
             warnings.warn(
                 f"the compressed model is SLOWER than the original on this machine ({report.speedup:.2f}x): "
                 f"{report.slower_reason}",
@@ -318,7 +320,11 @@ def _new_model(model: Model, backend: Backend, configs: list[CompressionConfig],
     from .model import Model
 
     parts = dataclasses.replace(
-        model.parts, module=backend.torch_module(), artifact_dir=None, manifest=None, task_state=dict(model.parts.task_state)
+        model.parts,
+        module=backend.torch_module(),
+        artifact_dir=None,
+        manifest=None,
+        task_state=dict(model.parts.task_state),
     )
     return Model(
         task=type(model.task)(parts),

@@ -67,8 +67,12 @@ def _lm_batches(task: Task, texts: list[str]) -> list[Batch]:
     ordered = sorted(texts, key=len, reverse=True)
     out: list[Batch] = []
     for i in range(0, len(ordered), BATCH_SIZE // 2):
-        enc = tokenizer(ordered[i : i + BATCH_SIZE // 2], truncation=True, max_length=MAX_TOKENS, padding=True, return_tensors="np")
-        out.append({"input_ids": enc["input_ids"].astype(np.int64), "attention_mask": enc["attention_mask"].astype(np.int64)})
+        enc = tokenizer(
+            ordered[i : i + BATCH_SIZE // 2], truncation=True, max_length=MAX_TOKENS, padding=True, return_tensors="np"
+        )
+        out.append(
+            {"input_ids": enc["input_ids"].astype(np.int64), "attention_mask": enc["attention_mask"].astype(np.int64)}
+        )
     return out
 
 
@@ -131,7 +135,9 @@ def _cosines(a: NDArray[Any], b: NDArray[Any]) -> NDArray[Any]:
     return num / np.clip(den, 1e-12, None)  # type: ignore[no-any-return]
 
 
-def measure_quality(reference: list[dict[str, Any]], compressed: list[dict[str, Any]]) -> tuple[dict[str, float], str, float]:
+def measure_quality(
+    reference: list[dict[str, Any]], compressed: list[dict[str, Any]]
+) -> tuple[dict[str, float], str, float]:
     """(metrics, name of the bounded metric, quality drop) of ``compressed`` vs ``reference`` summaries."""
     first = reference[0]
     if "vectors" in first:
@@ -143,7 +149,11 @@ def measure_quality(reference: list[dict[str, Any]], compressed: list[dict[str, 
         ppl_ref = float(np.exp(sum(r["nll"] for r in reference) / max(tokens, 1)))
         ppl_new = float(np.exp(sum(c["nll"] for c in compressed) / max(tokens, 1)))
         agree = sum(int(((r["next"] == c["next"]) & r["mask"]).sum()) for r, c in zip(reference, compressed))
-        metrics = {"perplexity_before": ppl_ref, "perplexity_after": ppl_new, "next_token_agreement": agree / max(tokens, 1)}
+        metrics = {
+            "perplexity_before": ppl_ref,
+            "perplexity_after": ppl_new,
+            "next_token_agreement": agree / max(tokens, 1),
+        }
         return metrics, "perplexity_after / perplexity_before - 1", ppl_new / ppl_ref - 1.0
     same = total = 0
     for r, c in zip(reference, compressed):
@@ -258,13 +268,21 @@ def layer_changes(before: Any, after: Any) -> list[LayerChange]:
                 continue
             weight = _dense(weight)
             w0, w1 = old.weight.detach().float(), weight.detach().float()
-            kind = type(new).__name__ if type(new) is not type(old) else f"{type(new).__name__}[{str(w1.dtype).removeprefix('torch.')}]"
+            kind = (
+                type(new).__name__
+                if type(new) is not type(old)
+                else f"{type(new).__name__}[{str(w1.dtype).removeprefix('torch.')}]"
+            )
             if w0.shape != w1.shape:
                 kept = w1.numel() / max(w0.numel(), 1)
-                changes.append(LayerChange(name=name, kind=kind, error=None, sparsity=float((w1 == 0).float().mean()), kept=kept))
+                changes.append(
+                    LayerChange(name=name, kind=kind, error=None, sparsity=float((w1 == 0).float().mean()), kept=kept)
+                )
                 continue
             error = float((w0 - weight.detach().float()).norm() / w0.norm().clamp_min(1e-12))
             if error == 0.0 and type(new) is type(old) and weight.dtype == old.weight.dtype:
                 continue
-            changes.append(LayerChange(name=name, kind=kind, error=error, sparsity=float((w1 == 0).float().mean()), kept=1.0))
+            changes.append(
+                LayerChange(name=name, kind=kind, error=error, sparsity=float((w1 == 0).float().mean()), kept=1.0)
+            )
     return changes

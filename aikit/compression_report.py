@@ -104,8 +104,15 @@ class CompressionReport:
         names = " -> ".join(s.get("strategy", "?") for s in self.strategies)
         rows = [
             ("strategies", names),
-            ("size", f"{_human_bytes(self.size_before_bytes)} -> {_human_bytes(self.size_after_bytes)} ({self.size_ratio:.1%})"),
-            ("parameters kept", f"{self.parameters_after:,} of {self.parameters_before:,} ({self.parameters_kept:.1%})"),
+            (
+                "size",
+                f"{_human_bytes(self.size_before_bytes)} -> {_human_bytes(self.size_after_bytes)} "
+                f"({self.size_ratio:.1%})",
+            ),
+            (
+                "parameters kept",
+                f"{self.parameters_after:,} of {self.parameters_before:,} ({self.parameters_kept:.1%})",
+            ),
         ]
         if self.quality:
             shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in self.quality.items())
@@ -122,7 +129,8 @@ class CompressionReport:
             rows.append(
                 (
                     "speed",
-                    f"{self.speedup:.2f}x ({verdict}): {self.throughput_before:.1f} -> {self.throughput_after:.1f} {self.throughput_unit}",
+                    f"{self.speedup:.2f}x ({verdict}): {self.throughput_before:.1f} -> "
+                    f"{self.throughput_after:.1f} {self.throughput_unit}",
                 )
             )
         else:

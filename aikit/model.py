@@ -88,8 +88,9 @@ class Model:
         best available backend (an artifact reloads on the backend it was saved from).
         ``module`` / ``preprocess`` supply the Python parts of a plain-PyTorch artifact that cannot
         be stored as data (``module`` is also the skeleton a ``.pt``/``.pth``/``.bin``/``.ckpt``
-        state dict loads into; those files need ``allow_pickle=True``). ``allow_pickle`` / ``trust_remote_code`` are explicit opt-ins to run code
-        shipped with a model; ``verify=False`` skips an artifact's sha256 checks (logged).
+        state dict loads into; those files need ``allow_pickle=True``). ``allow_pickle`` /
+        ``trust_remote_code`` are explicit opt-ins to run code shipped with a model;
+        ``verify=False`` skips an artifact's sha256 checks (logged).
 
         Raises ``ModelLoadError`` when the source cannot be read, ``UnknownNameError`` for an
         unknown task or backend, ``BackendUnavailableError`` when the backend cannot run here,
@@ -419,7 +420,8 @@ def _name_failing_plugin(host: Any, exc: BaseException, hook: str) -> None:
         tb = tb.tb_next
     if culprit is not None and culprit != "aikit.core":
         exc.add_note(
-            f"raised by the aikit plugin {culprit!r} in its {hook} hook (set AIKIT_BLOCK_PLUGINS={culprit} to disable it)"
+            f"raised by the aikit plugin {culprit!r} in its {hook} hook "
+            f"(set AIKIT_BLOCK_PLUGINS={culprit} to disable it)"
         )
 
 

@@ -7,7 +7,10 @@ stays free of torch. Shorthands: ``prune-magnitude``, ``prune-2:4``, ``prune-str
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names for type checkers; at run time __getattr__ loads them on first use
+    from aikit_prune.configs import Magnitude, SemiStructured, Structured
 
 __all__ = ["Magnitude", "SemiStructured", "Structured"]
 

@@ -8,7 +8,10 @@ stays free of torch. Shorthands for ``Model.compress`` and the CLI: ``int8-dynam
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names for type checkers; at run time __getattr__ loads them on first use
+    from aikit_quant.configs import Bf16, Fp16, Int4WeightOnly, Int8Dynamic, Int8Static, Int8WeightOnly
 
 __all__ = ["Bf16", "Fp16", "Int4WeightOnly", "Int8Dynamic", "Int8Static", "Int8WeightOnly"]
 

@@ -96,7 +96,7 @@ def check_memory(source: object, *, available: int | None = None) -> None:
     gib = 2**30
     biggest = max(estimate.files, key=lambda p: p.stat().st_size)
     raise ResourceError(
-        f"loading {os.fspath(source)} needs at least {estimate.needed / gib:.1f} GiB of memory "  # type: ignore[arg-type]
+        f"loading {source} needs at least {estimate.needed / gib:.1f} GiB of memory "
         f"({len(estimate.files)} weight file(s), largest {biggest.name}), but only "
         f"{available / gib:.1f} GiB is available; free memory, pick a smaller or quantised model, "
         f"or set {SKIP_ENV}=1 to try anyway",

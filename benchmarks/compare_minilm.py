@@ -1,8 +1,8 @@
-"""Compare variants of the packaged all-MiniLM-L6-v2 in one process: fp32 (baseline), bf16, fp16,
-and whatever compression strategies work here. Writes the table, JSON and the quality-vs-speed
+"""Compare variants of the packaged all-MiniLM-L6-v2 in one process: fp32 (baseline), bf16, and
+whatever compression strategies work here. Writes the table, JSON and the quality-vs-speed
 plot used by docs/how-to/benchmark.md.
 
-    python benchmarks/compare_minilm.py [--out docs/assets] [--sentences 256] [--repeats 5]
+    python -m benchmarks.compare_minilm [--out docs/assets] [--sentences 64] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from aikit.defaults import default_model_path
 from benchmarks.corpus import load_sentences
 
 
+# --8<-- [start:variants]
 def variants(path: Path) -> tuple[list[aikit.Model], list[str]]:
     base = aikit.Model.load(path, task="feature-extraction")
     models = [base, aikit.Model.load(path, task="feature-extraction", dtype="bfloat16")]
@@ -29,21 +30,25 @@ def variants(path: Path) -> tuple[list[aikit.Model], list[str]]:
     return models, names
 
 
+# --8<-- [end:variants]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("docs/assets"))
-    parser.add_argument("--sentences", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--sentences", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     models, names = variants(default_model_path("minilm"))
     sentences = load_sentences(args.sentences)
-    report = aikit.compare(models, sentences, names=names, batch_sizes=[1, 32], repeats=args.repeats, progress=False)
+    # --8<-- [start:compare]
+    report = aikit.compare(models, sentences, names=names, batch_sizes=[1, 16], repeats=args.repeats, progress=True)
+    print(report)
     args.out.mkdir(parents=True, exist_ok=True)
     report.plot(args.out / "minilm-compare.png")
+    # --8<-- [end:compare]
     (args.out / "minilm-compare.json").write_text(report.to_json(), encoding="utf-8")
-    text = report.render()
-    (args.out / "minilm-compare.txt").write_text(text, encoding="utf-8")
-    print(text)
+    (args.out / "minilm-compare.txt").write_text(report.render(), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -329,7 +329,8 @@ def main() -> None:
     batching = [r for r in results if r.server == "aikit-batching"]
     if batching:
         sustainable = max(r.throughput for r in batching)
-        server = start_server("aikit-batching", free_port(), max_queue=64)
+        # A queue of about one second of work: at 4x the sustainable rate it fills within a second or two.
+        server = start_server("aikit-batching", free_port(), max_queue=max(8, round(sustainable)))
         try:
             overload_result = asyncio.run(
                 overload(server, 4 * sustainable, 4.0 if args.quick else 8.0, texts, expected)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
 
 import pytest
@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 import aikit
 from aikit.cli import app
+from aikit.testing import fresh_host
 
 runner = CliRunner()
 ROWS = [
@@ -105,3 +106,27 @@ def test_eval_matches_scikit_learn(tiny_model_dir: Callable[[str], Path], files:
     )
     text = runner.invoke(app, ["eval", str(path), str(files["jsonl"]), "--metric", "f1", "--no-progress"])
     assert text.exit_code == 0 and "f1 (macro)" in text.stdout and "f1 [positive]" in text.stdout
+
+
+class _CtrlCOnCall:
+    """Middleware that presses Ctrl-C on the n-th predict call."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.calls = n, 0
+
+    @aikit.hookimpl(wrapper=True)
+    def aikit_predict(self, call: object) -> Generator[None, list[object], list[object]]:
+        self.calls += 1
+        if self.calls == self.n:
+            raise KeyboardInterrupt
+        return (yield)
+
+
+def test_bench_ctrl_c_prints_what_was_measured(tiny_model_dir: Callable[[str], Path], files: dict[str, Path]) -> None:
+    model = str(tiny_model_dir("bert-sequence-classification"))
+    with fresh_host(_CtrlCOnCall(3)):  # batch size 1 finishes its two runs; batch size 2 is cut off
+        result = runner.invoke(app, ["bench", model, "--input", str(files["txt"]), "-b", "1,2", "--repeats", "2",
+                                     "--warmup", "0", "--json", "--no-progress"])  # fmt: skip
+    assert result.exit_code == 130
+    data = json.loads(result.stdout)
+    assert data["interrupted"] is True and [b["batch_size"] for b in data["batches"]] == [1]

@@ -58,11 +58,14 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, aikit.Model]:
     from aikit.testing.tiny import TinyCNN
 
     root = tmp_path_factory.mktemp("hostile")
-    out = {kind: aikit.Model.load(save_tiny_model(root / kind, kind), task=task) for kind, (task, _) in TEXT_KINDS.items()}
-    out["vit"] = aikit.Model.load(save_tiny_model(root / "vit", "vit-image-classification"))
+    out = {
+        kind: aikit.Model.load(save_tiny_model(root / kind, kind), task=task, threads=1)
+        for kind, (task, _) in TEXT_KINDS.items()
+    }
+    out["vit"] = aikit.Model.load(save_tiny_model(root / "vit", "vit-image-classification"), threads=1)
     torch.manual_seed(0)
     out["cnn"] = aikit.Model.from_module(
-        TinyCNN(), task="image-classification", preprocess=aikit.ImagePreprocess(size=(8, 8), grayscale=True)
+        TinyCNN(), task="image-classification", preprocess=aikit.ImagePreprocess(size=(8, 8), grayscale=True), threads=1
     )
     return out
 
@@ -122,7 +125,9 @@ def plain_text(item: Any) -> bool:
 # ------------------------------------------------------------------ text tasks
 
 texts = st.text(alphabet=st.characters(codec="utf-8"), max_size=120)
-words = st.lists(st.sampled_from(["good", "bad", "movie", "paris", "john", "the", ".", "?", "zzz", "日本", "😀"]), max_size=60).map(" ".join)
+words = st.lists(
+    st.sampled_from(["good", "bad", "movie", "paris", "john", "the", ".", "?", "zzz", "日本", "😀"]), max_size=60
+).map(" ".join)
 anything = st.one_of(
     texts,
     words,
@@ -196,7 +201,9 @@ def test_very_long_input_is_truncated_with_a_warning_in_bounded_work(
 ) -> None:
     """A 24 MB string: the tokenizer never sees more than the model can use, and one warning says so."""
     shared = models[kind]
-    model = aikit.Model(task=type(shared.task)(shared.parts), backend=shared.backend, parts=shared.parts)  # fresh warning state
+    model = aikit.Model(
+        task=type(shared.task)(shared.parts), backend=shared.backend, parts=shared.parts
+    )  # fresh warning state
     tokenizer = model.parts.tokenizer
     seen: list[int] = []
     real_call = type(tokenizer).__call__
@@ -216,10 +223,29 @@ def test_very_long_input_is_truncated_with_a_warning_in_bounded_work(
 
 @pytest.mark.parametrize("kind", list(TEXT_KINDS))
 def test_unknown_options_are_config_errors(models: dict[str, aikit.Model], kind: str) -> None:
-    valid = {"max_new_tokens", "do_sample", "temperature", "top_k", "top_p", "repetition_penalty", "seed", "stop", "chat_template"}
+    valid = {
+        "max_new_tokens",
+        "do_sample",
+        "temperature",
+        "top_k",
+        "top_p",
+        "repetition_penalty",
+        "seed",
+        "stop",
+        "chat_template",
+    }
 
     @BOUNDED
-    @given(st.dictionaries(st.from_regex(r"[a-z_]{1,12}", fullmatch=True).filter(lambda k: k not in valid | {"batch_size", "max_length", "progress"}), st.integers(), min_size=1, max_size=3))
+    @given(
+        st.dictionaries(
+            st.from_regex(r"[a-z_]{1,12}", fullmatch=True).filter(
+                lambda k: k not in valid | {"batch_size", "max_length", "progress"}
+            ),
+            st.integers(),
+            min_size=1,
+            max_size=3,
+        )
+    )
     def check(options: dict[str, Any]) -> None:
         with pytest.raises(aikit.ConfigError, match="option"):
             models[kind].predict("good", **options)
@@ -240,7 +266,17 @@ option_values = st.one_of(
 
 @pytest.mark.parametrize("kind", GENERATIVE)
 def test_hostile_generation_options_are_config_errors_or_run_bounded(models: dict[str, aikit.Model], kind: str) -> None:
-    names = ["max_new_tokens", "do_sample", "temperature", "top_k", "top_p", "repetition_penalty", "seed", "stop", "chat_template"]
+    names = [
+        "max_new_tokens",
+        "do_sample",
+        "temperature",
+        "top_k",
+        "top_p",
+        "repetition_penalty",
+        "seed",
+        "stop",
+        "chat_template",
+    ]
 
     @BOUNDED
     @given(st.dictionaries(st.sampled_from(names), option_values, max_size=4))
@@ -339,7 +375,11 @@ def test_corrupt_and_missing_image_files_are_input_errors(
     truncated.write_bytes(png_bytes[: len(png_bytes) // 2])
     text = tmp_path / "notes.jpg"
     text.write_text("not an image", encoding="utf-8")
-    for item, message in ((truncated, "cannot decode image"), (text, "cannot decode image"), (tmp_path / "missing.png", "does not exist")):
+    for item, message in (
+        (truncated, "cannot decode image"),
+        (text, "cannot decode image"),
+        (tmp_path / "missing.png", "does not exist"),
+    ):
         with pytest.raises(aikit.InputError, match=f"^input 1: .*{message}"):
             models[kind].predict([png_bytes, item])
 
@@ -406,4 +446,3 @@ def test_model_limits_are_respected_for_any_max_length(models: dict[str, aikit.M
         assert outcome(model, "bert-sequence-classification", items, max_length=max_length) == "ok"
 
     check()
-

@@ -79,7 +79,9 @@ def broken_host(plugin_site: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
             del sys.modules[module]
 
 
-def run_aikit(plugin_site: Path, *args: str, env: dict[str, str] | None = None, code: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_aikit(
+    plugin_site: Path, *args: str, env: dict[str, str] | None = None, code: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m aikit ARGS`` (or ``python -c CODE``) with the test plugins importable."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("AIKIT_")}
     full_env["PYTHONPATH"] = os.pathsep.join([str(plugin_site), full_env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
@@ -113,7 +115,9 @@ def test_unknown_name_errors_mention_the_plugins_that_failed(broken_host: Plugin
         aikit.get_task("half-registered-task")
 
 
-def test_a_plugin_raising_during_predict_is_named(broken_host: PluginHost, tiny_model_dir: Callable[[str], Path]) -> None:
+def test_a_plugin_raising_during_predict_is_named(
+    broken_host: PluginHost, tiny_model_dir: Callable[[str], Path]
+) -> None:
     model = aikit.Model.load(tiny_model_dir("bert-sequence-classification"))
     assert model.predict("good movie").label in ("negative", "positive")  # the wrapper passes this through
     with pytest.raises(RuntimeError, match="broken on purpose") as info:
@@ -123,7 +127,9 @@ def test_a_plugin_raising_during_predict_is_named(broken_host: PluginHost, tiny_
     assert model.predict("still fine").label in ("negative", "positive")  # no corrupted state
 
 
-def test_errors_of_the_core_itself_are_not_blamed_on_a_plugin(broken_host: PluginHost, tiny_model_dir: Callable[[str], Path]) -> None:
+def test_errors_of_the_core_itself_are_not_blamed_on_a_plugin(
+    broken_host: PluginHost, tiny_model_dir: Callable[[str], Path]
+) -> None:
     model = aikit.Model.load(tiny_model_dir("bert-sequence-classification"))
     with pytest.raises(aikit.InputError) as info:
         model.predict([3])
@@ -203,5 +209,7 @@ def test_strict_plugins_turns_a_failure_into_an_error(plugin_site: Path) -> None
         assert result.returncode == 0, result.stderr
         plugin, message = result.stdout.strip().split(" | ", 1)
         assert plugin == name and expected in message
-    fine = run_aikit(plugin_site, "plugins", "--json", env={**env, "AIKIT_LOAD_PLUGINS": "test_good,test_predict_error"})
+    fine = run_aikit(
+        plugin_site, "plugins", "--json", env={**env, "AIKIT_LOAD_PLUGINS": "test_good,test_predict_error"}
+    )
     assert {n for n, r in _plugins_json(fine).items() if r["error"]} == set()

@@ -34,13 +34,17 @@ def models(tiny_model_dir: Callable[[str], Path]) -> tuple[aikit.Model, aikit.Mo
     """Two different models of the same kind: the artifact being replaced, and its replacement."""
     from aikit.testing import save_tiny_model
 
-    old = aikit.Model.load(tiny_model_dir("bert-sequence-classification"))
-    new_dir = save_tiny_model(tiny_model_dir("bert-sequence-classification").parent / "other_seed", "bert-sequence-classification", seed=1)
-    return old, aikit.Model.load(new_dir)
+    old = aikit.Model.load(tiny_model_dir("bert-sequence-classification"), threads=1)
+    new_dir = save_tiny_model(
+        tiny_model_dir("bert-sequence-classification").parent / "other_seed", "bert-sequence-classification", seed=1
+    )
+    return old, aikit.Model.load(new_dir, threads=1)
 
 
 @pytest.fixture(scope="module")
-def references(models: tuple[aikit.Model, aikit.Model], tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], dict[str, str]]:
+def references(
+    models: tuple[aikit.Model, aikit.Model], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[dict[str, str], dict[str, str]]:
     """The ``files`` map (name -> sha256) of each model's artifact, saved undisturbed."""
     base = tmp_path_factory.mktemp("reference")
     return tuple(read_manifest(m.save(base / str(i)))["files"] for i, m in enumerate(models))  # type: ignore[return-value]
@@ -123,7 +127,9 @@ def _state(dest: Path, refs: tuple[dict[str, str], dict[str, str]]) -> str:
     manifest = read_manifest(dest)
     verify_files(dest, manifest)  # every hash matches, no file missing or extra
     # The weights say which model it is (tokenizer.json records the last truncation setting used).
-    return {refs[0]["model.safetensors"]: "old", refs[1]["model.safetensors"]: "new"}[manifest["files"]["model.safetensors"]]
+    return {refs[0]["model.safetensors"]: "old", refs[1]["model.safetensors"]: "new"}[
+        manifest["files"]["model.safetensors"]
+    ]
 
 
 def _exchange_supported(where: Path) -> bool:
@@ -207,7 +213,10 @@ def test_a_save_killed_with_no_previous_artifact_leaves_nothing(
 
 
 def test_an_exception_during_the_swap_restores_the_previous_artifact(
-    dest: Path, models: tuple[aikit.Model, aikit.Model], references: tuple[dict[str, str], dict[str, str]], monkeypatch: pytest.MonkeyPatch
+    dest: Path,
+    models: tuple[aikit.Model, aikit.Model],
+    references: tuple[dict[str, str], dict[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(artifact_module, "_exchange", lambda a, b: False)
     real_rename = os.rename

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import struct
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ def check_gguf(path: Path) -> None:
     """Validate the header before handing the file to a parser: magic bytes and a known version."""
     try:
         with path.open("rb") as f:
-            header = f.read(8)
+            header = f.read(24)
+        size = path.stat().st_size
     except OSError as exc:
         raise ModelLoadError(f"cannot read {path}: {exc}", source=path) from exc
     if len(header) < 8 or header[:4] != GGUF_MAGIC:
@@ -34,6 +36,17 @@ def check_gguf(path: Path) -> None:
     version = int.from_bytes(header[4:8], "little")
     if version not in (2, 3):
         raise ModelLoadError(f"{path}: unsupported GGUF version {version} (expected 2 or 3)", source=path)
+    if len(header) < 24:
+        raise ModelLoadError(f"cannot read {path}: the GGUF header is truncated ({size} bytes)", source=path)
+    tensors, fields = struct.unpack("<QQ", header[8:24])
+    # Every tensor entry takes at least 24 bytes and every metadata field at least 13: counts the
+    # file cannot hold mean corruption, and must not reach a parser that sizes buffers from them.
+    if tensors * 24 + fields * 13 > size:
+        raise ModelLoadError(
+            f"cannot read {path}: its header declares {tensors} tensors and {fields} metadata fields, "
+            f"more than {size} bytes can hold (truncated or corrupt file)",
+            source=path,
+        )
 
 
 class GgufLoader(Loader):
@@ -101,7 +114,7 @@ def _load_cached(path: Path, digest: str) -> tuple[Any, Any]:
         with quiet_transformers():
             tokenizer = transformers.AutoTokenizer.from_pretrained(path.parent, **kwargs)
             loaded = transformers.AutoModelForCausalLM.from_pretrained(path.parent, **kwargs)
-    except (ValueError, OSError, KeyError, RuntimeError) as exc:
+    except (ValueError, OSError, KeyError, RuntimeError, IndexError, EOFError, struct.error) as exc:
         raise ModelLoadError(f"transformers cannot read {path}: {type(exc).__name__}: {exc}", source=path) from exc
     # transformers refuses to save a model straight from GGUF; a rebuilt one saves normally.
     module = type(loaded)(loaded.config)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,7 @@ def sentence_transformers_state(directory: Path) -> dict[str, Any]:
 def load_hf_folder(directory: Path, *, task: str | None, options: LoadOptions, kind: str, location: str) -> ModelParts:
     """Load a transformers model folder into parts, choosing the Auto class from the task."""
     import transformers
+    from safetensors import SafetensorError
 
     safe, pickled = weight_files(directory)
     if not safe and pickled and not options.allow_pickle:
@@ -122,11 +124,19 @@ def load_hf_folder(directory: Path, *, task: str | None, options: LoadOptions, k
                 use_safetensors=bool(safe),
                 trust_remote_code=options.trust_remote_code,
             )
+    except pickle.UnpicklingError as exc:  # allow_pickle=True, and torch's weights_only loader refused
+        from .pickled import refusal_reason
+
+        raise UnsafeModelError(
+            f"the pickle-based weights in {directory} hold more than tensors ({refusal_reason(exc)}); "
+            "aikit will not unpickle arbitrary objects. Convert the weights to safetensors",
+            source=directory,
+        ) from exc
     except ValueError as exc:
         raise ModelLoadError(
             f"cannot load {directory} for task {task_cls.name!r} with transformers.{auto_name}: {exc}", source=directory
         ) from exc
-    except OSError as exc:
+    except (OSError, SafetensorError) as exc:
         raise ModelLoadError(f"cannot read the weights in {directory}: {exc}", source=directory) from exc
     return parts
 

@@ -49,12 +49,14 @@ def _state_dict(loaded: Any, path: Path) -> dict[str, Any]:
     )
 
 
-def _refusal_reason(exc: Exception) -> str:
-    """The useful part of torch's weights-only refusal (which also suggests the unsafe retry)."""
-    text = str(exc)
-    _, found, rest = text.partition("WeightsUnpickler error:")
-    reason = rest.split("Check the documentation")[0] if found else text.splitlines()[0]
-    return " ".join(reason.split()) or type(exc).__name__
+_BOILERPLATE = ("Weights only load failed", "Please file an issue", "Check the documentation", "WeightsUnpickler error")
+
+
+def refusal_reason(exc: BaseException) -> str:
+    """The useful line of torch's weights-only refusal, without its advice to retry unsafely."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    useful = [line for line in lines if line and not line.startswith(_BOILERPLATE)]
+    return useful[0] if useful else type(exc).__name__
 
 
 class PickleWeightsLoader(Loader):
@@ -89,7 +91,7 @@ class PickleWeightsLoader(Loader):
             # weights_only refuses any global outside torch's allow-list: this is the attack case.
             raise UnsafeModelError(
                 f"{path} holds more than tensors (torch.load(weights_only=True) refused it: "
-                f"{_refusal_reason(exc)}); aikit will not unpickle arbitrary objects. "
+                f"{refusal_reason(exc)}); aikit will not unpickle arbitrary objects. "
                 "Re-save only the state dict (torch.save(model.state_dict(), ...)) or convert to safetensors",
                 source=path,
             ) from exc

@@ -83,7 +83,11 @@ class Structured(CompressionConfig):
         _fraction(self.strategy, "ffn", self.ffn, high=0.95)
         if isinstance(self.layers, bool) or not isinstance(self.layers, int) or self.layers < 0:
             raise ConfigError(f"{self.strategy}: layers must be a whole number >= 0, got {self.layers!r}")
-        if isinstance(self.recovery_seconds, bool) or not isinstance(self.recovery_seconds, (int, float)) or self.recovery_seconds < 0:
+        if (
+            isinstance(self.recovery_seconds, bool)
+            or not isinstance(self.recovery_seconds, (int, float))
+            or self.recovery_seconds < 0
+        ):
             raise ConfigError(f"{self.strategy}: recovery_seconds must be >= 0, got {self.recovery_seconds!r}")
         lr = self.learning_rate
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < float(lr) < 1:

@@ -29,7 +29,13 @@ from aikit.errors import CompressionError
 __all__ = ["Blocks", "find_blocks", "keep_count", "prune_blocks", "shrink_skeleton"]
 
 _FFN = {"bert": (("intermediate.dense",), "output.dense"), "llama": (("mlp.gate_proj", "mlp.up_proj"), "mlp.down_proj")}
-_HEADS = {"bert": (("attention.self.query", "attention.self.key", "attention.self.value"), "attention.output.dense", "attention.self")}
+_HEADS = {
+    "bert": (
+        ("attention.self.query", "attention.self.key", "attention.self.value"),
+        "attention.output.dense",
+        "attention.self",
+    )
+}
 
 
 @dataclass
@@ -53,6 +59,11 @@ def find_blocks(module: nn.Module) -> Blocks:
             return Blocks(name, "bert", child)
         if all(_has(first, p) for p in ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")):
             return Blocks(name, "llama", child)
+    if any(type(m).__name__.startswith(("Quant", "Int8", "Int4")) for m in module.modules()):
+        raise CompressionError(
+            "prune-structured must come before quantization in a chain (this model's layers are already "
+            "quantized): e.g. compress('prune-structured:ffn=0.3', 'int8-dynamic')"
+        )
     raise CompressionError(
         "prune-structured supports BERT-style encoders (heads, ffn, layers) and Llama-style decoders (ffn, layers); "
         f"{type(module).__name__} has neither layout. Use prune-magnitude, or a quantization strategy"
@@ -122,7 +133,9 @@ def _drop_layers(module: nn.Module, blocks: Blocks, remove: Sequence[int]) -> Bl
 
 def _check(blocks: Blocks, config: Any) -> None:
     if config.layers >= len(blocks.modules):
-        raise CompressionError(f"prune-structured: layers={config.layers} but the model has only {len(blocks.modules)} layers")
+        raise CompressionError(
+            f"prune-structured: layers={config.layers} but the model has only {len(blocks.modules)} layers"
+        )
     if config.heads and blocks.family not in _HEADS:
         raise CompressionError(
             f"prune-structured: head pruning supports BERT-style encoders; this is a {blocks.family}-style model "
@@ -190,7 +203,9 @@ def _collect(module: nn.Module, blocks: Blocks, batches: Sequence[dict[str, NDAr
         if blocks.family in _HEADS:
             heads = int(block.get_submodule(_HEADS[blocks.family][2]).num_attention_heads)
 
-            def on_heads(_m: nn.Module, inputs: tuple[torch.Tensor, ...], _out: Any, i: int = i, heads: int = heads) -> None:
+            def on_heads(
+                _m: nn.Module, inputs: tuple[torch.Tensor, ...], _out: Any, i: int = i, heads: int = heads
+            ) -> None:
                 x = inputs[0].detach().float()
                 add(stats.heads, i, x.reshape(-1, heads, x.shape[-1] // heads).norm(dim=-1).mean(0))
 
@@ -222,7 +237,9 @@ def _head_scores(block: nn.Module, family: str, context: torch.Tensor | None) ->
     return context * per_head
 
 
-def prune_blocks(module: nn.Module, config: Any, batches: Sequence[dict[str, NDArray[Any]]]) -> tuple[nn.Module, list[str]]:
+def prune_blocks(
+    module: nn.Module, config: Any, batches: Sequence[dict[str, NDArray[Any]]]
+) -> tuple[nn.Module, list[str]]:
     """Prune ``module`` in place as ``config`` says; return it and sentences for the report."""
     blocks = find_blocks(module)
     _check(blocks, config)
@@ -233,7 +250,7 @@ def prune_blocks(module: nn.Module, config: Any, batches: Sequence[dict[str, NDA
         if stats.influence:
             order = sorted(remaining, key=lambda i: stats.influence[i] / stats.counts[i])
         else:  # ShortGPT: deep layers change the residual stream least; keep the last one
-            order = list(range(len(remaining) - 2, -1, -1)) + [len(remaining) - 1]
+            order = [*range(len(remaining) - 2, -1, -1), len(remaining) - 1]
         remove = sorted(order[: config.layers])
         notes.append(f"prune-structured removed layer(s) {remove} of {len(remaining)}")
         remaining = [i for i in remaining if i not in remove]

@@ -31,7 +31,7 @@ def prunable_linears(module: nn.Module, exclude: tuple[str, ...]) -> list[str]:
 
 def _kth_magnitude(values: torch.Tensor, fraction: float) -> float:
     """The magnitude below which ``fraction`` of ``values`` lie (exact, via kthvalue)."""
-    k = int(round(fraction * values.numel()))
+    k = round(fraction * values.numel())
     if k <= 0:
         return -1.0
     return float(values.abs().reshape(-1).kthvalue(k).values)

@@ -16,7 +16,9 @@ __all__ = ["activation_ranges", "input_absmax", "smoothing_scales"]
 _SAMPLE = 65536  # values kept per layer and batch for the percentile estimate
 
 
-def input_absmax(module: nn.Module, names: Sequence[str], batches: Sequence[dict[str, NDArray[Any]]]) -> dict[str, torch.Tensor]:
+def input_absmax(
+    module: nn.Module, names: Sequence[str], batches: Sequence[dict[str, NDArray[Any]]]
+) -> dict[str, torch.Tensor]:
     """Per-input-channel max |x| seen by each named Linear over the calibration batches."""
     stats: dict[str, torch.Tensor] = {}
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+from torch.nn import functional
 from torch import nn
 
 __all__ = ["Int4WeightOnlyLinear", "hqq_quantize", "pack_int4", "rtn_quantize", "unpack_int4"]
@@ -56,7 +56,7 @@ def hqq_quantize(
     zero = -low * inv_scale
 
     def shrink(x: torch.Tensor, b: float) -> torch.Tensor:  # generalised soft threshold for the l_p prox
-        return torch.sign(x) * F.relu(x.abs() - (1.0 / b) * (x.abs() + 1e-8).pow(lp_norm - 1))
+        return torch.sign(x) * functional.relu(x.abs() - (1.0 / b) * (x.abs() + 1e-8).pow(lp_norm - 1))
 
     best_err, best_zero = float("inf"), zero.clone()
     for _ in range(iters):

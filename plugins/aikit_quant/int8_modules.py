@@ -15,7 +15,7 @@ import warnings
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+from torch.nn import functional
 from torch import nn
 
 __all__ = ["Int8WeightOnlyLinear", "QuantEmbedding", "QuantLinearDynamic", "QuantLinearStatic", "quantize_rows"]
@@ -58,7 +58,9 @@ class _PackedLinear(nn.Module):
         self.register_buffer("in_scale", torch.ones(in_features) if smooth else None)
         self._packed: Any = None
 
-    def fill(self, linear: nn.Linear, *, qmax: int, per_channel: bool = True, in_scale: torch.Tensor | None = None) -> None:
+    def fill(
+        self, linear: nn.Linear, *, qmax: int, per_channel: bool = True, in_scale: torch.Tensor | None = None
+    ) -> None:
         w = linear.weight.detach().float()
         if in_scale is not None:
             assert self.in_scale is not None
@@ -102,7 +104,9 @@ class QuantLinearDynamic(_PackedLinear):
     the speed of the per-tensor kernel.
     """
 
-    def __init__(self, in_features: int, out_features: int, *, bias: bool, smooth: bool, per_token: bool = True) -> None:
+    def __init__(
+        self, in_features: int, out_features: int, *, bias: bool, smooth: bool, per_token: bool = True
+    ) -> None:
         super().__init__(in_features, out_features, bias=bias, smooth=smooth)
         self.per_token = per_token
 
@@ -220,7 +224,7 @@ class QuantEmbedding(nn.Module):
         return self.dequantized_weight()
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return F.embedding(ids, self.weight_int8).float() * F.embedding(ids, self.weight_scale)
+        return functional.embedding(ids, self.weight_int8).float() * functional.embedding(ids, self.weight_scale)
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}, int8"

@@ -40,7 +40,9 @@ class _SwapStrategy(Strategy):
     def fill(self, new: nn.Module, original: nn.Module, name: str, config: Any, stats: dict[str, Any]) -> None:
         raise NotImplementedError
 
-    def calibrate(self, module: nn.Module, names: list[str], config: Any, context: CompressionContext) -> dict[str, Any]:
+    def calibrate(
+        self, module: nn.Module, names: list[str], config: Any, context: CompressionContext
+    ) -> dict[str, Any]:
         """Statistics from calibration data that ``fill`` needs (none by default)."""
         return {}
 
@@ -102,13 +104,8 @@ def _input_embedding_name(module: nn.Module) -> str | None:
 
 
 def weight_bits(config: Int8Dynamic | Int8Static) -> int:
-    """7-bit weights on CPUs without int8 dot-product instructions (no int16 saturation), else 8."""
-    from aikit.sysinfo import has_int8_dot_product
-
-    bits = getattr(config, "weight_bits", "auto")
-    if bits == "auto":
-        return 8 if has_int8_dot_product() else 7
-    return int(bits)
+    """int8-static always uses 7-bit weights: its fbgemm kernel takes full-range uint8 activations."""
+    return int(config.weight_bits) if isinstance(config, Int8Dynamic) else 7
 
 
 class _Int8Activations(_SwapStrategy):
@@ -133,9 +130,13 @@ class _Int8Activations(_SwapStrategy):
         bias = original.bias is not None
         if isinstance(config, Int8Static):
             return QuantLinearStatic(original.in_features, original.out_features, bias=bias, smooth=smooth)
-        return QuantLinearDynamic(original.in_features, original.out_features, bias=bias, smooth=smooth, per_token=config.per_token)
+        return QuantLinearDynamic(
+            original.in_features, original.out_features, bias=bias, smooth=smooth, per_token=config.per_token
+        )
 
-    def calibrate(self, module: nn.Module, names: list[str], config: Any, context: CompressionContext) -> dict[str, Any]:
+    def calibrate(
+        self, module: nn.Module, names: list[str], config: Any, context: CompressionContext
+    ) -> dict[str, Any]:
         if config.smoothquant is None:
             return {}
         from aikit.compression_tools import require_calibration
@@ -153,7 +154,12 @@ class _Int8Activations(_SwapStrategy):
             new.fill(original)  # type: ignore[operator]
             return
         smooth = stats.get("smooth", {}).get(name)
-        new.fill(original, qmax=2 ** (weight_bits(config) - 1) - 1, per_channel=getattr(config, "per_channel", True), in_scale=smooth)  # type: ignore[operator]
+        new.fill(
+            original,
+            qmax=2 ** (weight_bits(config) - 1) - 1,
+            per_channel=getattr(config, "per_channel", True),
+            in_scale=smooth,
+        )  # type: ignore[operator]
 
 
 class Int8DynamicStrategy(_Int8Activations):
@@ -168,12 +174,16 @@ class Int8StaticStrategy(_Int8Activations):
     needs_calibration = True
     description = "int8 weights and activations with calibrated ranges; SmoothQuant option"
 
-    def calibrate(self, module: nn.Module, names: list[str], config: Any, context: CompressionContext) -> dict[str, Any]:
+    def calibrate(
+        self, module: nn.Module, names: list[str], config: Any, context: CompressionContext
+    ) -> dict[str, Any]:
         from .calibration import activation_ranges
 
         stats = super().calibrate(module, names, config, context)
         linear = [n for n in names if not _is_embedding(module, n)]
-        stats["ranges"] = activation_ranges(module, linear, context.calibration, stats.get("smooth", {}), float(config.percentile))
+        stats["ranges"] = activation_ranges(
+            module, linear, context.calibration, stats.get("smooth", {}), float(config.percentile)
+        )
         return stats
 
     def fill(self, new: nn.Module, original: nn.Module, name: str, config: Any, stats: dict[str, Any]) -> None:
@@ -212,7 +222,9 @@ class Int4WeightOnlyStrategy(_SwapStrategy):
 
         # tinygemm packs 16 output rows at a time: other widths (small classifier heads) stay in fp32
         linears = [(n, module.get_submodule(n)) for n in super().targets(module, config)]
-        return [n for n, m in linears if m.out_features % 16 == 0 and fitting_group(int(m.in_features), config.group_size)]  # type: ignore[arg-type]
+        return [
+            n for n, m in linears if m.out_features % 16 == 0 and fitting_group(int(m.in_features), config.group_size)
+        ]  # type: ignore[arg-type]
 
     def empty(self, original: nn.Module, config: Any) -> nn.Module:
         from .int4_modules import Int4WeightOnlyLinear, fitting_group

@@ -1,0 +1,35 @@
+"""int8-dynamic on the packaged all-MiniLM-L6-v2 with real English sentences (slow)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import aikit
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def sentences() -> list[str]:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from corpus import load_sentences
+
+    return list(load_sentences())
+
+
+def test_int8_dynamic_keeps_minilm_embeddings(minilm: Any, sentences: list[str], tmp_path: Path) -> None:
+    evaluation, calibration = sentences[:300], sentences[-64:]
+    small = minilm.compress("int8-dynamic", calibration=calibration, measure_speed=False)
+    reference, vectors = minilm.embed(evaluation), small.embed(evaluation)
+    cos = (reference * vectors).sum(1) / np.linalg.norm(reference, axis=1) / np.linalg.norm(vectors, axis=1)
+    assert cos.min() >= 0.985 and cos.mean() >= 0.995, (cos.min(), cos.mean())
+    report = small.compression_report
+    assert report.size_ratio <= 0.30  # word embeddings are int8 too
+    back = aikit.Model.load(small.save(tmp_path / "minilm-int8"))
+    np.testing.assert_array_equal(back.embed(evaluation[:32]), vectors[:32])
+    assert (tmp_path / "minilm-int8" / "model.safetensors").stat().st_size <= 0.30 * 90_900_000
