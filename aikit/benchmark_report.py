@@ -178,7 +178,8 @@ class BenchmarkReport:
         m = self.model
         where = f"{m.get('device', '?')}, {m.get('dtype', '?')}, threads {m.get('threads', '?')}"
         title = f"{self.name}: {self.task} on {m.get('backend')} ({where})"
-        table = Table(title=title + (" [interrupted]" if self.interrupted else ""), title_justify="left")
+        title += " [interrupted]" if self.interrupted else ""
+        table = Table(title=title, title_justify="left")
         for column in ("batch", "runs", "p50 ms", "p90 ms", "p99 ms", "items/s", "tokens/s"):
             table.add_column(column, justify="right")
         for b in self.batches:

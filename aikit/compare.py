@@ -116,7 +116,8 @@ class ComparisonReport:
         from rich.table import Table
 
         title = f"baseline: {self.reports[0].name}; quality: {self.quality_metric}"
-        table = Table(title=title + (" [interrupted]" if self.interrupted else ""), title_justify="left")
+        title += " [interrupted]" if self.interrupted else ""
+        table = Table(title=title, title_justify="left")
         for column in ("model", "batch", "p50 ms", "items/s", "speed", "size", "size ratio", "quality", "pareto"):
             table.add_column(column, justify="left" if column == "model" else "right")
         for row in self.rows():

@@ -100,7 +100,7 @@ def prepare_data(task: Task, items: Sequence[Any] | None) -> EvalData:
 # ---------------------------------------------------------------------- quality
 def summarise(task: Task, backend: Backend, batches: Sequence[Batch]) -> list[dict[str, Any]]:
     """Per batch, the small facts quality is compared on (never whole logits: LM vocabularies are big)."""
-    out = []
+    out: list[dict[str, Any]] = []
     for batch in batches:
         outputs = backend.forward(batch)
         embed = getattr(task, "embed_batch", None)

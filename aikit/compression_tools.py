@@ -24,6 +24,7 @@ __all__ = [
     "QuantizedWeight",
     "add_note",
     "copy_module",
+    "linear_at",
     "linear_names",
     "module_of",
     "run_calibration",
@@ -61,6 +62,14 @@ def set_module(root: nn.Module, name: str, new: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = root.get_submodule(parent_name) if parent_name else root
     setattr(parent, child, new)
+
+
+def linear_at(root: nn.Module, name: str) -> nn.Linear:
+    """The ``nn.Linear`` at dotted ``name`` (typed access for strategies)."""
+    module = root.get_submodule(name)
+    if not isinstance(module, nn.Linear):
+        raise CompressionError(f"{name} is a {type(module).__name__}, not a Linear layer")
+    return module
 
 
 def linear_names(module: nn.Module, exclude: Iterable[str] = ()) -> list[str]:

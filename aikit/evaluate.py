@@ -116,15 +116,15 @@ class EvaluationReport:
                 for key, sub in value.items():
                     if isinstance(sub, dict):
                         for label, v in sub.items():
-                            scores.add_row(f"{metric} [{label}]", f"{v:.4f}")
+                            scores.add_row(f"{metric} [{label}]", f"{v:.5f}")
                     else:
-                        scores.add_row(f"{metric} ({key})", f"{sub:.4f}")
+                        scores.add_row(f"{metric} ({key})", f"{sub:.5f}")
             else:
-                scores.add_row(metric, f"{value:.4f}")
+                scores.add_row(metric, f"{value:.5f}")
         return out
 
     def render(self, width: int = 120) -> str:
-        return render_text(*self.tables(), width=width)
+        return render_text(*(t for t in self.tables() if t.row_count), width=width)
 
     def __str__(self) -> str:
         return self.render()
@@ -133,7 +133,8 @@ class EvaluationReport:
 def _matrix_table(metric: str, value: dict[str, Any]) -> Any:
     from rich.table import Table
 
-    table = Table(title=f"{metric} (rows: reference, columns: predicted)", title_justify="left")
+    title = f"{metric} (rows: reference, columns: predicted)"
+    table = Table(title=title, title_justify="left")
     table.add_column("")
     for label in value["labels"]:
         table.add_column(str(label), justify="right")

@@ -46,12 +46,20 @@ def save_figure(figure: Any, path: str | os.PathLike[str]) -> Path:
 
 
 def render_text(*renderables: Any, width: int = 120) -> str:
-    """Plain text (no colour codes) of rich renderables such as ``rich.table.Table``."""
+    """Plain text (no colour codes) of rich renderables such as ``rich.table.Table``.
+
+    A table's title is printed as a line of its own above it: rich would wrap a title longer
+    than the table to the table's width.
+    """
     from rich.console import Console
+    from rich.table import Table
 
     buffer = io.StringIO()
     console = Console(file=buffer, width=width, force_terminal=False, color_system=None, markup=False, highlight=False)
     for item in renderables:
+        if isinstance(item, Table) and item.title:
+            heading, item.title = item.title, None
+            console.print(heading)
         console.print(item)
     return buffer.getvalue()
 

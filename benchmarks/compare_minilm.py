@@ -33,22 +33,28 @@ def variants(path: Path) -> tuple[list[aikit.Model], list[str]]:
 # --8<-- [end:variants]
 
 
+def run(path: Path, out: Path, *, sentences: int, repeats: int) -> aikit.ComparisonReport:
+    """Compare the variants of the model at ``path``; write the plot, JSON and table into ``out``."""
+    models, names = variants(path)
+    sentences_used = load_sentences(sentences)
+    # --8<-- [start:compare]
+    report = aikit.compare(models, sentences_used, names=names, batch_sizes=[1, 16], repeats=repeats, progress=True)
+    print(report)
+    out.mkdir(parents=True, exist_ok=True)
+    report.plot(out / "minilm-compare.png")
+    # --8<-- [end:compare]
+    (out / "minilm-compare.json").write_text(report.to_json(), encoding="utf-8")
+    (out / "minilm-compare.txt").write_text(report.render(), encoding="utf-8")
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("docs/assets"))
     parser.add_argument("--sentences", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    models, names = variants(default_model_path("minilm"))
-    sentences = load_sentences(args.sentences)
-    # --8<-- [start:compare]
-    report = aikit.compare(models, sentences, names=names, batch_sizes=[1, 16], repeats=args.repeats, progress=True)
-    print(report)
-    args.out.mkdir(parents=True, exist_ok=True)
-    report.plot(args.out / "minilm-compare.png")
-    # --8<-- [end:compare]
-    (args.out / "minilm-compare.json").write_text(report.to_json(), encoding="utf-8")
-    (args.out / "minilm-compare.txt").write_text(report.render(), encoding="utf-8")
+    run(default_model_path("minilm"), args.out, sentences=args.sentences, repeats=args.repeats)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ TEXT_KINDS = {
 }
 IMAGE_KINDS = {"vit": aikit.Classification, "cnn": aikit.Classification}
 GENERATIVE = ("llama-causal-lm", "t5-seq2seq")
-FAST = {"max_new_tokens": 2}  # keeps generation examples short; hostile values override it
+FAST: dict[str, Any] = {"max_new_tokens": 2}  # keeps generation examples short; hostile values override it
 
 
 @pytest.fixture(scope="module")

@@ -47,7 +47,8 @@ def references(
 ) -> tuple[dict[str, str], dict[str, str]]:
     """The ``files`` map (name -> sha256) of each model's artifact, saved undisturbed."""
     base = tmp_path_factory.mktemp("reference")
-    return tuple(read_manifest(m.save(base / str(i)))["files"] for i, m in enumerate(models))  # type: ignore[return-value]
+    old, new = (read_manifest(m.save(base / str(i)))["files"] for i, m in enumerate(models))
+    return old, new
 
 
 def _hold(pipe: int, stage: str) -> None:
@@ -60,7 +61,7 @@ def _child(dest: Path, model: aikit.Model, stage: str, pipe: int) -> None:
     import aikit_torch.modules as torch_modules
 
     if stage == "writing-weights":
-        real_save = torch_modules.save_model
+        real_save = torch_modules.save_model  # type: ignore[attr-defined]
 
         def half_written(module: Any, filename: str) -> None:
             real_save(module, filename)
@@ -68,18 +69,34 @@ def _child(dest: Path, model: aikit.Model, stage: str, pipe: int) -> None:
                 f.truncate(os.path.getsize(filename) // 2)
             _hold(pipe, stage)
 
-        torch_modules.save_model = half_written
+        setattr(torch_modules, "save_model", half_written)  # noqa: B010
     elif stage == "hashing":
         real_hash = artifact_module.hash_file
-        artifact_module.hash_file = lambda path, chunk=1 << 20: (_hold(pipe, stage), real_hash(path, chunk))[1]
+
+        def slow_hash(path: Path, chunk: int = 1 << 20) -> str:
+            _hold(pipe, stage)
+            return real_hash(path, chunk)
+
+        setattr(artifact_module, "hash_file", slow_hash)  # noqa: B010
     elif stage == "before-swap":
         real_swap = artifact_module._swap_into_place
-        artifact_module._swap_into_place = lambda tmp, d: (_hold(pipe, stage), real_swap(tmp, d))[1]
+
+        def held_swap(tmp: Path, target: Path) -> None:
+            _hold(pipe, stage)
+            real_swap(tmp, target)
+
+        setattr(artifact_module, "_swap_into_place", held_swap)  # noqa: B010
     elif stage == "after-exchange":
         real_exchange = artifact_module._exchange
-        artifact_module._exchange = lambda a, b: (real_exchange(a, b), _hold(pipe, stage))[0]
+
+        def held_exchange(a: Path, b: Path) -> bool:
+            swapped = real_exchange(a, b)
+            _hold(pipe, stage)
+            return swapped
+
+        setattr(artifact_module, "_exchange", held_exchange)  # noqa: B010
     elif stage == "between-renames":  # the fallback where renameat2 is unavailable
-        artifact_module._exchange = lambda a, b: False
+        setattr(artifact_module, "_exchange", lambda a, b: False)  # noqa: B010
         real_rename = os.rename
         calls = []
 
@@ -89,7 +106,7 @@ def _child(dest: Path, model: aikit.Model, stage: str, pipe: int) -> None:
             if len(calls) == 1:  # dest moved aside, replacement not yet in place
                 _hold(pipe, stage)
 
-        artifact_module.os.rename = rename  # type: ignore[assignment]
+        setattr(os, "rename", rename)  # noqa: B010 - the child process is killed; nothing else sees it
     model.save(dest)
     os.write(pipe, b"finished\n")
 
@@ -228,7 +245,7 @@ def test_an_exception_during_the_swap_restores_the_previous_artifact(
             raise OSError("simulated I/O error while renaming")
         real_rename(src, dst)
 
-    monkeypatch.setattr(artifact_module.os, "rename", second_rename_fails)
+    monkeypatch.setattr(os, "rename", second_rename_fails)
     with pytest.raises(OSError, match="simulated"):
         models[1].save(dest)
     monkeypatch.undo()

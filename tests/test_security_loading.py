@@ -13,7 +13,7 @@ import pickle
 import shutil
 import struct
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ def write_malicious(path: Path, marker: Path) -> Path:
 
 
 @pytest.fixture
-def marker(tmp_path: Path) -> Path:
+def marker(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "PWNED"
     yield path
     assert not path.exists(), "code inside a model file ran"

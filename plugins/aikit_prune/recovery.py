@@ -71,7 +71,7 @@ def distill(
                     error = (_hidden(student, batch).float() - target).pow(2).mean(-1)
                     loss = (error[mask].mean() if mask is not None else error.mean()) / scale
                     optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
+                    loss.backward()  # type: ignore[no-untyped-call]
                     optimizer.step()
                 steps += 1
                 last = float(loss.detach())

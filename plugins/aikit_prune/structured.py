@@ -23,7 +23,7 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from aikit.compression_tools import run_calibration, set_module
+from aikit.compression_tools import linear_at, run_calibration, set_module
 from aikit.errors import CompressionError
 
 __all__ = ["Blocks", "find_blocks", "keep_count", "prune_blocks", "shrink_skeleton"]
@@ -77,6 +77,11 @@ def _has(block: nn.Module, path: str) -> bool:
         return False
 
 
+def _heads(block: nn.Module, attention_path: str) -> int:
+    attention: Any = block.get_submodule(attention_path)
+    return int(attention.num_attention_heads)
+
+
 def keep_count(total: int, fraction: float) -> int:
     """Units kept when ``fraction`` of ``total`` go (at least one stays)."""
     return max(1, total - round(total * fraction))
@@ -104,18 +109,18 @@ def _cols(linear: nn.Linear, index: torch.Tensor) -> nn.Linear:
 def _shrink_ffn(block: nn.Module, family: str, keep: torch.Tensor) -> None:
     ins, out = _FFN[family]
     for name in ins:
-        set_module(block, name, _rows(block.get_submodule(name), keep))  # type: ignore[arg-type]
-    set_module(block, out, _cols(block.get_submodule(out), keep))  # type: ignore[arg-type]
+        set_module(block, name, _rows(linear_at(block, name), keep))
+    set_module(block, out, _cols(linear_at(block, out), keep))
 
 
 def _shrink_heads(block: nn.Module, family: str, heads: Sequence[int]) -> None:
     qkv, out, attention_path = _HEADS[family]
-    attention = block.get_submodule(attention_path)
+    attention: Any = block.get_submodule(attention_path)
     size = int(attention.attention_head_size)
     index = torch.cat([torch.arange(h * size, (h + 1) * size) for h in sorted(heads)])
     for name in qkv:
-        set_module(block, name, _rows(block.get_submodule(name), index))  # type: ignore[arg-type]
-    set_module(block, out, _cols(block.get_submodule(out), index))  # type: ignore[arg-type]
+        set_module(block, name, _rows(linear_at(block, name), index))
+    set_module(block, out, _cols(linear_at(block, out), index))
     attention.num_attention_heads = len(heads)
     attention.all_head_size = len(heads) * size
 
@@ -126,7 +131,7 @@ def _drop_layers(module: nn.Module, blocks: Blocks, remove: Sequence[int]) -> Bl
     for i, block in enumerate(new_list):  # caches index layers by position: keep it contiguous
         for sub in block.modules():
             if isinstance(getattr(sub, "layer_idx", None), int):
-                sub.layer_idx = i
+                sub.layer_idx = i  # type: ignore[assignment]
     set_module(module, blocks.path, new_list)
     return Blocks(blocks.path, blocks.family, new_list)
 
@@ -151,10 +156,10 @@ def shrink_skeleton(module: nn.Module, config: Any) -> nn.Module:
         blocks = _drop_layers(module, blocks, range(len(blocks.modules) - config.layers, len(blocks.modules)))
     for block in blocks.modules:
         if config.ffn:
-            width = block.get_submodule(_FFN[blocks.family][1]).in_features
+            width = linear_at(block, _FFN[blocks.family][1]).in_features
             _shrink_ffn(block, blocks.family, torch.arange(keep_count(int(width), config.ffn)))
         if config.heads:
-            heads = int(block.get_submodule(_HEADS[blocks.family][2]).num_attention_heads)
+            heads = _heads(block, _HEADS[blocks.family][2])
             _shrink_heads(block, blocks.family, range(keep_count(heads, config.heads)))
     return module
 
@@ -201,7 +206,7 @@ def _collect(module: nn.Module, blocks: Blocks, batches: Sequence[dict[str, NDAr
 
         handles.append(block.get_submodule(_FFN[blocks.family][1]).register_forward_hook(on_ffn))
         if blocks.family in _HEADS:
-            heads = int(block.get_submodule(_HEADS[blocks.family][2]).num_attention_heads)
+            heads = _heads(block, _HEADS[blocks.family][2])
 
             def on_heads(
                 _m: nn.Module, inputs: tuple[torch.Tensor, ...], _out: Any, i: int = i, heads: int = heads
@@ -220,21 +225,23 @@ def _collect(module: nn.Module, blocks: Blocks, batches: Sequence[dict[str, NDAr
 
 def _ffn_scores(block: nn.Module, family: str, activation: torch.Tensor | None) -> torch.Tensor:
     ins, out = _FFN[family]
-    w_out = block.get_submodule(out).weight.detach().float()
+    w_out = linear_at(block, out).weight.detach().float()
     if activation is None:  # no data: the input rows' norms stand in for the activations
-        activation = torch.stack([block.get_submodule(n).weight.detach().float().norm(dim=1) for n in ins]).prod(0)
-    return activation * w_out.norm(dim=0)
+        activation = torch.stack([linear_at(block, n).weight.detach().float().norm(dim=1) for n in ins]).prod(0)
+    scores: torch.Tensor = activation * w_out.norm(dim=0)
+    return scores
 
 
 def _head_scores(block: nn.Module, family: str, context: torch.Tensor | None) -> torch.Tensor:
     qkv, out, attention_path = _HEADS[family]
-    heads = int(block.get_submodule(attention_path).num_attention_heads)
-    w_o = block.get_submodule(out).weight.detach().float()
+    heads = _heads(block, attention_path)
+    w_o = linear_at(block, out).weight.detach().float()
     per_head = w_o.reshape(w_o.shape[0], heads, -1).norm(dim=(0, 2))
     if context is None:
-        v = block.get_submodule(qkv[2]).weight.detach().float()
+        v = linear_at(block, qkv[2]).weight.detach().float()
         context = v.reshape(heads, -1).norm(dim=1)
-    return context * per_head
+    scores: torch.Tensor = context * per_head
+    return scores
 
 
 def prune_blocks(

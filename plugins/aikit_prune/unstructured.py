@@ -49,13 +49,13 @@ class _PruneStrategy(Strategy):
     def apply(self, backend: Backend, config: CompressionConfig, context: CompressionContext) -> Backend:
         import torch
 
-        from aikit.compression_tools import copy_module, module_of
+        from aikit.compression_tools import copy_module, linear_at, module_of
 
         module = copy_module(module_of(backend, self.name))
         names = prunable_linears(module, config.exclude)  # type: ignore[attr-defined]
         with torch.no_grad():
             for i, (name, keep) in enumerate(self.masks(module, names, config).items()):
-                weight = module.get_submodule(name).weight
+                weight = linear_at(module, name).weight
                 weight.mul_(keep.to(weight.dtype))
                 context.progress(i + 1, len(names))
         return backend.with_module(module)
@@ -72,7 +72,9 @@ class MagnitudeStrategy(_PruneStrategy):
     def masks(self, module: nn.Module, names: list[str], config: Any) -> dict[str, torch.Tensor]:
         import torch
 
-        weights = {n: module.get_submodule(n).weight.detach() for n in names}
+        from aikit.compression_tools import linear_at
+
+        weights = {n: linear_at(module, n).weight.detach() for n in names}
         if not weights:
             return {}
         if config.scope == "global":
@@ -91,9 +93,11 @@ class SemiStructuredStrategy(_PruneStrategy):
     def masks(self, module: nn.Module, names: list[str], config: Any) -> dict[str, torch.Tensor]:
         import torch
 
+        from aikit.compression_tools import linear_at
+
         out = {}
         for name in names:
-            w = module.get_submodule(name).weight.detach().float()
+            w = linear_at(module, name).weight.detach().float()
             if w.shape[1] % 4:
                 continue  # 2:4 needs whole groups of four input channels
             groups = w.abs().reshape(w.shape[0], -1, 4)

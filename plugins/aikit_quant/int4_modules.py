@@ -15,8 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.nn import functional
 from torch import nn
+from torch.nn import functional
 
 __all__ = ["Int4WeightOnlyLinear", "hqq_quantize", "pack_int4", "rtn_quantize", "unpack_int4"]
 
@@ -123,7 +123,9 @@ class Int4WeightOnlyLinear(nn.Module):
         shape = x.shape
         x2 = x.reshape(-1, shape[-1]).contiguous()
         packed, scales_zeros = self.kernel()
-        y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, packed, self.group_size, scales_zeros.to(x2.dtype))
+        y: torch.Tensor = torch.ops.aten._weight_int4pack_mm_for_cpu(
+            x2, packed, self.group_size, scales_zeros.to(x2.dtype)
+        )
         y = y.reshape(*shape[:-1], self.out_features)
         return y + self.bias.to(y.dtype) if self.bias is not None else y
 

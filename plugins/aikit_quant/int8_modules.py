@@ -15,8 +15,8 @@ import warnings
 from typing import Any
 
 import torch
-from torch.nn import functional
 from torch import nn
+from torch.nn import functional
 
 __all__ = ["Int8WeightOnlyLinear", "QuantEmbedding", "QuantLinearDynamic", "QuantLinearStatic", "quantize_rows"]
 
@@ -121,7 +121,7 @@ class QuantLinearDynamic(_PackedLinear):
         shape = x.shape
         x2 = x.reshape(-1, shape[-1]).float()
         if not self.per_token:
-            y = torch.ops.quantized.linear_dynamic(x2.contiguous(), self.packed(), False)
+            y: torch.Tensor = torch.ops.quantized.linear_dynamic(x2.contiguous(), self.packed(), False)
             return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
         row = x2.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
         y = torch.ops.quantized.linear_dynamic((x2 / row).contiguous(), self.packed(), False) * row
@@ -132,6 +132,8 @@ class QuantLinearDynamic(_PackedLinear):
 
 class QuantLinearStatic(_PackedLinear):
     """int8 weights and int8 activations with a calibrated (static) input and output range."""
+
+    act_qparams: torch.Tensor
 
     def __init__(self, in_features: int, out_features: int, *, bias: bool, smooth: bool) -> None:
         super().__init__(in_features, out_features, bias=bias, smooth=smooth)
@@ -149,7 +151,7 @@ class QuantLinearStatic(_PackedLinear):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             xq = torch.quantize_per_tensor(x.reshape(-1, shape[-1]).float().contiguous(), s_in, int(z_in), torch.quint8)
-            y = torch.ops.quantized.linear(xq, self.packed(), s_out, int(z_out)).dequantize()
+            y: torch.Tensor = torch.ops.quantized.linear(xq, self.packed(), s_out, int(z_out)).dequantize()
         return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
 
 

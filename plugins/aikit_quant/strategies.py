@@ -218,13 +218,13 @@ class Int4WeightOnlyStrategy(_SwapStrategy):
     description = "4-bit group-wise weights (HQQ or round-to-nearest), tinygemm CPU kernel"
 
     def targets(self, module: nn.Module, config: Any) -> list[str]:
+        # tinygemm packs 16 output rows at a time: other widths (small classifier heads) stay in fp32
+        from aikit.compression_tools import linear_at
+
         from .int4_modules import fitting_group
 
-        # tinygemm packs 16 output rows at a time: other widths (small classifier heads) stay in fp32
-        linears = [(n, module.get_submodule(n)) for n in super().targets(module, config)]
-        return [
-            n for n, m in linears if m.out_features % 16 == 0 and fitting_group(int(m.in_features), config.group_size)
-        ]  # type: ignore[arg-type]
+        linears = [(n, linear_at(module, n)) for n in super().targets(module, config)]
+        return [n for n, m in linears if m.out_features % 16 == 0 and fitting_group(m.in_features, config.group_size)]
 
     def empty(self, original: nn.Module, config: Any) -> nn.Module:
         from .int4_modules import Int4WeightOnlyLinear, fitting_group

@@ -92,7 +92,8 @@ class TextGeneration(Task):
 
     Strings go through the model's chat template as a user message when it has one (set
     ``chat_template=False`` for raw completion). Decoding is greedy unless ``do_sample=True``.
-    Prompts longer than the context keep their last tokens, with a ``TruncationWarning``.
+    Prompts longer than the context keep their last tokens, with a ``TruncationWarning``;
+    ``max_new_tokens`` must leave room for the prompt in the context (``ConfigError`` otherwise).
     """
 
     name = "text-generation"

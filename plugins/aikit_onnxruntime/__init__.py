@@ -1,0 +1,31 @@
+"""aikit's ONNX Runtime plugin: the ``onnxruntime`` backend, the ``.onnx`` loader and ORT-native compression."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aikit import Backend, Loader, Strategy, hookimpl
+
+from .backend import OrtBackend
+from .loader import OnnxFileLoader
+
+__version__ = "0.1.0"
+__all__ = ["OnnxFileLoader", "OrtBackend"]
+
+
+@hookimpl
+def aikit_register_backends(register: Callable[[type[Backend]], None]) -> None:
+    register(OrtBackend)
+
+
+@hookimpl
+def aikit_register_loaders(register: Callable[[type[Loader]], None]) -> None:
+    register(OnnxFileLoader)
+
+
+@hookimpl
+def aikit_register_strategies(register: Callable[[type[Strategy]], None]) -> None:
+    from .strategies import STRATEGIES
+
+    for strategy in STRATEGIES:
+        register(strategy)

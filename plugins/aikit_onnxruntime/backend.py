@@ -1,0 +1,198 @@
+"""``OrtBackend``: runs exported or foreign ONNX graphs on ONNX Runtime, with KV-cached generation."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from aikit.backend import Arrays, Backend
+from aikit.errors import BackendError, ConfigError
+from aikit.options import BackendOptions, GenerationOptions
+from aikit.parts import ModelParts
+
+from .decoder import DecoderGraph
+from .graph_info import describe_graph, graph_files
+from .session import OrtRunner, make_session
+from .settings import OrtSettings
+
+__all__ = ["OrtBackend"]
+
+DEFAULT_CONTEXT = 2048
+
+
+class OrtBackend(Backend):
+    """ONNX Runtime on the CPU (or CUDA / TensorRT providers).
+
+    From a torch model it exports one graph per task (cached under ``$AIKIT_CACHE_DIR/onnx``,
+    validated against torch); from a ``.onnx`` file it runs the file as is. ``threads`` sets
+    ``intra_op_num_threads``; see ``aikit_onnxruntime.settings`` for ``backend_options``.
+    Its priority (5) is below torch's, so ``backend="auto"`` keeps torch models on torch and
+    sends ONNX files here.
+    """
+
+    name = "onnxruntime"
+    description = "ONNX Runtime (exported graphs, fusions, int8/int4, KV-cached decoding)"
+    accepts = frozenset({"torch", "onnx"})
+    can_generate = True
+    priority = 5
+    devices: ClassVar[frozenset[str]] = frozenset({"cpu", "cuda"})
+
+    def __init__(
+        self, folder: Path, facts: Mapping[str, Any], options: BackendOptions, *, config: Any = None
+    ) -> None:
+        if options.dtype not in (None, "float32"):
+            raise ConfigError(
+                f"the onnxruntime backend runs float32 graphs; dtype={options.dtype!r} is not supported "
+                "(compress with 'ort-int8-dynamic' or 'ort-int4-weight-only' for smaller weights)"
+            )
+        self.folder = folder
+        self.facts = dict(facts)
+        self.options = options
+        self.settings = OrtSettings.from_options(options.extra)
+        self.config = config
+        self.threads = options.threads or os.cpu_count() or 1
+        self.kind = str(self.facts["kind"])
+        graphs: dict[str, str] = dict(self.facts["graphs"])
+        self.sessions = {
+            name: make_session(folder / file, self.settings, threads=options.threads, device=options.device)
+            for name, file in graphs.items()
+        }
+        self.runners = {
+            name: OrtRunner(s, rename_outputs=self.facts.get("rename_outputs")) for name, s in self.sessions.items()
+        }
+        self.decoder: DecoderGraph | None = None
+        if self.kind == "decoder":
+            context = self.settings.max_length or int(self.facts.get("context") or DEFAULT_CONTEXT)
+            self.decoder = DecoderGraph(
+                self.sessions["model"],
+                kv_heads=int(self.facts["kv_heads"]),
+                head_dim=int(self.facts["head_dim"]),
+                shared=bool(self.facts["shared"]),
+                capacity=context,
+            )
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        import importlib.util
+
+        if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None:
+            return "onnxruntime is not installed (pip install 'aikit[onnx]')"
+        return None
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def from_parts(cls, parts: ModelParts, options: BackendOptions) -> Backend:
+        settings = OrtSettings.from_options(options.extra)
+        if parts.payload == "onnx":
+            assert parts.onnx_path is not None
+            facts = dict(parts.extras.get("onnx_facts") or describe_graph(parts.onnx_path))
+            facts.setdefault("graphs", {"model": parts.onnx_path.name})
+            return cls(parts.onnx_path.parent, facts, options, config=parts.config)
+        from .exporting import export_parts
+
+        folder, facts = export_parts(parts, settings)
+        return cls(folder, facts, options, config=parts.config)
+
+    def with_graphs(self, folder: Path, facts: Mapping[str, Any]) -> OrtBackend:
+        """A backend of the same settings running other graphs (compression strategies use it)."""
+        return type(self)(folder, facts, self.options, config=self.config)
+
+    def graph_path(self, name: str = "model") -> Path:
+        return self.folder / str(self.facts["graphs"][name])
+
+    # ------------------------------------------------------------------ running
+    def forward(self, inputs: Arrays) -> dict[str, NDArray[Any]]:
+        if self.decoder is not None:
+            ids, mask = inputs["input_ids"], inputs.get("attention_mask")
+            if mask is None:
+                mask = np.ones_like(ids)
+            return {"logits": self.decoder.logits(np.asarray(ids, dtype=np.int64), np.asarray(mask, dtype=np.int64))}
+        if self.kind == "seq2seq":
+            if "decoder_input_ids" not in inputs:
+                raise BackendError("a seq2seq model's forward needs decoder_input_ids; use generate for text")
+            hidden = self.runners["encoder"].run(inputs)["last_hidden_state"]
+            return self.runners["decoder"].run(
+                {
+                    "decoder_input_ids": inputs["decoder_input_ids"],
+                    "encoder_hidden_states": hidden,
+                    "encoder_attention_mask": inputs["attention_mask"],
+                }
+            )
+        return self.runners["model"].run(inputs)
+
+    def generate(self, inputs: Arrays, options: GenerationOptions) -> Iterator[NDArray[np.int64]]:
+        ids = np.ascontiguousarray(inputs["input_ids"], dtype=np.int64)
+        mask = np.ascontiguousarray(inputs["attention_mask"], dtype=np.int64)
+        if self.decoder is not None:
+            return self.decoder.generate(ids, mask, options)
+        if self.kind == "seq2seq":
+            return self._generate_seq2seq(ids, mask, options)
+        raise BackendError("this ONNX graph has no KV-cache inputs (past_key_values.*), so it cannot generate text")
+
+    def _generate_seq2seq(
+        self, ids: NDArray[np.int64], mask: NDArray[np.int64], options: GenerationOptions
+    ) -> Iterator[NDArray[np.int64]]:
+        """Greedy / sampled decoding with the cache-free decoder graph (the whole target is re-run each step)."""
+        from .sampling import select_next
+
+        start = self.facts.get("decoder_start_token_id")
+        if start is None:
+            raise BackendError("this seq2seq export has no decoder_start_token_id")
+        rng = np.random.default_rng(options.seed)
+        hidden = self.runners["encoder"].run({"input_ids": ids, "attention_mask": mask})["last_hidden_state"]
+        target = np.full((ids.shape[0], 1), int(start), dtype=np.int64)
+        history = [[int(start)] for _ in range(ids.shape[0])]
+        decoder = self.runners["decoder"]
+        for _ in range(options.max_new_tokens):
+            logits = decoder.run(
+                {"decoder_input_ids": target, "encoder_hidden_states": hidden, "encoder_attention_mask": mask}
+            )["logits"][:, -1, :]
+            token = select_next(logits, history, options, rng)
+            yield token
+            for row, t in enumerate(token.tolist()):
+                history[row].append(t)
+            target = np.concatenate([target, token[:, None]], axis=1)
+
+    # ------------------------------------------------------------------ artifacts
+    def save(self, directory: Path) -> dict[str, Any]:
+        for file in self.facts["graphs"].values():
+            for name in graph_files(self.folder / str(file)):
+                target = directory / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(self.folder / name, target)
+        genai_config = self.folder / "genai_config.json"
+        if self.kind == "decoder" and genai_config.is_file():
+            shutil.copyfile(genai_config, directory / "genai_config.json")
+        if self.config is not None and hasattr(self.config, "save_pretrained") and not (directory / "config.json").exists():
+            self.config.save_pretrained(directory)
+        return {"facts": self.facts}
+
+    @classmethod
+    def load(cls, directory: Path, parts: ModelParts, state: Mapping[str, Any], options: BackendOptions) -> Backend:
+        facts = state.get("facts")
+        if not isinstance(facts, Mapping) or "graphs" not in facts:
+            raise BackendError(f"artifact {directory}: its manifest has no ONNX graph facts for the onnxruntime backend")
+        return cls(directory, facts, options, config=parts.config)
+
+    def describe(self) -> dict[str, Any]:
+        import onnxruntime
+
+        first = next(iter(self.sessions.values()))
+        return {
+            "backend": self.name,
+            "device": "cuda" if any("CUDA" in p or "Tensorrt" in p for p in first.get_providers()) else "cpu",
+            "dtype": str(self.facts.get("dtype", "float32")),
+            "threads": self.threads,
+            "providers": list(first.get_providers()),
+            "graph": self.kind,
+            "exporter": self.facts.get("exporter"),
+            "fusions": self.facts.get("fusions") or {},
+            "graph_optimization": self.settings.graph_optimization,
+            "onnxruntime": onnxruntime.__version__,
+        }

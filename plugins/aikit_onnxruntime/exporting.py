@@ -1,0 +1,74 @@
+"""``export_parts``: the cached export behind ``OrtBackend.from_parts`` for torch payloads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aikit.errors import BackendError
+from aikit.parts import ModelParts
+from aikit.plugins import resolve_task
+
+from .cache import cached_entry, entry_key, module_digest
+from .settings import OrtSettings
+
+__all__ = ["export_parts"]
+
+
+def _compressed_modules(module: Any) -> list[str]:
+    """Names of modules swapped in by torch-side compression plugins (they rarely export to ONNX)."""
+    return [
+        f"{name} ({type(m).__name__})"
+        for name, m in module.named_modules()
+        if not type(m).__module__.startswith(("torch.", "transformers.")) and type(m).__module__.startswith("aikit")
+    ]
+
+
+def export_parts(parts: ModelParts, settings: OrtSettings) -> tuple[Path, dict[str, Any]]:
+    """Folder and facts of the validated export of ``parts.module`` for its task (built once, then cached)."""
+    import torch
+
+    from .build import build_export, export_settings
+
+    module = parts.module
+    if not isinstance(module, torch.nn.Module):
+        raise BackendError(f"the onnxruntime backend needs a torch.nn.Module to export, got {type(module).__name__}")
+    task_cls = resolve_task(parts, None)
+    task = task_cls(parts)
+    key = entry_key(weights=module_digest(module), task=task.name, settings=export_settings(settings))
+    config = getattr(module, "config", None)
+
+    def build(tmp: Path) -> dict[str, Any]:
+        try:
+            facts = build_export(tmp, module, task, parts, settings)
+        except BackendError as exc:
+            swapped = _compressed_modules(module)
+            if swapped:
+                exc.add_note(
+                    "this model was compressed on torch and holds modules ONNX cannot express: "
+                    + ", ".join(swapped[:4])
+                    + (" ..." if len(swapped) > 4 else "")
+                    + ". Move the uncompressed model to onnxruntime and compress there "
+                    "(model.to('onnxruntime').compress('ort-int8-dynamic'))"
+                )
+            raise
+        if task.name == "text2text-generation":
+            gen = getattr(module, "generation_config", None)
+            start = getattr(gen, "decoder_start_token_id", None)
+            if start is None:
+                start = getattr(config, "decoder_start_token_id", None)
+            if start is None:
+                start = getattr(config, "pad_token_id", None)
+            facts["decoder_start_token_id"] = start
+        if task.name == "text-generation":
+            facts["context"] = getattr(config, "max_position_embeddings", None)
+        return facts
+
+    folder, facts = cached_entry(key, build, use_cache=settings.cache)
+    if task.name == "text-generation":
+        # The torch module's generation config may name extra end-of-turn ids; keep them with the model.
+        gen = getattr(module, "generation_config", None)
+        eos = getattr(gen, "eos_token_id", None)
+        if eos is not None:
+            parts.task_state["eos_token_ids"] = [eos] if isinstance(eos, int) else list(eos)
+    return folder, facts

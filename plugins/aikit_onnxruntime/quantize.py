@@ -1,0 +1,130 @@
+"""ONNX Runtime's quantizers applied to one graph file: dynamic / static (QDQ) int8 and MatMulNBits.
+
+Each function reads ``src`` and writes ``dst`` (external data for graphs over 1 GB). Node
+exclusions are exact node names or ``fnmatch`` patterns (``"*layer.5*"``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from numpy.typing import NDArray
+
+__all__ = ["dynamic_int8", "quantizable_nodes", "resolve_exclusions", "static_int8", "weight_only"]
+
+_FLOAT = 1  # onnx.TensorProto.FLOAT: shape inference cannot type com.microsoft ops' outputs without it
+_LARGE = 1 << 30
+logger = logging.getLogger("aikit.onnxruntime")
+
+
+def _large(src: Path) -> bool:
+    return sum(p.stat().st_size for p in src.parent.glob(f"{src.name}*")) > _LARGE
+
+
+def quantizable_nodes(src: Path, op_types: Sequence[str]) -> list[str]:
+    """Names of ``op_types`` nodes whose weight (second input) is a constant initializer, in graph order."""
+    import onnx
+
+    model = onnx.load(str(src), load_external_data=False)
+    constants = {t.name for t in model.graph.initializer}
+    names = []
+    for node in model.graph.node:
+        if node.op_type not in op_types:
+            continue
+        if node.op_type == "MatMul" and (len(node.input) < 2 or node.input[1] not in constants):
+            continue  # activation x activation (attention scores) is not a weight
+        names.append(node.name)
+    return names
+
+
+def resolve_exclusions(candidates: Sequence[str], patterns: Sequence[str]) -> list[str]:
+    """The candidates an ``exclude`` list names (exact names or fnmatch patterns)."""
+    return [c for c in candidates if any(c == p or fnmatch.fnmatchcase(c, p) for p in patterns)]
+
+
+def dynamic_int8(src: Path, dst: Path, *, per_channel: bool, reduce_range: bool, exclude: Sequence[str], op_types: Sequence[str]) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    nodes = resolve_exclusions(quantizable_nodes(src, op_types), exclude)
+    quantize_dynamic(
+        str(src),
+        str(dst),
+        op_types_to_quantize=list(op_types),
+        per_channel=per_channel,
+        reduce_range=reduce_range,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=nodes,
+        use_external_data_format=_large(src),
+        extra_options={"MatMulConstBOnly": True, "DefaultTensorType": _FLOAT},
+    )
+
+
+class _Reader:
+    """Feeds calibration batches (already collated by the task) to ORT's static calibrator."""
+
+    def __init__(self, batches: Sequence[dict[str, NDArray[Any]]], feed: Any) -> None:
+        self._batches: Iterator[dict[str, NDArray[Any]]] = iter([feed(b) for b in batches])
+
+    def get_next(self) -> dict[str, NDArray[Any]] | None:
+        return next(self._batches, None)
+
+    def rewind(self) -> None:  # pragma: no cover - only some calibrators call it
+        pass
+
+
+def static_int8(
+    src: Path,
+    dst: Path,
+    *,
+    batches: Sequence[dict[str, NDArray[Any]]],
+    feed: Any,
+    per_channel: bool,
+    method: str,
+    exclude: Sequence[str],
+    op_types: Sequence[str],
+) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    nodes = resolve_exclusions(quantizable_nodes(src, op_types), exclude)
+    quantize_static(
+        str(src),
+        str(dst),
+        _Reader(batches, feed),  # type: ignore[arg-type]
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=list(op_types),
+        per_channel=per_channel,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=nodes,
+        calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}[method],
+        use_external_data_format=_large(src),
+        extra_options={"DefaultTensorType": _FLOAT, "MatMulConstBOnly": True},
+    )
+
+
+def weight_only(src: Path, dst: Path, *, bits: int, block_size: int, accuracy_level: int, exclude: Sequence[str]) -> None:
+    """MatMul → ``com.microsoft.MatMulNBits`` with ``bits``-bit blockwise weights (fp32 activations in)."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    nodes = resolve_exclusions(quantizable_nodes(src, ("MatMul",)), exclude)
+    model = onnx.load(str(src))
+    config = DefaultWeightOnlyQuantConfig(
+        block_size=block_size, is_symmetric=True, accuracy_level=accuracy_level, bits=bits
+    )
+    quiet = logging.getLogger("onnxruntime.quantization")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)
+    try:
+        quantizer = MatMulNBitsQuantizer(
+            model, nodes_to_exclude=nodes, algo_config=config, bits=bits, block_size=block_size, accuracy_level=accuracy_level
+        )
+        quantizer.process()
+    finally:
+        quiet.setLevel(level)
+    large = _large(src)
+    quantizer.model.save_model_to_file(str(dst), use_external_data_format=large)

@@ -1,0 +1,219 @@
+"""ORT-native compression: ``ort-int8-dynamic``, ``ort-int8-static`` (QDQ), ``ort-int8-weight-only`` and
+``ort-int4-weight-only`` (``MatMulNBits``), registered for the ``onnxruntime`` backend.
+
+Each strategy quantizes every graph of an ``OrtBackend`` into a new cache entry and returns a new
+backend; the original graphs are untouched. They take part in ``Model.compress``'s accuracy
+guard: ``guard_layers`` names the quantizable nodes and ``exclude`` (node names or fnmatch
+patterns such as ``"*layer.5*"``) keeps nodes in float32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from aikit.backend import Backend
+from aikit.errors import CompressionError, ConfigError
+from aikit.strategy import CompressionConfig, CompressionContext, Strategy
+
+from . import quantize
+from .cache import cached_entry, entry_key
+
+__all__ = ["STRATEGIES", "OrtInt4WeightOnly", "OrtInt8Dynamic", "OrtInt8Static", "OrtInt8WeightOnly"]
+
+ORT = frozenset({"onnxruntime"})
+_INT8_OPS = ("MatMul", "Attention")
+
+
+def _check_exclude(exclude: Any) -> None:
+    if not isinstance(exclude, tuple) or not all(isinstance(e, str) and e for e in exclude):
+        raise ConfigError(f"exclude must be a tuple of node names or patterns, got {exclude!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrtInt8Dynamic(CompressionConfig):
+    """int8 weights, activations quantized per call (``quantize_dynamic``); per-channel weights by default."""
+
+    strategy: ClassVar[str] = "ort-int8-dynamic"
+    per_channel: bool = True
+    reduce_range: bool = False
+    exclude: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_exclude(self.exclude)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrtInt8Static(CompressionConfig):
+    """int8 weights and activations with scales fixed from calibration data, QDQ format."""
+
+    strategy: ClassVar[str] = "ort-int8-static"
+    per_channel: bool = True
+    method: str = "minmax"
+    exclude: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_exclude(self.exclude)
+        if self.method not in ("minmax", "entropy", "percentile"):
+            raise ConfigError(f"ort-int8-static: method must be minmax, entropy or percentile, got {self.method!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrtInt8WeightOnly(CompressionConfig):
+    """8-bit blockwise weights in ``MatMulNBits``; ``accuracy_level`` 4 computes in int8 (fastest)."""
+
+    strategy: ClassVar[str] = "ort-int8-weight-only"
+    block_size: int = 32
+    accuracy_level: int = 4
+    exclude: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_exclude(self.exclude)
+        if self.block_size not in (16, 32, 64, 128, 256):
+            raise ConfigError(f"{self.strategy}: block_size must be 16, 32, 64, 128 or 256, got {self.block_size!r}")
+        if self.accuracy_level not in (0, 1, 2, 3, 4):
+            raise ConfigError(f"{self.strategy}: accuracy_level must be 0-4, got {self.accuracy_level!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrtInt4WeightOnly(OrtInt8WeightOnly):
+    """4-bit blockwise weights in ``MatMulNBits`` (what onnxruntime-genai's int4 models use)."""
+
+    strategy: ClassVar[str] = "ort-int4-weight-only"
+
+
+class _OrtStrategy(Strategy):
+    backends: ClassVar[frozenset[str]] = ORT
+    op_types: ClassVar[tuple[str, ...]] = _INT8_OPS
+
+    def __init__(self) -> None:
+        self._last: Any = None  # the backend of the last apply: guard_layers reads its graph
+
+    def quantize_graph(self, src: Path, dst: Path, config: Any, backend: Any, context: CompressionContext) -> None:
+        raise NotImplementedError
+
+    def apply(self, backend: Backend, config: CompressionConfig, context: CompressionContext) -> Backend:
+        from .backend import OrtBackend
+
+        if not isinstance(backend, OrtBackend):
+            raise CompressionError(f"{self.name} needs a model on the onnxruntime backend, not {backend.name!r}")
+        self._last = backend
+        sources = {name: backend.graph_path(name) for name in backend.facts["graphs"]}
+        stamp = {name: f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for name, p in sources.items()}
+        key = entry_key(weights=str(sorted(stamp.items())), task=self.name, settings=config.to_dict())
+
+        def build(tmp: Path) -> dict[str, Any]:
+            facts = dict(backend.facts)
+            facts["graphs"] = {name: f"{name}.onnx" for name in sources}
+            for i, (name, src) in enumerate(sources.items()):
+                self.quantize_graph(src, tmp / f"{name}.onnx", config, backend, context)
+                context.progress(i + 1, len(sources))
+            facts["dtype"] = self.name.removeprefix("ort-")
+            facts["quantization"] = [*backend.facts.get("quantization", []), config.to_dict()]
+            return facts
+
+        folder, facts = cached_entry(key, build)
+        if (backend.folder / "genai_config.json").is_file() and not (folder / "genai_config.json").exists():
+            import shutil
+
+            shutil.copyfile(backend.folder / "genai_config.json", folder / "genai_config.json")
+        new = backend.with_graphs(folder, facts)
+        notes = getattr(context, "notes", None)
+        if isinstance(notes, list):
+            before = sum(_size(p) for p in sources.values())
+            after = sum(_size(new.graph_path(n)) for n in sources)
+            notes.append(f"{self.name}: ONNX graph size {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB")
+        return new
+
+    def guard_layers(self, module: Any, config: CompressionConfig) -> list[str]:
+        """Quantizable node names of the last graph ``apply`` saw (``module`` is None on this backend)."""
+        if self._last is None:
+            return []
+        names: list[str] = []
+        for graph in self._last.facts["graphs"]:
+            names += quantize.quantizable_nodes(self._last.graph_path(graph), self.op_types)
+        excluded = set(quantize.resolve_exclusions(names, getattr(config, "exclude", ())))
+        return [n for n in names if n not in excluded]
+
+    def slowdown_reason(self) -> str:
+        from aikit.sysinfo import cpu_flags, has_int8_dot_product
+
+        if not has_int8_dot_product():
+            simd = " ".join(sorted(cpu_flags() & {"avx2", "avx512f", "avx512bw", "neon"})) or "none"
+            return (
+                "this CPU has no int8 dot-product instructions (no AVX512-VNNI / AVX-VNNI / AMX; SIMD: "
+                f"{simd}), so ONNX Runtime's int8 kernels run on slower paths"
+            )
+        return "quantize/dequantize overhead outweighs the int8 gain at these batch shapes"
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.parent.glob(f"{path.name}*") if p.is_file())
+
+
+class OrtInt8DynamicStrategy(_OrtStrategy):
+    name = "ort-int8-dynamic"
+    config_class = OrtInt8Dynamic
+    description = "ONNX Runtime dynamic int8 (per-channel weights, activations quantized per call)"
+
+    def quantize_graph(self, src: Path, dst: Path, config: Any, backend: Any, context: CompressionContext) -> None:
+        quantize.dynamic_int8(
+            src, dst, per_channel=config.per_channel, reduce_range=config.reduce_range, exclude=config.exclude, op_types=self.op_types
+        )
+
+
+class OrtInt8StaticStrategy(_OrtStrategy):
+    name = "ort-int8-static"
+    config_class = OrtInt8Static
+    needs_calibration = True
+    op_types = ("MatMul", "Gemm", "Conv")
+    description = "ONNX Runtime static int8 (QDQ), scales calibrated on your data"
+
+    def quantize_graph(self, src: Path, dst: Path, config: Any, backend: Any, context: CompressionContext) -> None:
+        if backend.kind != "single":
+            raise CompressionError(
+                "ort-int8-static calibrates single-graph models (encoders, classifiers); for text generation "
+                "use ort-int4-weight-only or ort-int8-weight-only"
+            )
+        if not context.calibration:
+            raise CompressionError("ort-int8-static needs calibration data: pass calibration=[...]")
+        runner = backend.runners["model"]
+        quantize.static_int8(
+            src,
+            dst,
+            batches=list(context.calibration),
+            feed=runner.feed,
+            per_channel=config.per_channel,
+            method=config.method,
+            exclude=config.exclude,
+            op_types=self.op_types,
+        )
+
+
+class OrtInt8WeightOnlyStrategy(_OrtStrategy):
+    name = "ort-int8-weight-only"
+    config_class = OrtInt8WeightOnly
+    op_types = ("MatMul",)
+    bits: ClassVar[int] = 8
+    description = "ONNX Runtime MatMulNBits with 8-bit blockwise weights"
+
+    def quantize_graph(self, src: Path, dst: Path, config: Any, backend: Any, context: CompressionContext) -> None:
+        quantize.weight_only(
+            src, dst, bits=self.bits, block_size=config.block_size, accuracy_level=config.accuracy_level, exclude=config.exclude
+        )
+
+
+class OrtInt4WeightOnlyStrategy(OrtInt8WeightOnlyStrategy):
+    name = "ort-int4-weight-only"
+    config_class = OrtInt4WeightOnly
+    bits: ClassVar[int] = 4
+    description = "ONNX Runtime MatMulNBits with 4-bit blockwise weights"
+
+
+STRATEGIES: tuple[type[Strategy], ...] = (
+    OrtInt8DynamicStrategy,
+    OrtInt8StaticStrategy,
+    OrtInt8WeightOnlyStrategy,
+    OrtInt4WeightOnlyStrategy,
+)
