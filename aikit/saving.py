@@ -45,7 +45,14 @@ def save_model(model: Model, directory: str | os.PathLike[str]) -> Path:
         backend_state = model.backend.save(tmp)
         parts = model.parts
         if parts.tokenizer is not None:
-            parts.tokenizer.save_pretrained(tmp)
+            with model._lock:
+                # A fast tokenizer remembers the last call's truncation/padding; saving that would make
+                # artifacts depend on what was predicted before, so save the tokenizer's neutral state.
+                backend_tokenizer = getattr(parts.tokenizer, "_tokenizer", None)
+                if backend_tokenizer is not None:
+                    backend_tokenizer.no_truncation()
+                    backend_tokenizer.no_padding()
+                parts.tokenizer.save_pretrained(tmp)
         if parts.image_processor is not None:
             parts.image_processor.save_pretrained(tmp)
         task_state = model.task.state()

@@ -136,3 +136,13 @@ def test_failed_save_leaves_previous_artifact_intact(
         model.save(tmp_path / "out")
     assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_artifacts_do_not_depend_on_earlier_predictions(tiny_model_dir: TinyDir, tmp_path: Path) -> None:
+    model = aikit.Model.load(tiny_model_dir("bert-sequence-classification"))
+    model.save(tmp_path / "fresh")
+    model.predict(["good movie"], max_length=5)  # leaves truncation state in the fast tokenizer
+    model.save(tmp_path / "used")
+    fresh = json.loads((tmp_path / "fresh" / MANIFEST_NAME).read_text())["files"]
+    used = json.loads((tmp_path / "used" / MANIFEST_NAME).read_text())["files"]
+    assert fresh == used

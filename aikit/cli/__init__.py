@@ -46,8 +46,8 @@ def _register_plugin_commands() -> None:
 def main() -> None:
     """Entry point of the ``aikit`` script: aikit errors print one clear line and exit 1."""
     logging.basicConfig(level=logging.WARNING, format="aikit: %(message)s")
-    _register_plugin_commands()
     try:
+        _register_plugin_commands()
         app()
     except AikitError as exc:
         typer.echo(f"error: {exc}", err=True)
