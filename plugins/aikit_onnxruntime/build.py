@@ -151,6 +151,22 @@ def _build_decoder(
             "pip install onnxruntime-genai); use backend_options={'decoder': 'torch'}"
         )
     if use_genai:
+        try:
+            return _decoder_facts(folder, module, sample, settings, genai=True, tokenizer=tokenizer)
+        except BackendError as exc:
+            if settings.decoder == "genai":
+                raise
+            logger.warning("onnxruntime-genai's builder did not give a valid decoder (%s); exporting with torch", exc)
+            for leftover in folder.iterdir():
+                if leftover.is_file():
+                    leftover.unlink()
+    return _decoder_facts(folder, module, sample, settings, genai=False, tokenizer=tokenizer)
+
+
+def _decoder_facts(
+    folder: Path, module: Any, sample: Mapping[str, NDArray[Any]], settings: OrtSettings, *, genai: bool, tokenizer: Any
+) -> dict[str, Any]:
+    if genai:
         build_with_genai(module, tokenizer, folder)
     else:
         export_causal_lm(module, folder / "model.onnx")
@@ -158,7 +174,7 @@ def _build_decoder(
     layers, kv, head_dim = kv_shape(module.config)
     if facts.get("kind") != "decoder" or facts["kv_heads"] != kv or facts["head_dim"] != head_dim:
         raise BackendError(f"the exported decoder's KV cache does not match the model ({layers} layers, {kv} heads)")
-    facts.update(graphs={"model": "model.onnx"}, exporter="onnxruntime-genai" if use_genai else "torch.onnx")
+    facts.update(graphs={"model": "model.onnx"}, exporter="onnxruntime-genai" if genai else "torch.onnx")
     facts["validation"] = _validate_decoder(folder / "model.onnx", facts, module, sample, settings) if settings.validate else {}
     return facts
 

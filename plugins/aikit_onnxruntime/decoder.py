@@ -126,7 +126,7 @@ class DecoderGraph:
     ) -> Iterator[NDArray[np.int64]]:
         """Yield ``options.max_new_tokens`` steps of ``(batch,)`` token ids (the caller stops early)."""
         rng = np.random.default_rng(options.seed)
-        history = [list(row[m.astype(bool)]) for row, m in zip(input_ids.tolist(), attention_mask)]
+        history = [[int(t) for t in row[m.astype(bool)]] for row, m in zip(input_ids, attention_mask)]
         if self.layout.shared:
             prompt_len = int(attention_mask.sum(axis=1).max())
             if prompt_len + options.max_new_tokens > self.capacity:

@@ -56,8 +56,12 @@ def genai_supports(module: Any) -> bool:
         import onnxruntime_genai  # noqa: F401
     except ImportError:
         return False
-    architectures = getattr(getattr(module, "config", None), "architectures", None) or [type(module).__name__]
-    return architectures[0] in GENAI_ARCHITECTURES
+    config = getattr(module, "config", None)
+    architectures = getattr(config, "architectures", None) or [type(module).__name__]
+    if architectures[0] not in GENAI_ARCHITECTURES or config is None:
+        return False
+    # ONNX Runtime's GroupQueryAttention CPU kernel needs head sizes that are multiples of 16.
+    return kv_shape(config)[2] % 16 == 0
 
 
 def build_with_genai(module: Any, tokenizer: Any, out_dir: Path, *, precision: str = "fp32") -> Path:
