@@ -220,6 +220,10 @@ def test_to_leaves_the_original_model_untouched(tiny_model_dir: TinyDir) -> None
     assert model.predict("good movie") == before
 
 
-def test_auto_without_a_fitting_backend_says_why_per_backend(tiny_model_dir: TinyDir) -> None:
-    with pytest.raises(aikit.BackendError, match=r"on device 'cuda'.*torch: does not run on device 'cuda'"):
+def test_auto_without_a_fitting_backend_says_why_per_backend(tiny_model_dir: TinyDir, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIKIT_BLOCK_PLUGINS", "onnxruntime")  # it would accept device="cuda", then ask for onnxruntime-gpu
+    with (
+        fresh_host(),
+        pytest.raises(aikit.BackendError, match=r"on device 'cuda'.*torch: does not run on device 'cuda'"),
+    ):
         aikit.Model.load(tiny_model_dir("bert-sequence-classification"), device="cuda")

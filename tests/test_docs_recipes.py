@@ -102,6 +102,8 @@ def test_policy_recipe_steers_auto_for_generation_only(
 ) -> None:
     """aikit_choose_backend (and aikit_register_backends for the mock): the policy decides only when asked to."""
     policy_plugin = recipes("policy_plugin")
+    # Keep the candidate list to torch and the mock: an ONNX export is not what this recipe is about.
+    monkeypatch.setenv("AIKIT_BLOCK_PLUGINS", "onnxruntime,cuda")
     with fresh_host(policy_plugin, _MockBackends()):
         assert aikit.Model.load(tiny_model_dir("llama-causal-lm")).backend_name != "mock"  # no opinion
         monkeypatch.setenv("AIKIT_RECIPE_AVOID_BACKEND", "torch")
