@@ -35,7 +35,8 @@ MINILM_VARIANTS: list[tuple[str, list[Any], dict[str, Any]]] = [
     ("int8-dynamic", ["int8-dynamic"], {}),
     ("int8-dynamic guard 0.005", ["int8-dynamic"], {"max_quality_drop": 0.005}),
     ("int8-static smoothquant", ["int8-static"], {}),
-    ("prune-structured ffn=0.5 +recovery", ["prune-structured:ffn=0.5,recovery_seconds={rec}"], {}),
+    ("int8-dynamic per-tensor", ["int8-dynamic:per_token=false"], {}),
+    ("prune-structured ffn=0.4 +recovery", ["prune-structured:ffn=0.4,recovery_seconds={rec}"], {}),
 ]
 
 
@@ -70,6 +71,8 @@ def bench_minilm(args: argparse.Namespace) -> list[dict[str, Any]]:
     base_size = file_bytes(fp32)
     rows = [{"variant": "fp32", "cos_min": 1.0, "cos_mean": 1.0, "size_pct": 100.0, "speedup": 1.0, "compress_s": 0.0}]
     for label, strategies, kwargs in MINILM_VARIANTS:
+        if args.variants and not any(v in label for v in args.variants.split(",")):
+            continue
         specs = [s.format(rec=args.recovery) for s in strategies]
         start = time.perf_counter()
         with warnings.catch_warnings():
@@ -164,6 +167,7 @@ def main() -> None:
     parser.add_argument("--timed", type=int, default=256, help="sentences timed per round (speed only)")
     parser.add_argument("--recovery", type=int, default=120, help="prune-structured recovery budget, seconds")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds per model (best is kept)")
+    parser.add_argument("--variants", default="", help="comma list: only MiniLM variants whose label contains one")
     parser.add_argument("--ppl-texts", type=int, default=300, help="SmolLM2 held-out sentences for perplexity")
     args = parser.parse_args()
     print(json.dumps({"machine": machine_info(), "versions": installed_versions()}), flush=True)

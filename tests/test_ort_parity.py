@@ -80,7 +80,9 @@ def test_every_export_was_validated_and_encoders_fused(pairs: dict[str, tuple[ai
     for kind, (_, ort_model) in pairs.items():
         validation = ort_model.backend.facts["validation"]
         assert validation, kind
-        assert max(v for step in validation.values() for v in (step.values() if isinstance(step, dict) else [step])) < 1e-3
+        assert (
+            max(v for step in validation.values() for v in (step.values() if isinstance(step, dict) else [step])) < 1e-3
+        )
     fusions = pairs["bert-embedding"][1].backend.describe()["fusions"]
     assert fusions.get("Attention") == 2 and fusions.get("SkipLayerNormalization") == 4
 
@@ -100,7 +102,14 @@ def test_decoder_steps_match_torch_on_a_left_padded_batch(pairs: dict[str, tuple
         b = np.stack(list(ort_model.backend.generate({"input_ids": ids, "attention_mask": mask}, options)))
         np.testing.assert_array_equal(a, b)
     sampled = [
-        np.stack(list(ort_model.backend.generate({"input_ids": ids, "attention_mask": mask}, GenerationOptions(max_new_tokens=6, do_sample=True, seed=3))))
+        np.stack(
+            list(
+                ort_model.backend.generate(
+                    {"input_ids": ids, "attention_mask": mask},
+                    GenerationOptions(max_new_tokens=6, do_sample=True, seed=3),
+                )
+            )
+        )
         for _ in range(2)
     ]
     np.testing.assert_array_equal(sampled[0], sampled[1])  # seeded sampling is reproducible
@@ -122,7 +131,9 @@ def test_plain_cnn_parity() -> None:
         assert abs(a.score - b.score) < 1e-5
 
 
-def test_second_load_reuses_the_cached_export(tiny_model_dir: Any, ort_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_second_load_reuses_the_cached_export(
+    tiny_model_dir: Any, ort_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tiny_model_dir("bert-sequence-classification")
     first = aikit.Model.load(path, backend="onnxruntime")
     entries = sorted(p.name for p in (ort_cache / "onnx").iterdir() if not p.name.startswith("."))
@@ -149,7 +160,9 @@ def test_export_that_does_not_reproduce_torch_names_the_output() -> None:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return x.flatten(1) + torch.rand_like(x.flatten(1))
 
-    model = aikit.Model.from_module(Noisy(), task="image-classification", preprocess=aikit.ImagePreprocess(size=(4, 4), grayscale=True))
+    model = aikit.Model.from_module(
+        Noisy(), task="image-classification", preprocess=aikit.ImagePreprocess(size=(4, 4), grayscale=True)
+    )
     with pytest.raises(BackendError, match=r"output 'logits' differs from torch by up to"):
         model.to("onnxruntime", backend_options={"cache": False})
 
@@ -158,7 +171,9 @@ def test_bad_backend_options_are_config_errors(tiny_model_dir: Any) -> None:
     from aikit.errors import ConfigError
 
     with pytest.raises(ConfigError, match="valid"):
-        aikit.Model.load(tiny_model_dir("bert-sequence-classification"), backend="onnxruntime", backend_options={"provider": "x"})
+        aikit.Model.load(
+            tiny_model_dir("bert-sequence-classification"), backend="onnxruntime", backend_options={"provider": "x"}
+        )
     with pytest.raises(ConfigError, match="not available"):
         aikit.Model.load(
             tiny_model_dir("bert-sequence-classification"),
@@ -172,3 +187,27 @@ def test_threads_and_providers_reach_the_session(pairs: dict[str, tuple[aikit.Mo
     info = ort_model.describe()
     assert info["threads"] == 1 and info["providers"] == ["CPUExecutionProvider"]
     assert ort_model.backend.sessions["model"].get_session_options().intra_op_num_threads == 1
+
+
+def test_cuda_without_onnxruntime_gpu_is_a_clear_error(tiny_model_dir: Any) -> None:
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime build has CUDA: see test_cuda_provider_runs")
+    with pytest.raises(BackendError, match="onnxruntime-gpu"):
+        aikit.Model.load(tiny_model_dir("bert-sequence-classification"), backend="onnxruntime", device="cuda")
+
+
+@pytest.mark.gpu
+def test_cuda_provider_runs(tiny_model_dir: Any) -> None:
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        pytest.skip("needs onnxruntime-gpu and an NVIDIA GPU")
+    path = tiny_model_dir("bert-sequence-classification")
+    gpu = aikit.Model.load(path, backend="onnxruntime", device="cuda")
+    cpu = aikit.Model.load(path, backend="onnxruntime")
+    assert "CUDAExecutionProvider" in gpu.describe()["providers"]
+    np.testing.assert_allclose(
+        list(gpu.predict("hello world").scores.values()), list(cpu.predict("hello world").scores.values()), atol=1e-4
+    )

@@ -43,9 +43,7 @@ class OrtBackend(Backend):
     priority = 5
     devices: ClassVar[frozenset[str]] = frozenset({"cpu", "cuda"})
 
-    def __init__(
-        self, folder: Path, facts: Mapping[str, Any], options: BackendOptions, *, config: Any = None
-    ) -> None:
+    def __init__(self, folder: Path, facts: Mapping[str, Any], options: BackendOptions, *, config: Any = None) -> None:
         if options.dtype not in (None, "float32"):
             raise ConfigError(
                 f"the onnxruntime backend runs float32 graphs; dtype={options.dtype!r} is not supported "
@@ -169,7 +167,11 @@ class OrtBackend(Backend):
         genai_config = self.folder / "genai_config.json"
         if self.kind == "decoder" and genai_config.is_file():
             shutil.copyfile(genai_config, directory / "genai_config.json")
-        if self.config is not None and hasattr(self.config, "save_pretrained") and not (directory / "config.json").exists():
+        if (
+            self.config is not None
+            and hasattr(self.config, "save_pretrained")
+            and not (directory / "config.json").exists()
+        ):
             self.config.save_pretrained(directory)
         return {"facts": self.facts}
 
@@ -177,7 +179,9 @@ class OrtBackend(Backend):
     def load(cls, directory: Path, parts: ModelParts, state: Mapping[str, Any], options: BackendOptions) -> Backend:
         facts = state.get("facts")
         if not isinstance(facts, Mapping) or "graphs" not in facts:
-            raise BackendError(f"artifact {directory}: its manifest has no ONNX graph facts for the onnxruntime backend")
+            raise BackendError(
+                f"artifact {directory}: its manifest has no ONNX graph facts for the onnxruntime backend"
+            )
         return cls(directory, facts, options, config=parts.config)
 
     def describe(self) -> dict[str, Any]:

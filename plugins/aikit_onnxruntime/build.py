@@ -175,7 +175,9 @@ def _decoder_facts(
     if facts.get("kind") != "decoder" or facts["kv_heads"] != kv or facts["head_dim"] != head_dim:
         raise BackendError(f"the exported decoder's KV cache does not match the model ({layers} layers, {kv} heads)")
     facts.update(graphs={"model": "model.onnx"}, exporter="onnxruntime-genai" if genai else "torch.onnx")
-    facts["validation"] = _validate_decoder(folder / "model.onnx", facts, module, sample, settings) if settings.validate else {}
+    facts["validation"] = (
+        _validate_decoder(folder / "model.onnx", facts, module, sample, settings) if settings.validate else {}
+    )
     return facts
 
 
@@ -195,9 +197,15 @@ def _validate_decoder(
     )
     positions = np.clip(mask.cumsum(-1) - 1, 0, None)
     with torch.inference_mode():
-        ref = module(
-            input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), position_ids=torch.from_numpy(positions)
-        ).logits.float().numpy()
+        ref = (
+            module(
+                input_ids=torch.from_numpy(ids),
+                attention_mask=torch.from_numpy(mask),
+                position_ids=torch.from_numpy(positions),
+            )
+            .logits.float()
+            .numpy()
+        )
     report = compare_outputs(
         "ONNX decoder (prefill)",
         {"logits": graph.logits(ids, mask)},

@@ -61,11 +61,15 @@ def entry_key(*, weights: str, task: str, settings: Mapping[str, Any]) -> str:
             versions[extra] = version(extra)
         except Exception:  # not installed: not part of the key
             continue
-    blob = json.dumps({"weights": weights, "task": task, "settings": dict(settings), "versions": versions}, sort_keys=True)
+    blob = json.dumps(
+        {"weights": weights, "task": task, "settings": dict(settings), "versions": versions}, sort_keys=True
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def cached_entry(key: str, build: Callable[[Path], Mapping[str, Any]], *, use_cache: bool = True) -> tuple[Path, dict[str, Any]]:
+def cached_entry(
+    key: str, build: Callable[[Path], Mapping[str, Any]], *, use_cache: bool = True
+) -> tuple[Path, dict[str, Any]]:
     """The folder of entry ``key`` and its recorded facts, building it with ``build(tmp)`` when absent.
 
     ``build`` writes its files into ``tmp`` and returns JSON-serialisable facts (file names,

@@ -230,7 +230,8 @@ class _SharedRow:
         out = self.logits[self.ids.shape[1]]
         b.bind_output("logits", "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
         self.graph.session.run_with_iobinding(b)
-        return out[0, -1]
+        last: NDArray[np.float32] = out[0, -1]
+        return last
 
     def advance(self, token: int) -> None:
         self.step_ids[0, 0] = token

@@ -72,7 +72,13 @@ def build_with_genai(module: Any, tokenizer: Any, out_dir: Path, *, precision: s
     """
     with tempfile.TemporaryDirectory(prefix="aikit-genai-") as tmp:
         hf = Path(tmp) / "hf"
-        module.save_pretrained(hf)
+        # Not module.save_pretrained: transformers refuses it for models it marks as GGUF-quantized
+        # (their weights are plain float32 here), so write the config and weights directly.
+        from safetensors.torch import save_model
+
+        hf.mkdir()
+        module.config.save_pretrained(hf)
+        save_model(module, str(hf / "model.safetensors"))
         if tokenizer is not None:  # the builder writes the tokenizer files genai reads
             tokenizer.save_pretrained(hf)
         config_file = hf / "config.json"

@@ -137,14 +137,34 @@ def graph_for_task(module: torch.nn.Module, task: str) -> dict[str, ExportedGrap
     """The graphs to export for ``task``, keyed by file stem (``model``, or ``encoder`` + ``decoder``)."""
     if task == "feature-extraction":
         inner = _TextEncoder(module, "last_hidden_state", _takes_token_types(module))
-        return {"model": ExportedGraph(inner, ["input_ids", "attention_mask"], ["last_hidden_state"], {"input_ids": _BT, "attention_mask": _BT, "last_hidden_state": _BT})}
+        return {
+            "model": ExportedGraph(
+                inner,
+                ["input_ids", "attention_mask"],
+                ["last_hidden_state"],
+                {"input_ids": _BT, "attention_mask": _BT, "last_hidden_state": _BT},
+            )
+        }
     if task in ("text-classification", "token-classification"):
         axes = _BT if task == "token-classification" else _BS
         inner = _TextEncoder(module, "logits", _takes_token_types(module))
-        return {"model": ExportedGraph(inner, ["input_ids", "attention_mask"], ["logits"], {"input_ids": _BT, "attention_mask": _BT, "logits": axes})}
+        return {
+            "model": ExportedGraph(
+                inner,
+                ["input_ids", "attention_mask"],
+                ["logits"],
+                {"input_ids": _BT, "attention_mask": _BT, "logits": axes},
+            )
+        }
     if task == "image-classification":
-        inner = _ImageClassifier(module, _is_transformers(module))
-        return {"model": ExportedGraph(inner, ["pixel_values"], ["logits"], {"pixel_values": _BS, "logits": _BS})}
+        return {
+            "model": ExportedGraph(
+                _ImageClassifier(module, _is_transformers(module)),
+                ["pixel_values"],
+                ["logits"],
+                {"pixel_values": _BS, "logits": _BS},
+            )
+        }
     if task == "text2text-generation":
         return {
             "encoder": ExportedGraph(

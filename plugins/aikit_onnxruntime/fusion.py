@@ -15,7 +15,14 @@ __all__ = ["fuse_transformer", "fusion_model_type"]
 
 logger = logging.getLogger("aikit.onnxruntime")
 
-_TYPES = {"bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "electra": "bert", "camembert": "bert", "vit": "vit"}
+_TYPES = {
+    "bert": "bert",
+    "roberta": "bert",
+    "xlm-roberta": "bert",
+    "electra": "bert",
+    "camembert": "bert",
+    "vit": "vit",
+}
 
 
 def fusion_model_type(config: Any) -> str | None:

@@ -62,7 +62,10 @@ def graph_files(path: Path) -> list[str]:
     """
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf DecodeError and friends
+        raise ModelLoadError(f"cannot parse {path} as an ONNX model: {type(exc).__name__}: {exc}", source=path) from exc
     root = path.parent.resolve()
     names = {path.name}
     for tensor in _tensors(model.graph):

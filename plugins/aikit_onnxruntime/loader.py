@@ -28,7 +28,9 @@ def check_onnx_file(path: Path) -> list[str]:
     try:
         import onnx
     except ImportError as exc:
-        raise MissingDependencyError("onnx", feature="loading .onnx files", install="pip install 'aikit[onnx]'") from exc
+        raise MissingDependencyError(
+            "onnx", feature="loading .onnx files", install="pip install 'aikit[onnx]'"
+        ) from exc
     files = graph_files(path)  # parses the file and checks every external-data reference
     try:
         onnx.checker.check_model(str(path), full_check=False)
@@ -52,10 +54,15 @@ class OnnxFileLoader(Loader):
         files = check_onnx_file(path)
         facts = describe_graph(path)
         facts["graphs"] = {"model": path.name}
-        if len(facts["outputs"]) == 1 and facts["kind"] == "single" and facts["outputs"][0] not in (
-            "logits",
-            "last_hidden_state",
-            "sentence_embedding",
+        if (
+            len(facts["outputs"]) == 1
+            and facts["kind"] == "single"
+            and facts["outputs"][0]
+            not in (
+                "logits",
+                "last_hidden_state",
+                "sentence_embedding",
+            )
         ):
             facts["rename_outputs"] = {facts["outputs"][0]: "logits"}  # e.g. Keras's "dense_1"
         digest = hashlib.sha256("".join(hash_file(path.parent / f) for f in files).encode()).hexdigest()
@@ -74,10 +81,14 @@ class OnnxFileLoader(Loader):
 
         try:
             if (folder / "config.json").is_file():
-                parts.config = transformers.AutoConfig.from_pretrained(folder, trust_remote_code=options.trust_remote_code)
+                parts.config = transformers.AutoConfig.from_pretrained(
+                    folder, trust_remote_code=options.trust_remote_code
+                )
             if (folder / "tokenizer.json").is_file() or (folder / "tokenizer_config.json").is_file():
                 parts.tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
             if (folder / "preprocessor_config.json").is_file():
                 parts.image_processor = transformers.AutoImageProcessor.from_pretrained(folder)  # type: ignore[no-untyped-call]
         except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"cannot read the files next to the ONNX model in {folder}: {exc}", source=folder) from exc
+            raise ModelLoadError(
+                f"cannot read the files next to the ONNX model in {folder}: {exc}", source=folder
+            ) from exc

@@ -46,7 +46,9 @@ def resolve_exclusions(candidates: Sequence[str], patterns: Sequence[str]) -> li
     return [c for c in candidates if any(c == p or fnmatch.fnmatchcase(c, p) for p in patterns)]
 
 
-def dynamic_int8(src: Path, dst: Path, *, per_channel: bool, reduce_range: bool, exclude: Sequence[str], op_types: Sequence[str]) -> None:
+def dynamic_int8(
+    src: Path, dst: Path, *, per_channel: bool, reduce_range: bool, exclude: Sequence[str], op_types: Sequence[str]
+) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     nodes = resolve_exclusions(quantizable_nodes(src, op_types), exclude)
@@ -87,26 +89,57 @@ def static_int8(
     exclude: Sequence[str],
     op_types: Sequence[str],
 ) -> None:
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    import tempfile
+
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     nodes = resolve_exclusions(quantizable_nodes(src, op_types), exclude)
+    with tempfile.TemporaryDirectory(prefix="aikit-qdq-") as tmp:
+        # Symbolic shape inference types the outputs of fused com.microsoft ops; without it the
+        # QDQ quantizer cannot see which activations are float and leaves them unquantized.
+        typed = Path(tmp) / "typed.onnx"
+        quant_pre_process(
+            str(src), str(typed), skip_optimization=True, skip_onnx_shape=False, save_as_external_data=_large(src)
+        )
+        _quantize_static(typed, dst, batches, feed, per_channel, method, nodes, op_types, _large(src))
+
+
+def _quantize_static(
+    src: Path,
+    dst: Path,
+    batches: Sequence[dict[str, NDArray[Any]]],
+    feed: Any,
+    per_channel: bool,
+    method: str,
+    nodes: list[str],
+    op_types: Sequence[str],
+    large: bool,
+) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
     quantize_static(
         str(src),
         str(dst),
-        _Reader(batches, feed),  # type: ignore[arg-type]
+        _Reader(batches, feed),
         quant_format=QuantFormat.QDQ,
         op_types_to_quantize=list(op_types),
         per_channel=per_channel,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         nodes_to_exclude=nodes,
-        calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}[method],
-        use_external_data_format=_large(src),
+        calibrate_method={
+            "minmax": CalibrationMethod.MinMax,
+            "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile,
+        }[method],
+        use_external_data_format=large,
         extra_options={"DefaultTensorType": _FLOAT, "MatMulConstBOnly": True},
     )
 
 
-def weight_only(src: Path, dst: Path, *, bits: int, block_size: int, accuracy_level: int, exclude: Sequence[str]) -> None:
+def weight_only(
+    src: Path, dst: Path, *, bits: int, block_size: int, accuracy_level: int, exclude: Sequence[str]
+) -> None:
     """MatMul → ``com.microsoft.MatMulNBits`` with ``bits``-bit blockwise weights (fp32 activations in)."""
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
@@ -121,7 +154,12 @@ def weight_only(src: Path, dst: Path, *, bits: int, block_size: int, accuracy_le
     quiet.setLevel(logging.WARNING)
     try:
         quantizer = MatMulNBitsQuantizer(
-            model, nodes_to_exclude=nodes, algo_config=config, bits=bits, block_size=block_size, accuracy_level=accuracy_level
+            model,
+            nodes_to_exclude=nodes,
+            algo_config=config,
+            bits=bits,
+            block_size=block_size,
+            accuracy_level=accuracy_level,
         )
         quantizer.process()
     finally:

@@ -29,7 +29,8 @@ def select_next(
                 values < 0, values * options.repetition_penalty, values / options.repetition_penalty
             )
     if not options.do_sample:
-        return np.argmax(logits, axis=-1).astype(np.int64)
+        chosen: NDArray[np.int64] = np.argmax(logits, axis=-1).astype(np.int64)
+        return chosen
     return np.asarray([_sample(row, options, rng) for row in logits], dtype=np.int64)
 
 

@@ -116,7 +116,12 @@ class OrtRunner:
                         f"the ONNX graph needs input {name!r}, which the task did not produce "
                         f"(it produced {', '.join(arrays) or 'nothing'})"
                     )
-            if self._channels_last[name] and value.ndim == 4 and value.shape[1] in (1, 3) and value.shape[-1] not in (1, 3):
+            if (
+                self._channels_last[name]
+                and value.ndim == 4
+                and value.shape[1] in (1, 3)
+                and value.shape[-1] not in (1, 3)
+            ):
                 value = value.transpose(0, 2, 3, 1)  # the task gives NCHW; a Keras graph wants NHWC
             if dtype is not None and value.dtype != dtype:
                 value = value.astype(dtype)

@@ -159,7 +159,12 @@ class OrtInt8DynamicStrategy(_OrtStrategy):
 
     def quantize_graph(self, src: Path, dst: Path, config: Any, backend: Any, context: CompressionContext) -> None:
         quantize.dynamic_int8(
-            src, dst, per_channel=config.per_channel, reduce_range=config.reduce_range, exclude=config.exclude, op_types=self.op_types
+            src,
+            dst,
+            per_channel=config.per_channel,
+            reduce_range=config.reduce_range,
+            exclude=config.exclude,
+            op_types=self.op_types,
         )
 
 
@@ -200,7 +205,12 @@ class OrtInt8WeightOnlyStrategy(_OrtStrategy):
 
     def quantize_graph(self, src: Path, dst: Path, config: Any, backend: Any, context: CompressionContext) -> None:
         quantize.weight_only(
-            src, dst, bits=self.bits, block_size=config.block_size, accuracy_level=config.accuracy_level, exclude=config.exclude
+            src,
+            dst,
+            bits=self.bits,
+            block_size=config.block_size,
+            accuracy_level=config.accuracy_level,
+            exclude=config.exclude,
         )
 
 

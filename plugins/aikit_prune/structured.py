@@ -7,8 +7,10 @@ ties query heads to shared key/value heads). The model config keeps its original
 shrunk modules carry their own, and Llama iterates ``layers[:num_hidden_layers]``.
 
 Importance (what goes first): with calibration data, FFN neuron ``i`` scores
-``mean|activation_i| * ||W_out[:, i]||``, head ``h`` scores ``mean||context_h|| * ||W_o[:, h]||``,
-and a layer scores its block influence ``1 - cos(input, output)`` (ShortGPT, Men et al. 2024).
+``mean|activation_i| * ||W_out[:, i]||`` and the FFN's output projection is then refit by ridge
+least squares to reproduce the unpruned FFN's output (layer by layer, on the pruned model's own
+activations); head ``h`` scores ``mean||context_h|| * ||W_o[:, h]||``, and a layer scores its
+block influence ``1 - cos(input, output)`` (ShortGPT, Men et al. 2024).
 Without data, activations are replaced by the input weights' norms and the deepest layers but
 the last go first.
 """
@@ -244,6 +246,52 @@ def _head_scores(block: nn.Module, family: str, context: torch.Tensor | None) ->
     return scores
 
 
+def _capture(
+    module: nn.Module, linear: nn.Linear, batches: Sequence[dict[str, NDArray[Any]]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every (input row, output row) of ``linear`` while the calibration batches run through ``module``."""
+    inputs: list[torch.Tensor] = []
+    outputs: list[torch.Tensor] = []
+
+    def hook(_m: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        inputs.append(args[0].detach().reshape(-1, args[0].shape[-1]).float())
+        outputs.append(out.detach().reshape(-1, out.shape[-1]).float())
+
+    handle = linear.register_forward_hook(hook)
+    try:
+        run_calibration(module, batches)
+    finally:
+        handle.remove()
+    return torch.cat(inputs), torch.cat(outputs)
+
+
+def _prune_ffn_refit(
+    module: nn.Module, block: nn.Module, family: str, fraction: float, batches: Sequence[dict[str, NDArray[Any]]]
+) -> None:
+    """Prune one FFN on the current (already partly pruned) model, then refit its output projection.
+
+    The kept neurons' output weights are re-solved by ridge least squares so that the smaller FFN
+    reproduces the full FFN's output on the calibration tokens (layers in order, each on the
+    activations the pruned layers before it produce).
+    """
+    out_name = _FFN[family][1]
+    out = linear_at(block, out_name)
+    acts, target = _capture(module, out, batches)
+    scores = acts.abs().mean(0) * out.weight.detach().float().norm(dim=0)
+    keep = scores.topk(keep_count(scores.numel(), fraction)).indices.sort().values
+    _shrink_ffn(block, family, keep)
+    kept = torch.cat([acts[:, keep], torch.ones(acts.shape[0], 1)], 1).double()
+    gram = kept.T @ kept
+    gram += 1e-3 * gram.diagonal().mean() * torch.eye(gram.shape[0], dtype=gram.dtype)
+    solution = torch.linalg.solve(gram, kept.T @ target.double())  # (kept + 1, hidden)
+    new = linear_at(block, out_name)
+    new.weight.copy_(solution[:-1].T.to(new.weight.dtype))
+    if new.bias is not None:
+        new.bias.copy_(solution[-1].to(new.bias.dtype))
+    else:  # no bias to absorb the constant: refit without it
+        new.weight.copy_(torch.linalg.lstsq(acts[:, keep].double(), target.double()).solution.T.to(new.weight.dtype))
+
+
 def prune_blocks(
     module: nn.Module, config: Any, batches: Sequence[dict[str, NDArray[Any]]]
 ) -> tuple[nn.Module, list[str]]:
@@ -264,7 +312,9 @@ def prune_blocks(
         blocks = _drop_layers(module, blocks, remove)
     with torch.no_grad():
         for block, original_index in zip(blocks.modules, remaining):
-            if config.ffn:
+            if config.ffn and batches:
+                _prune_ffn_refit(module, block, blocks.family, config.ffn, batches)
+            elif config.ffn:
                 scores = _ffn_scores(block, blocks.family, stats.ffn.get(original_index))
                 keep = scores.topk(keep_count(scores.numel(), config.ffn)).indices.sort().values
                 _shrink_ffn(block, blocks.family, keep)
