@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from . import prune, quant  # config namespaces; their classes load lazily (no torch)
+from . import prune as prune, quant as quant  # config namespaces; their classes load lazily (no torch)
 from .backend import Backend
 from .benchmark_report import BenchmarkReport
 from .compare import ComparisonReport, compare

@@ -57,6 +57,7 @@ def run_demo(*, llm: bool = True, echo: Callable[[str], None] = print, max_new_t
     echo(f"      Q: {QUESTION}")
     echo(f"      A: {answer.text}")
     echo(
-        f"      {len(answer.token_ids)} tokens in {elapsed:.2f}s ({len(answer.token_ids) / elapsed:.1f} tokens/s, greedy)"
+        f"      {len(answer.token_ids)} tokens in {elapsed:.2f}s "
+        f"({len(answer.token_ids) / elapsed:.1f} tokens/s, greedy)"
     )
     return out

@@ -456,7 +456,8 @@ def _resolve_backend(parts: ModelParts, task_cls: type[Task], backend: str, opti
         _check_available(backend_cls)
         if payload not in backend_cls.accepts:
             raise BackendError(
-                f"backend {backend!r} cannot run a {payload!r} model (it accepts {', '.join(sorted(backend_cls.accepts))})"
+                f"backend {backend!r} cannot run a {payload!r} model "
+                f"(it accepts {', '.join(sorted(backend_cls.accepts))})"
             )
         if task_cls.generative and not backend_cls.can_generate:
             raise BackendError(f"backend {backend!r} cannot generate text, which task {task_cls.name!r} needs")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from ._common import echo_json
@@ -20,7 +22,7 @@ def register(app: typer.Typer) -> None:
             reason = cls.unavailable_reason()
             backends[name] = {"available": reason is None, "reason": reason, "priority": cls.priority}
         auto = next((n for n, b in backends.items() if b["available"]), None)
-        data = {
+        data: dict[str, Any] = {
             "versions": installed_versions(),
             "machine": machine_info(with_gpu=True),
             "backends": backends,
