@@ -5,7 +5,8 @@
 
 from __future__ import annotations
 
-from . import prune as prune, quant as quant  # config namespaces; their classes load lazily (no torch)
+from . import prune as prune  # config namespaces; their classes load lazily (no torch)
+from . import quant as quant
 from .backend import Backend
 from .benchmark_report import BenchmarkReport
 from .compare import ComparisonReport, compare
