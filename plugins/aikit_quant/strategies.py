@@ -211,6 +211,12 @@ class Int8WeightOnlyStrategy(_SwapStrategy):
     def fill(self, new: nn.Module, original: nn.Module, name: str, config: Any, stats: dict[str, Any]) -> None:
         new.fill(original)  # type: ignore[operator]
 
+    def slowdown_reason(self) -> str:
+        return (
+            "ATen's int8 weight-only CPU kernel (_weight_int8pack_mm) converts weights inside every product and "
+            "is slower than MKL's fp32 GEMM on CPUs without AVX512/AMX; on CPU this strategy saves size, not time"
+        )
+
 
 class Int4WeightOnlyStrategy(_SwapStrategy):
     name = "int4-weight-only"
