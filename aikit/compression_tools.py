@@ -118,14 +118,23 @@ def run_calibration(
     module: nn.Module,
     batches: Sequence[dict[str, NDArray[Any]]],
     *,
+    hooks: Sequence[Any] = (),
     on_batch: Callable[[int, int], None] | None = None,
 ) -> None:
-    """Run every calibration batch through ``module`` (hooks registered by the caller collect stats)."""
-    with torch.inference_mode():
-        for i, batch in enumerate(batches):
-            forward_module(module, to_tensors(batch))
-            if on_batch is not None:
-                on_batch(i + 1, len(batches))
+    """Run every calibration batch through ``module``.
+
+    ``hooks`` are the handles of forward hooks the caller registered to collect statistics; they
+    are removed when the run ends, whether it succeeds or raises.
+    """
+    try:
+        with torch.inference_mode():
+            for i, batch in enumerate(batches):
+                forward_module(module, to_tensors(batch))
+                if on_batch is not None:
+                    on_batch(i + 1, len(batches))
+    finally:
+        for handle in hooks:
+            handle.remove()
 
 
 def add_note(context: CompressionContext, text: str) -> None:

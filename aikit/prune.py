@@ -6,8 +6,9 @@ stays free of torch. Shorthands: ``prune-magnitude``, ``prune-2:4``, ``prune-str
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ._lazy_configs import plugin_configs
 
 if TYPE_CHECKING:  # the names for type checkers; at run time __getattr__ loads them on first use
     from aikit_prune.configs import Magnitude, SemiStructured, Structured
@@ -15,16 +16,7 @@ if TYPE_CHECKING:  # the names for type checkers; at run time __getattr__ loads 
 __all__ = ["Magnitude", "SemiStructured", "Structured"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from .errors import MissingDependencyError
-
-        try:
-            configs = importlib.import_module("aikit_prune.configs")
-        except ImportError as exc:  # pragma: no cover - the plugin ships with aikit
-            raise MissingDependencyError("aikit", feature="aikit.prune (the aikit_prune plugin)") from exc
-        return getattr(configs, name)
-    raise AttributeError(f"module 'aikit.prune' has no attribute {name!r}")
+__getattr__ = plugin_configs("aikit.prune", "aikit_prune.configs", __all__)
 
 
 def __dir__() -> list[str]:

@@ -7,8 +7,9 @@ stays free of torch. Shorthands for ``Model.compress`` and the CLI: ``int8-dynam
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ._lazy_configs import plugin_configs
 
 if TYPE_CHECKING:  # the names for type checkers; at run time __getattr__ loads them on first use
     from aikit_quant.configs import Bf16, Fp16, Int4WeightOnly, Int8Dynamic, Int8Static, Int8WeightOnly
@@ -16,16 +17,7 @@ if TYPE_CHECKING:  # the names for type checkers; at run time __getattr__ loads 
 __all__ = ["Bf16", "Fp16", "Int4WeightOnly", "Int8Dynamic", "Int8Static", "Int8WeightOnly"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from .errors import MissingDependencyError
-
-        try:
-            configs = importlib.import_module("aikit_quant.configs")
-        except ImportError as exc:  # pragma: no cover - the plugin ships with aikit
-            raise MissingDependencyError("aikit", feature="aikit.quant (the aikit_quant plugin)") from exc
-        return getattr(configs, name)
-    raise AttributeError(f"module 'aikit.quant' has no attribute {name!r}")
+__getattr__ = plugin_configs("aikit.quant", "aikit_quant.configs", __all__)
 
 
 def __dir__() -> list[str]:

@@ -16,6 +16,19 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(scope="module")
+def private_aikit_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Point ``AIKIT_CACHE_DIR`` at a fresh folder for one test module (exports, conversions)."""
+    path = tmp_path_factory.mktemp("aikit_cache")
+    before = os.environ.get("AIKIT_CACHE_DIR")
+    os.environ["AIKIT_CACHE_DIR"] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop("AIKIT_CACHE_DIR", None)
+    else:
+        os.environ["AIKIT_CACHE_DIR"] = before
+
+
 @pytest.fixture(scope="session")
 def minilm_path() -> Any:
     from aikit.defaults import default_model_path

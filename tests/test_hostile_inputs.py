@@ -15,6 +15,7 @@ Documented valid results for edge cases: an empty string is a valid input for ev
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import warnings
@@ -30,6 +31,9 @@ from hypothesis.extra import numpy as hnp
 
 import aikit
 from aikit.testing import save_tiny_model
+
+# Every option text generation accepts, straight from its options dataclass.
+GENERATION_OPTIONS = [f.name for f in dataclasses.fields(aikit.GenerationOptions)]
 
 BOUNDED = settings(
     max_examples=20,
@@ -223,17 +227,7 @@ def test_very_long_input_is_truncated_with_a_warning_in_bounded_work(
 
 @pytest.mark.parametrize("kind", list(TEXT_KINDS))
 def test_unknown_options_are_config_errors(models: dict[str, aikit.Model], kind: str) -> None:
-    valid = {
-        "max_new_tokens",
-        "do_sample",
-        "temperature",
-        "top_k",
-        "top_p",
-        "repetition_penalty",
-        "seed",
-        "stop",
-        "chat_template",
-    }
+    valid = set(GENERATION_OPTIONS)
 
     @BOUNDED
     @given(
@@ -266,17 +260,7 @@ option_values = st.one_of(
 
 @pytest.mark.parametrize("kind", GENERATIVE)
 def test_hostile_generation_options_are_config_errors_or_run_bounded(models: dict[str, aikit.Model], kind: str) -> None:
-    names = [
-        "max_new_tokens",
-        "do_sample",
-        "temperature",
-        "top_k",
-        "top_p",
-        "repetition_penalty",
-        "seed",
-        "stop",
-        "chat_template",
-    ]
+    names = GENERATION_OPTIONS
 
     @BOUNDED
     @given(st.dictionaries(st.sampled_from(names), option_values, max_size=4))

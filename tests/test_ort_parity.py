@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +26,9 @@ TASKS = {
 
 
 @pytest.fixture(scope="module", autouse=True)
-def ort_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def ort_cache(private_aikit_cache: Path) -> Path:
     """Exports go to a private cache: one export per tiny model per test module."""
-    path = tmp_path_factory.mktemp("ort_cache")
-    before = os.environ.get("AIKIT_CACHE_DIR")
-    os.environ["AIKIT_CACHE_DIR"] = str(path)
-    yield path
-    if before is None:
-        os.environ.pop("AIKIT_CACHE_DIR", None)
-    else:
-        os.environ["AIKIT_CACHE_DIR"] = before
+    return private_aikit_cache
 
 
 @pytest.fixture(scope="module")

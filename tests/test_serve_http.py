@@ -17,6 +17,7 @@ import pytest
 import aikit
 from aikit.serve import ServeSettings, create_app
 from aikit.serve.local import LocalServer
+from aikit.testing import TINY_WORDS
 
 TOKEN = "s3cret-token-for-tests-0123456789"
 
@@ -82,24 +83,7 @@ def test_predict_matches_in_process_predict_and_sends_timing_headers(
 
 
 def test_concurrent_requests_are_batched_and_answered_individually(served: httpx.Client, embedder: aikit.Model) -> None:
-    words = [
-        "good",
-        "bad",
-        "great",
-        "terrible",
-        "movie",
-        "film",
-        "book",
-        "paris",
-        "london",
-        "france",
-        "england",
-        "city",
-        "river",
-        "water",
-        "fire",
-        "cat",
-    ]
+    words = TINY_WORDS[TINY_WORDS.index("good") :][:16]  # words the tiny tokenizer knows
     texts = [f"{a} {b}" for a, b in zip(words, reversed(words))]
     batches_before = _metric(served, "aikit_batch_size_count")
     items_before = _metric(served, "aikit_batch_size_sum")

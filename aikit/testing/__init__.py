@@ -14,9 +14,9 @@ from contextlib import contextmanager
 
 from ..plugins import PluginHost, reset_host
 from .doubles import MockBackend
-from .tiny import TINY_KINDS, save_tiny_model, tiny_tokenizer
+from .tiny import TINY_KINDS, TINY_WORDS, save_tiny_model, tiny_tokenizer
 
-__all__ = ["TINY_KINDS", "MockBackend", "fresh_host", "save_tiny_model", "tiny_tokenizer"]
+__all__ = ["TINY_KINDS", "TINY_WORDS", "MockBackend", "fresh_host", "save_tiny_model", "tiny_tokenizer"]
 
 
 @contextmanager

@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TINY_KINDS", "save_tiny_model", "tiny_tokenizer"]  # and TinyCNN, built lazily below
+__all__ = ["TINY_KINDS", "TINY_WORDS", "save_tiny_model", "tiny_tokenizer"]  # and TinyCNN, built lazily below
 
-_WORDS = [
+TINY_WORDS = [
     "the",
     "a",
     "an",
@@ -121,7 +121,7 @@ def tiny_tokenizer(*, kind: str = "bert") -> Any:
         "<|end|>",
         "</s>",
     ]
-    vocab = {tok: i for i, tok in enumerate(specials + list(_WORDS) + [".", ",", "?", "!"])}
+    vocab = {tok: i for i, tok in enumerate(specials + list(TINY_WORDS) + [".", ",", "?", "!"])}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])

@@ -217,11 +217,7 @@ def _collect(module: nn.Module, blocks: Blocks, batches: Sequence[dict[str, NDAr
                 add(stats.heads, i, x.reshape(-1, heads, x.shape[-1] // heads).norm(dim=-1).mean(0))
 
             handles.append(block.get_submodule(_HEADS[blocks.family][1]).register_forward_hook(on_heads))
-    try:
-        run_calibration(module, batches)
-    finally:
-        for h in handles:
-            h.remove()
+    run_calibration(module, batches, hooks=handles)
     return stats
 
 
@@ -257,11 +253,7 @@ def _capture(
         inputs.append(args[0].detach().reshape(-1, args[0].shape[-1]).float())
         outputs.append(out.detach().reshape(-1, out.shape[-1]).float())
 
-    handle = linear.register_forward_hook(hook)
-    try:
-        run_calibration(module, batches)
-    finally:
-        handle.remove()
+    run_calibration(module, batches, hooks=[linear.register_forward_hook(hook)])
     return torch.cat(inputs), torch.cat(outputs)
 
 

@@ -31,11 +31,7 @@ def input_absmax(
         return hook
 
     handles = [module.get_submodule(n).register_forward_hook(hook_for(n)) for n in names]
-    try:
-        run_calibration(module, batches)
-    finally:
-        for h in handles:
-            h.remove()
+    run_calibration(module, batches, hooks=handles)
     return stats
 
 
@@ -87,11 +83,7 @@ def activation_ranges(
         return hook
 
     handles = [module.get_submodule(n).register_forward_hook(hook_for(n)) for n in names]
-    try:
-        run_calibration(module, batches)
-    finally:
-        for h in handles:
-            h.remove()
+    run_calibration(module, batches, hooks=handles)
     q = torch.tensor([(100.0 - percentile) / 100.0, percentile / 100.0])
     ranges: dict[str, tuple[float, float, float, float]] = {}
     for name in names:
