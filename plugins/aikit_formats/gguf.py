@@ -127,7 +127,10 @@ def _load_cached(path: Path, digest: str) -> tuple[Any, Any]:
         with quiet_transformers():
             module.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
-        os.replace(tmp, folder) if not folder.exists() else shutil.rmtree(tmp, ignore_errors=True)
+        if folder.exists():  # another process finished the same conversion first
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
     except OSError as exc:  # a read-only home must not stop the load
         logger.warning("cannot cache the GGUF conversion in %s: %s", folder, exc)
     return tokenizer, module

@@ -87,13 +87,12 @@ class FeatureExtraction(Task):
         return vectors
 
     def postprocess(self, outputs: dict[str, NDArray[Any]], examples: Sequence[Example], options: Any) -> list[Any]:
-        mask = self.collate(examples)["attention_mask"]
+        # Only the mask is needed for pooling: rebuild it, not the whole collated batch.
+        width = max(e.length for e in examples)
+        mask = np.zeros((len(examples), width), dtype=np.int64)
+        for row, e in enumerate(examples):
+            mask[row, : e.length] = e.features["attention_mask"]
         vectors = self.embed_batch(outputs, mask)
-        return [Embedding(vector=np.ascontiguousarray(v, dtype=np.float32)) for v in vectors]
-
-    def run_batch(self, backend: Any, examples: Sequence[Example], options: Any) -> list[Any]:
-        batch = self.collate(examples)
-        vectors = self.embed_batch(backend.forward(batch), batch["attention_mask"])
         return [Embedding(vector=np.ascontiguousarray(v, dtype=np.float32)) for v in vectors]
 
     def quality_outputs(self, outputs: dict[str, NDArray[Any]]) -> NDArray[Any]:
