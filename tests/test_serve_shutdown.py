@@ -20,9 +20,11 @@ AIKIT = str(Path(sys.executable).parent / "aikit")
 MESSAGES = [{"role": "user", "content": "hello"}]
 
 
-def _start(model_dir: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
+def _start(
+    model_dir: Path, *extra: str, env_extra: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(env_extra or {})}
     env.pop("AIKIT_SERVE_TOKEN", None)
     proc = subprocess.Popen(
         [AIKIT, "serve", str(model_dir), "--port", str(port), "--log-level", "warning", *extra],
@@ -51,7 +53,16 @@ def _in_flight(url: str) -> float:
 
 
 def test_sigterm_finishes_requests_in_flight_refuses_new_ones_and_exits_0(tiny_model_dir: Any) -> None:
-    proc, url = _start(tiny_model_dir("llama-causal-lm"), "--max-batch-size", "1", "--shutdown-deadline", "120")
+    # Each prediction is held for 1 s by a real middleware plugin, so three requests are still in
+    # flight when SIGTERM arrives, on a slow machine or a fast one.
+    slow = {
+        "AIKIT_LOAD_PLUGINS": "_slow_predict_plugin",
+        "AIKIT_TEST_PREDICT_DELAY": "1.0",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")])),
+    }
+    proc, url = _start(
+        tiny_model_dir("llama-causal-lm"), "--max-batch-size", "1", "--shutdown-deadline", "120", env_extra=slow
+    )
     try:
         body = {"messages": MESSAGES, "max_tokens": 24}
         with concurrent.futures.ThreadPoolExecutor(3) as pool:
