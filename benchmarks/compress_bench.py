@@ -128,11 +128,14 @@ def bench_smollm2(args: argparse.Namespace) -> list[dict[str, Any]]:
     base_tps = decode_speed(fp32, prompts, 32)
     rows = [{"variant": "fp32", "ppl": base_ppl, "ppl_delta_pct": 0.0, "size_pct": 100.0, "decode_tok_s": base_tps}]
     print(json.dumps(rows[-1]), flush=True)
-    for spec in (
+    specs = (
         "int8-weight-only",
+        "int4-weight-only",  # group 32, HQQ, output head kept
         "int4-weight-only:group_size=64,method=hqq",
         "int4-weight-only:group_size=64,method=rtn",
-    ):
+        "int4-weight-only:include_head=true",
+    )
+    for spec in specs:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             small = fp32.compress(spec, calibration=calibration[:64], measure_speed=False)

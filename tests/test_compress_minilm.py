@@ -27,7 +27,7 @@ def test_int8_dynamic_keeps_minilm_embeddings(minilm: Any, sentences: list[str],
     small = minilm.compress("int8-dynamic", calibration=calibration, measure_speed=False)
     reference, vectors = minilm.embed(evaluation), small.embed(evaluation)
     cos = (reference * vectors).sum(1) / np.linalg.norm(reference, axis=1) / np.linalg.norm(vectors, axis=1)
-    assert cos.min() >= 0.985 and cos.mean() >= 0.995, (cos.min(), cos.mean())
+    assert cos.min() >= 0.99 and cos.mean() >= 0.997, (cos.min(), cos.mean())  # the bar
     report = small.compression_report
     assert report.size_ratio <= 0.30  # word embeddings are int8 too
     back = aikit.Model.load(small.save(tmp_path / "minilm-int8"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -106,3 +107,11 @@ def test_accuracy_guard_keeps_sensitive_layers_in_full_precision(embedder: aikit
 def test_guard_without_layer_choice_raises_with_numbers(embedder: aikit.Model) -> None:
     with pytest.raises(aikit.CompressionError, match=r"quality drop 0\.\d+ .*exceeds max_quality_drop=1e-09"):
         embedder.compress("prune-structured:ffn=0.9,recovery_seconds=0", calibration=TEXTS, max_quality_drop=1e-9)
+
+
+@pytest.mark.parametrize("spec", ["int8-weight-only", "int4-weight-only:group_size=32"])
+def test_weight_only_kernels_agree(embedder: aikit.Model, spec: str) -> None:
+    packed = embedder.compress(f"{spec}{',' if ':' in spec else ':'}kernel=packed", measure_speed=False)
+    unpacked = embedder.compress(f"{spec}{',' if ':' in spec else ':'}kernel=unpacked", measure_speed=False)
+    assert packed.transformations[0]["kernel"] == "packed"
+    np.testing.assert_allclose(packed.embed(TEXTS[:6]), unpacked.embed(TEXTS[:6]), atol=2e-5)

@@ -76,7 +76,7 @@ class Structured(CompressionConfig):
     ffn: float = 0.0
     layers: int = 0
     recovery_seconds: float = 60.0
-    learning_rate: float = 5e-5
+    learning_rate: float = 1e-4
 
     def __post_init__(self) -> None:
         _fraction(self.strategy, "heads", self.heads, high=0.9)

@@ -69,9 +69,22 @@ def hqq_quantize(
         if err >= best_err:
             break
         best_err, best_zero = err, zero.clone()
-    codes = torch.clamp(torch.round(groups * inv_scale + best_zero), 0, QMAX)
+    # HQQ minimises an l_p (p < 1) error; per group, keep whichever of its zero point and plain
+    # rounding's reproduces the weights with the smaller squared error, so HQQ is never worse than
+    # RTN in that sense (weights already on a 4-bit grid, e.g. dequantized GGUF, stay exact).
+    rtn_zero = -low * inv_scale
+    zero = torch.where(
+        _sq_error(groups, inv_scale, best_zero) <= _sq_error(groups, inv_scale, rtn_zero), best_zero, rtn_zero
+    )
+    codes = torch.clamp(torch.round(groups * inv_scale + zero), 0, QMAX)
     scale = 1.0 / inv_scale
-    return codes.reshape(n, k).to(torch.uint8), scale.reshape(n, -1), (-best_zero * scale).reshape(n, -1)
+    return codes.reshape(n, k).to(torch.uint8), scale.reshape(n, -1), (-zero * scale).reshape(n, -1)
+
+
+def _sq_error(groups: torch.Tensor, inv_scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
+    """Per-group squared reconstruction error of codes ``round(w * inv_scale + zero)``."""
+    codes = torch.clamp(torch.round(groups * inv_scale + zero), 0, QMAX)
+    return ((codes - zero) / inv_scale - groups).pow(2).sum(1, keepdim=True)
 
 
 class Int4WeightOnlyLinear(nn.Module):
@@ -82,17 +95,21 @@ class Int4WeightOnlyLinear(nn.Module):
     weight_min: torch.Tensor
     bias: torch.Tensor | None
 
-    def __init__(self, in_features: int, out_features: int, *, group_size: int, bias: bool) -> None:
+    def __init__(
+        self, in_features: int, out_features: int, *, group_size: int, bias: bool, packed: bool = True
+    ) -> None:
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
         self.group_size = group_size
+        self.packed = packed
         groups = in_features // group_size
         self.register_buffer("weight_packed", torch.zeros(out_features, in_features // 2, dtype=torch.uint8))
         self.register_buffer("weight_scale", torch.ones(out_features, groups))
         self.register_buffer("weight_min", torch.zeros(out_features, groups))
         self.register_buffer("bias", torch.zeros(out_features) if bias else None)
         self._kernel: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._unpacked: torch.Tensor | None = None
 
     def fill(self, linear: nn.Linear, *, method: str) -> None:
         quantize = hqq_quantize if method == "hqq" else rtn_quantize
@@ -103,6 +120,7 @@ class Int4WeightOnlyLinear(nn.Module):
         if linear.bias is not None and self.bias is not None:
             self.bias.copy_(linear.bias.detach().float())
         self._kernel = None
+        self._unpacked = None
 
     def dequantized_weight(self) -> torch.Tensor:
         q = unpack_int4(self.weight_packed).float().reshape(self.out_features, -1, self.group_size)
@@ -120,6 +138,11 @@ class Int4WeightOnlyLinear(nn.Module):
         return self._kernel
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.packed:
+            if self._unpacked is None:
+                self._unpacked = self.dequantized_weight()
+            bias = self.bias.to(x.dtype) if self.bias is not None else None
+            return functional.linear(x, self._unpacked.to(x.dtype), bias)
         shape = x.shape
         x2 = x.reshape(-1, shape[-1]).contiguous()
         packed, scales_zeros = self.kernel()
@@ -131,11 +154,13 @@ class Int4WeightOnlyLinear(nn.Module):
 
     def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
         self._kernel = None
+        self._unpacked = None
         super()._load_from_state_dict(*args, **kwargs)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_kernel"] = None
+        state["_unpacked"] = None
         return state
 
     def extra_repr(self) -> str:

@@ -6,7 +6,7 @@ loading or copying, never saved.
 
 Saturation on CPUs without VNNI: AVX2 computes uint8 x int8 products with ``vpmaddubsw``, which
 saturates pairs of products at int16. 8-bit activations with 7-bit weights (|q| <= 63) make
-``255 * 64 * 2 < 32767``, so no sum can saturate; with VNNI (or AMX) full 8-bit weights are safe.
+``255 * 63 * 2 < 32767``, so no sum can saturate; with VNNI (or AMX) full 8-bit weights are safe.
 """
 
 from __future__ import annotations
@@ -98,10 +98,12 @@ class _PackedLinear(nn.Module):
 class QuantLinearDynamic(_PackedLinear):
     """int8 per-channel weights; activations quantized on the fly to uint8 (fbgemm ``linear_dynamic``).
 
-    ``per_token``: fbgemm picks one activation range per call. Dividing each token (row) by its
-    own max |x| first makes that range per token, and since the layer is linear the output row
-    is simply multiplied back (the bias is added afterwards). This gives per-token accuracy at
-    the speed of the per-tensor kernel, and outputs that do not depend on the rest of the batch.
+    ``per_token``: fbgemm picks one activation range per call. Mapping each token (row) from its
+    own [min, max] onto [-1, 1] first makes that range per token and asymmetric (one-signed rows
+    such as GELU outputs get all 256 levels); since the layer is linear, the output row is mapped
+    back exactly (``W x = half * W x' + mid * W 1``, bias added afterwards). This gives per-token
+    accuracy at the speed of the per-tensor kernel, and outputs that do not depend on the rest of
+    the batch. It needs 7-bit weights on CPUs without VNNI (see the module docstring).
     """
 
     def __init__(
@@ -109,11 +111,20 @@ class QuantLinearDynamic(_PackedLinear):
     ) -> None:
         super().__init__(in_features, out_features, bias=bias, smooth=smooth)
         self.per_token = per_token
+        self._offsets = torch.zeros(0)
 
     def packed(self) -> Any:
         if self._packed is None:  # per-token: the bias is added after rescaling, so it is not packed
             self._packed = _prepack(self.weight_int8, self.weight_scale, None if self.per_token else self.bias)
+            row_sums = self.weight_int8.float().sum(1) * self.weight_scale  # W 1 of the quantized W
+            bias = self.bias if self.bias is not None else torch.zeros_like(row_sums)
+            self._offsets = torch.stack([row_sums, bias.float()])
         return self._packed
+
+    def offsets(self) -> torch.Tensor:
+        """``[W 1; bias]`` ([2, out]), derived with the packed copy: per-token outputs add ``[mid, 1] @ this``."""
+        self.packed()
+        return self._offsets
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.in_scale is not None:
@@ -123,15 +134,22 @@ class QuantLinearDynamic(_PackedLinear):
         if not self.per_token:
             y: torch.Tensor = torch.ops.quantized.linear_dynamic(x2.contiguous(), self.packed(), False)
             return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
-        row = x2.abs().amax(dim=1, keepdim=True).clamp_min_(1e-12)  # (vector_norm(inf) is 100x slower here)
+        # Per-token affine: map each row's [min, max] onto the kernel's [-1, 1] grid, so a one-signed
+        # row (GELU outputs) uses all 256 levels rather than half of them. Since the layer is linear,
+        # W x = half * W x' + mid * W 1: the output is rescaled and the weights' row sums added back.
+        # (amax and amin separately: torch.aminmax measured 10x slower than both together here)
+        high, low = x2.amax(dim=1, keepdim=True), x2.amin(dim=1, keepdim=True)
+        half = (high - low).mul_(0.5).clamp_min_(1e-12)
+        inv = half.reciprocal()
         # One extra row holding +1 and -1 pins the kernel's range to exactly [-1, 1], so every token
         # is quantized on the same grid whatever else is in the batch (results do not depend on batching).
         scaled = x2.new_empty(x2.shape[0] + 1, x2.shape[1])
-        torch.div(x2, row, out=scaled[:-1])
+        mid_one = torch.cat([high.add_(low).mul_(0.5), torch.ones_like(half)], dim=1)  # [tokens, 2]: mid, 1
+        torch.addcmul(-mid_one[:, :1] * inv, x2, inv, out=scaled[:-1])  # (x - mid) / half
         scaled[-1].zero_()
         scaled[-1, 0], scaled[-1, -1] = 1.0, -1.0
         y = torch.ops.quantized.linear_dynamic(scaled, self.packed(), False)[:-1]
-        y = torch.addcmul(self.bias, y, row) if self.bias is not None else y.mul_(row)
+        y = y.mul_(half).addmm_(mid_one, self.offsets())  # + mid * W 1 + bias
         return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
 
 
@@ -174,13 +192,15 @@ class Int8WeightOnlyLinear(nn.Module):
     weight_scale: torch.Tensor
     bias: torch.Tensor | None
 
-    def __init__(self, in_features: int, out_features: int, *, bias: bool) -> None:
+    def __init__(self, in_features: int, out_features: int, *, bias: bool, packed: bool = True) -> None:
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
+        self.packed = packed
         self.register_buffer("weight_int8", torch.zeros(out_features, in_features, dtype=torch.int8))
         self.register_buffer("weight_scale", torch.ones(out_features))
         self.register_buffer("bias", torch.zeros(out_features) if bias else None)
+        self._unpacked: torch.Tensor | None = None
 
     def fill(self, linear: nn.Linear) -> None:
         q, s = quantize_rows(linear.weight, 127)
@@ -193,14 +213,28 @@ class Int8WeightOnlyLinear(nn.Module):
         return self.weight_int8.float() * self.weight_scale[:, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.packed:
+            if self._unpacked is None:
+                self._unpacked = self.dequantized_weight()
+            bias = self.bias.to(x.dtype) if self.bias is not None else None
+            return functional.linear(x, self._unpacked.to(x.dtype), bias)
         shape = x.shape
         x2 = x.reshape(-1, shape[-1]).contiguous()
         y = torch._weight_int8pack_mm(x2, self.weight_int8, self.weight_scale.to(x2.dtype))
         y = y.reshape(*shape[:-1], self.out_features)
         return y + self.bias.to(y.dtype) if self.bias is not None else y
 
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        self._unpacked = None
+        super()._load_from_state_dict(*args, **kwargs)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_unpacked"] = None
+        return state
+
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}"
+        return f"in_features={self.in_features}, out_features={self.out_features}, packed={self.packed}"
 
 
 class QuantEmbedding(nn.Module):
