@@ -103,6 +103,19 @@ class Backend(ABC):
         """The ``torch.nn.Module`` this backend runs, or None. Torch-based strategies need it."""
         return None
 
+    def weight_bytes(self) -> int | None:
+        """Bytes of weights this backend stores in an artifact, or None when it cannot tell.
+
+        The default counts the torch module's tensors (shared tensors once); backends that run
+        files, such as ONNX graphs, override it. Compression reports use it for sizes.
+        """
+        module = self.torch_module()
+        if module is None:
+            return None
+        from .compression_eval import state_bytes
+
+        return state_bytes(module)
+
     def with_module(self, module: Any) -> Backend:
         """Return a new backend of the same kind running ``module`` (for torch-based strategies)."""
         raise BackendError(f"backend {self.name!r} does not run torch modules")

@@ -2,7 +2,7 @@
 
 Strategies are plugins (``aikit_register_strategies``). A strategy may also offer the accuracy
 guard: a config field ``exclude`` (layer names kept in full precision) and a method
-``guard_layers(module, config) -> list[str]`` naming the layers it would compress. When
+``guard_layers(backend, config) -> list[str]`` naming the layers it would compress in that backend. When
 ``max_quality_drop`` is given and the quality drop after that strategy exceeds it, the guard
 ranks those layers by sensitivity (quality drop with only that layer compressed) and excludes the
 most sensitive ones until the bound holds; a strategy without the guard raises ``CompressionError``.
@@ -221,7 +221,7 @@ def _guard(
             f"{config.strategy}: quality drop {drop:.4f} ({metric}; {_fmt(metrics)}) exceeds max_quality_drop={bound}, "
             "and this strategy cannot keep layers in full precision; use a milder setting or a larger bound"
         )
-    candidates: list[str] = list(layers_of(base.torch_module(), config))
+    candidates: list[str] = list(layers_of(base, config))
     already = tuple(getattr(config, "exclude", ()))
     sensitivity: dict[str, float] = {}
     for i, name in enumerate(candidates):  # quality drop with only this layer compressed
@@ -273,8 +273,8 @@ def _report(
         strategies=[c.to_dict() for c in configs],
         task=model.task.name,
         backend=final.name,
-        size_before_bytes=ev.state_bytes(before) if before is not None else 0,
-        size_after_bytes=ev.state_bytes(after) if after is not None else 0,
+        size_before_bytes=model.backend.weight_bytes() or 0,
+        size_after_bytes=final.weight_bytes() or 0,
         parameters_before=ev.count_weights(before) if before is not None else 0,
         parameters_after=ev.count_weights(after) if after is not None else 0,
         layers=ev.layer_changes(before, after) if before is not None and after is not None else [],

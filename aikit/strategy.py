@@ -79,6 +79,11 @@ class Strategy(ABC):
     - ``name``: the shorthand (equal to ``config_class.strategy``).
     - ``backends``: the backend names it can run on; checked before any work starts.
     - ``needs_calibration``: ``compress`` refuses to run it without calibration data.
+
+    Optional, for the accuracy guard (``compress(max_quality_drop=...)``): a config field
+    ``exclude: tuple[str, ...]`` (layers kept in full precision) and a method
+    ``guard_layers(backend, config) -> list[str]`` naming the layers ``apply`` would compress in
+    ``backend``. The guard ranks those by sensitivity and excludes the most sensitive ones.
     """
 
     name: ClassVar[str]

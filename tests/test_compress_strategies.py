@@ -115,3 +115,33 @@ def test_weight_only_kernels_agree(embedder: aikit.Model, spec: str) -> None:
     unpacked = embedder.compress(f"{spec}{',' if ':' in spec else ':'}kernel=unpacked", measure_speed=False)
     assert packed.transformations[0]["kernel"] == "packed"
     np.testing.assert_allclose(packed.embed(TEXTS[:6]), unpacked.embed(TEXTS[:6]), atol=2e-5)
+
+
+def test_recovery_keeps_the_best_held_out_weights(embedder: aikit.Model) -> None:
+    import copy
+
+    from aikit_prune.recovery import _hidden, cosine_loss, distill
+
+    from aikit.compression_eval import prepare_data
+    from aikit.compression_tools import to_tensors
+
+    teacher = _module(embedder)
+    student = copy.deepcopy(teacher)
+    with torch.no_grad():
+        student.encoder.layer[0].output.dense.weight.mul_(0.5)  # a damaged student
+    batches = prepare_data(embedder.task, TEXTS * 4).fit
+    # a learning rate this large wrecks the weights: the held-out check must keep the best ones
+    result = distill(student, teacher, batches, seconds=3, learning_rate=0.5, progress=lambda *_: None)
+    assert result.steps > 0
+    assert result.held_out_after <= result.held_out_before
+    # the student really ends with the weights that scored held_out_after (every 8th batch is held out)
+    with torch.no_grad():
+        held = [to_tensors(b) for b in batches[::8]]
+        losses = [
+            float(cosine_loss(_hidden(student, t), _hidden(teacher, t), t["attention_mask"].bool())) for t in held
+        ]
+    assert sum(losses) / len(losses) == pytest.approx(result.held_out_after, rel=1e-5)
+    if result.kept_step == 0:  # nothing beat the starting point: the student is unchanged
+        torch.testing.assert_close(
+            student.encoder.layer[0].output.dense.weight, teacher.encoder.layer[0].output.dense.weight * 0.5
+        )

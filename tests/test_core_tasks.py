@@ -220,8 +220,12 @@ def test_to_leaves_the_original_model_untouched(tiny_model_dir: TinyDir) -> None
     assert model.predict("good movie") == before
 
 
-def test_auto_without_a_fitting_backend_says_why_per_backend(tiny_model_dir: TinyDir, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIKIT_BLOCK_PLUGINS", "onnxruntime")  # it would accept device="cuda", then ask for onnxruntime-gpu
+def test_auto_without_a_fitting_backend_says_why_per_backend(
+    tiny_model_dir: TinyDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "AIKIT_BLOCK_PLUGINS", "onnxruntime"
+    )  # it would accept device="cuda", then ask for onnxruntime-gpu
     with (
         fresh_host(),
         pytest.raises(aikit.BackendError, match=r"on device 'cuda'.*torch: does not run on device 'cuda'"),

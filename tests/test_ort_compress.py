@@ -57,6 +57,9 @@ def test_int8_dynamic_quantizes_and_reports(embedder: aikit.Model) -> None:
     report = small.compression_report
     assert report.quality_metric == "1 - cosine_min" and report.quality_drop < 0.2
     assert any("ONNX graph size" in n for n in report.notes)
+    graphs = {p.name: p.stat().st_size for p in small.backend.graph_path().parent.glob("model.onnx*")}  # type: ignore[attr-defined]
+    assert report.size_after_bytes == sum(graphs.values())  # the ONNX files, not a torch module
+    assert 0 < report.size_after_bytes < report.size_before_bytes
     assert "DynamicQuantizeLinear" not in _ops(embedder)  # the original is untouched
 
 

@@ -104,6 +104,10 @@ class OrtBackend(Backend):
     def graph_path(self, name: str = "model") -> Path:
         return self.folder / str(self.facts["graphs"][name])
 
+    def weight_bytes(self) -> int:
+        """Bytes of every graph this backend runs, external weight files included."""
+        return sum(graph_bytes(self.graph_path(name)) for name in self.facts["graphs"])
+
     # ------------------------------------------------------------------ running
     def forward(self, inputs: Arrays) -> dict[str, NDArray[Any]]:
         if self.decoder is not None:
@@ -200,3 +204,8 @@ class OrtBackend(Backend):
             "graph_optimization": self.settings.graph_optimization,
             "onnxruntime": onnxruntime.__version__,
         }
+
+
+def graph_bytes(path: Path) -> int:
+    """Size of an ONNX graph file plus its external data files (``model.onnx.data`` ...)."""
+    return sum(p.stat().st_size for p in path.parent.glob(f"{path.name}*") if p.is_file())

@@ -87,18 +87,14 @@ class _OrtStrategy(Strategy):
     backends: ClassVar[frozenset[str]] = ORT
     op_types: ClassVar[tuple[str, ...]] = _INT8_OPS
 
-    def __init__(self) -> None:
-        self._last: Any = None  # the backend of the last apply: guard_layers reads its graph
-
     def quantize_graph(self, src: Path, dst: Path, config: Any, backend: Any, context: CompressionContext) -> None:
         raise NotImplementedError
 
     def apply(self, backend: Backend, config: CompressionConfig, context: CompressionContext) -> Backend:
-        from .backend import OrtBackend
+        from .backend import OrtBackend, graph_bytes
 
         if not isinstance(backend, OrtBackend):
             raise CompressionError(f"{self.name} needs a model on the onnxruntime backend, not {backend.name!r}")
-        self._last = backend
         sources = {name: backend.graph_path(name) for name in backend.facts["graphs"]}
         stamp = {name: f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for name, p in sources.items()}
         key = entry_key(weights=str(sorted(stamp.items())), task=self.name, settings=config.to_dict())
@@ -121,18 +117,20 @@ class _OrtStrategy(Strategy):
         new = backend.with_graphs(folder, facts)
         notes = getattr(context, "notes", None)
         if isinstance(notes, list):
-            before = sum(_size(p) for p in sources.values())
-            after = sum(_size(new.graph_path(n)) for n in sources)
+            before = sum(graph_bytes(p) for p in sources.values())
+            after = sum(graph_bytes(new.graph_path(n)) for n in sources)
             notes.append(f"{self.name}: ONNX graph size {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB")
         return new
 
-    def guard_layers(self, module: Any, config: CompressionConfig) -> list[str]:
-        """Quantizable node names of the last graph ``apply`` saw (``module`` is None on this backend)."""
-        if self._last is None:
+    def guard_layers(self, backend: Backend, config: CompressionConfig) -> list[str]:
+        """Quantizable node names in ``backend``'s graphs, less those ``config`` excludes."""
+        from .backend import OrtBackend
+
+        if not isinstance(backend, OrtBackend):
             return []
         names: list[str] = []
-        for graph in self._last.facts["graphs"]:
-            names += quantize.quantizable_nodes(self._last.graph_path(graph), self.op_types)
+        for graph in backend.facts["graphs"]:
+            names += quantize.quantizable_nodes(backend.graph_path(graph), self.op_types)
         excluded = set(quantize.resolve_exclusions(names, getattr(config, "exclude", ())))
         return [n for n in names if n not in excluded]
 
@@ -146,10 +144,6 @@ class _OrtStrategy(Strategy):
                 f"{simd}), so ONNX Runtime's int8 kernels run on slower paths"
             )
         return "quantize/dequantize overhead outweighs the int8 gain at these batch shapes"
-
-
-def _size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.parent.glob(f"{path.name}*") if p.is_file())
 
 
 class OrtInt8DynamicStrategy(_OrtStrategy):

@@ -27,10 +27,15 @@ __all__ = ["RecoveryResult", "cosine_loss", "distill"]
 
 @dataclass
 class RecoveryResult:
+    """What recovery did: steps, seconds, training loss, and the held-out loss it kept."""
+
     steps: int
     seconds: float
     first_loss: float
     last_loss: float
+    held_out_before: float = float("nan")
+    held_out_after: float = float("nan")
+    kept_step: int = 0  # the step whose weights were kept (0: the pruned model as it came in)
 
 
 def _hidden(module: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -66,7 +71,14 @@ def distill(
     progress: Callable[[int, int], None],
     max_epochs: int = 50,
 ) -> RecoveryResult:
-    """Train ``student`` (in place) towards ``teacher``'s hidden states on ``batches``."""
+    """Train ``student`` (in place) towards ``teacher``'s hidden states on ``batches``.
+
+    With four or more batches, every eighth (at least one) is held out: its loss is measured
+    before training and after every epoch, and the student ends with the weights that scored best
+    there, so recovery never leaves the model worse on held-out inputs than pruning did (measured:
+    on MiniLM with 10% of FFN neurons removed, 240 s of unchecked training lowered the min
+    embedding cosine from 0.930 to 0.879).
+    """
     tensors = [to_tensors(b) for b in batches]
     with torch.no_grad():
         targets = [_hidden(teacher, t).detach().float() for t in tensors]
@@ -74,32 +86,57 @@ def distill(
         t["attention_mask"].bool() if "attention_mask" in t else torch.ones(y.shape[:2], dtype=torch.bool)
         for t, y in zip(tensors, targets)
     ]
+    held = set(range(0, len(tensors), 8)) if len(tensors) >= 4 else set()
+    train = [k for k in range(len(tensors)) if k not in held]
+
+    def held_out_loss() -> float:
+        if not held:
+            return float("nan")
+        with torch.no_grad():
+            losses = [float(cosine_loss(_hidden(student, tensors[k]).float(), targets[k], masks[k])) for k in held]
+        return sum(losses) / len(losses)
+
+    result = RecoveryResult(0, 0.0, float("nan"), float("nan"))
+    student.eval()  # no dropout: the student should match the deterministic teacher
+    result.held_out_before = best = held_out_loss()
+    best_state = {k: v.detach().clone() for k, v in student.state_dict().items()} if held else None
     order = torch.Generator().manual_seed(0)
     params = [p for p in student.parameters() if p.is_floating_point()]
     for p in params:
         p.requires_grad_(True)
     optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
     start = time.perf_counter()
-    steps, first, last = 0, float("nan"), float("nan")
-    student.eval()  # no dropout: the student should match the deterministic teacher
     try:
         for _ in range(max_epochs):
-            for k in torch.randperm(len(tensors), generator=order).tolist():
-                batch, target, mask = tensors[k], targets[k], masks[k]
+            out_of_time = False
+            for k in (train[i] for i in torch.randperm(len(train), generator=order).tolist()):
                 with torch.enable_grad():
-                    loss = cosine_loss(_hidden(student, batch).float(), target, mask)
+                    loss = cosine_loss(_hidden(student, tensors[k]).float(), targets[k], masks[k])
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()  # type: ignore[no-untyped-call]
                     optimizer.step()
-                steps += 1
-                last = float(loss.detach())
-                first = last if steps == 1 else first
+                result.steps += 1
+                result.last_loss = float(loss.detach())
+                if result.steps == 1:
+                    result.first_loss = result.last_loss
                 elapsed = time.perf_counter() - start
                 progress(min(int(elapsed), int(seconds)), int(seconds) or 1)
-                if elapsed >= seconds:
-                    return RecoveryResult(steps, elapsed, first, last)
+                if out_of_time := elapsed >= seconds:
+                    break
+            current = held_out_loss()
+            if best_state is not None and current < best:
+                best, result.kept_step = current, result.steps
+                best_state = {k: v.detach().clone() for k, v in student.state_dict().items()}
+            if out_of_time:
+                break
     finally:
         for p in params:
             p.requires_grad_(False)
             p.grad = None
-    return RecoveryResult(steps, time.perf_counter() - start, first, last)
+    if best_state is not None:
+        student.load_state_dict(best_state)
+        result.held_out_after = best
+    else:
+        result.kept_step = result.steps
+    result.seconds = time.perf_counter() - start
+    return result

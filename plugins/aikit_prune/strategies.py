@@ -42,7 +42,8 @@ class StructuredStrategy(Strategy):
             add_note(
                 context,
                 f"prune-structured recovery: {result.steps} distillation steps in {result.seconds:.0f} s, "
-                f"loss {result.first_loss:.4f} -> {result.last_loss:.4f}",
+                f"training loss {result.first_loss:.4f} -> {result.last_loss:.4f}, held-out loss "
+                f"{result.held_out_before:.4f} -> {result.held_out_after:.4f} (kept step {result.kept_step})",
             )
         elif config.recovery_seconds > 0:
             add_note(context, "prune-structured recovery skipped: it needs calibration data (calibration=[...])")

@@ -40,8 +40,8 @@ def _kth_magnitude(values: torch.Tensor, fraction: float) -> float:
 class _PruneStrategy(Strategy):
     backends: ClassVar[frozenset[str]] = frozenset({"torch"})
 
-    def guard_layers(self, module: nn.Module, config: Any) -> list[str]:
-        return prunable_linears(module, config.exclude)
+    def guard_layers(self, backend: Backend, config: Any) -> list[str]:
+        return prunable_linears(backend.torch_module(), config.exclude)
 
     def masks(self, module: nn.Module, names: list[str], config: Any) -> dict[str, torch.Tensor]:
         raise NotImplementedError

@@ -53,8 +53,8 @@ class _SwapStrategy(Strategy):
         if head is not None and head in names:
             tie_free(module)  # a quantized output head cannot share the embedding's tensor
 
-    def guard_layers(self, module: nn.Module, config: CompressionConfig) -> list[str]:
-        return self.targets(module, config)
+    def guard_layers(self, backend: Backend, config: CompressionConfig) -> list[str]:
+        return self.targets(backend.torch_module(), config)
 
     def slowdown_reason(self) -> str:
         """Why this strategy may run slower than fp32 here (shown when it does)."""
