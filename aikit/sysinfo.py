@@ -3,6 +3,7 @@ unless torch is already loaded or asked for)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import sys
@@ -17,7 +18,9 @@ _INTERESTING_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", 
 
 
 @lru_cache(maxsize=1)
+@functools.lru_cache(maxsize=1)
 def _cpuinfo() -> str:
+    # read once per process: it does not change, and strategies ask for flags once per layer
     try:
         return Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="ignore")
     except OSError:

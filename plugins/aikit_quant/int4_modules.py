@@ -12,11 +12,11 @@ solver for an l_p (p < 1) error, which needs no calibration data and beats plain
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 from torch.nn import functional
+
+from .weight_only import WeightOnlyLinear
 
 __all__ = ["Int4WeightOnlyLinear", "hqq_quantize", "pack_int4", "rtn_quantize", "unpack_int4"]
 
@@ -87,29 +87,23 @@ def _sq_error(groups: torch.Tensor, inv_scale: torch.Tensor, zero: torch.Tensor)
     return ((codes - zero) / inv_scale - groups).pow(2).sum(1, keepdim=True)
 
 
-class Int4WeightOnlyLinear(nn.Module):
-    """Linear with 4-bit group-wise weights; runs the tinygemm CPU kernel on fp32 or bf16 input."""
+class Int4WeightOnlyLinear(WeightOnlyLinear):
+    """Linear with 4-bit group-wise weights (packed: ATen's tinygemm CPU kernel, fp32 or bf16 input)."""
 
     weight_packed: torch.Tensor
     weight_scale: torch.Tensor
     weight_min: torch.Tensor
-    bias: torch.Tensor | None
 
     def __init__(
         self, in_features: int, out_features: int, *, group_size: int, bias: bool, packed: bool = True
     ) -> None:
-        super().__init__()
-        self.in_features = in_features
-        self.out_features = out_features
+        super().__init__(in_features, out_features, packed=packed)
         self.group_size = group_size
-        self.packed = packed
         groups = in_features // group_size
         self.register_buffer("weight_packed", torch.zeros(out_features, in_features // 2, dtype=torch.uint8))
         self.register_buffer("weight_scale", torch.ones(out_features, groups))
         self.register_buffer("weight_min", torch.zeros(out_features, groups))
         self.register_buffer("bias", torch.zeros(out_features) if bias else None)
-        self._kernel: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._unpacked: torch.Tensor | None = None
 
     def fill(self, linear: nn.Linear, *, method: str) -> None:
         quantize = hqq_quantize if method == "hqq" else rtn_quantize
@@ -117,10 +111,7 @@ class Int4WeightOnlyLinear(nn.Module):
         self.weight_packed.copy_(pack_int4(q))
         self.weight_scale.copy_(scale)
         self.weight_min.copy_(low)
-        if linear.bias is not None and self.bias is not None:
-            self.bias.copy_(linear.bias.detach().float())
-        self._kernel = None
-        self._unpacked = None
+        self.fill_bias(linear)
 
     def dequantized_weight(self) -> torch.Tensor:
         q = unpack_int4(self.weight_packed).float().reshape(self.out_features, -1, self.group_size)
@@ -129,42 +120,28 @@ class Int4WeightOnlyLinear(nn.Module):
 
     def kernel(self) -> tuple[torch.Tensor, torch.Tensor]:
         """tinygemm layout: ``w = (q - 8) * scale + zero`` with ``zero = min + 8 * scale``."""
-        if self._kernel is None:
+
+        def build() -> tuple[torch.Tensor, torch.Tensor]:
             q = unpack_int4(self.weight_packed).to(torch.int32).contiguous()
             packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)
             zero = self.weight_min + 8 * self.weight_scale
-            scales_zeros = torch.stack([self.weight_scale.t(), zero.t()], dim=-1).contiguous()  # [G, N, 2]
-            self._kernel = (packed, scales_zeros)
-        return self._kernel
+            return packed, torch.stack([self.weight_scale.t(), zero.t()], dim=-1).contiguous()  # [G, N, 2]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.packed:
-            if self._unpacked is None:
-                self._unpacked = self.dequantized_weight()
-            bias = self.bias.to(x.dtype) if self.bias is not None else None
-            return functional.linear(x, self._unpacked.to(x.dtype), bias)
-        shape = x.shape
-        x2 = x.reshape(-1, shape[-1]).contiguous()
+        kernel: tuple[torch.Tensor, torch.Tensor] = self.derived("kernel", build)
+        return kernel
+
+    def packed_forward(self, x: torch.Tensor) -> torch.Tensor:
         packed, scales_zeros = self.kernel()
         y: torch.Tensor = torch.ops.aten._weight_int4pack_mm_for_cpu(
-            x2, packed, self.group_size, scales_zeros.to(x2.dtype)
+            x, packed, self.group_size, scales_zeros.to(x.dtype)
         )
-        y = y.reshape(*shape[:-1], self.out_features)
-        return y + self.bias.to(y.dtype) if self.bias is not None else y
-
-    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
-        self._kernel = None
-        self._unpacked = None
-        super()._load_from_state_dict(*args, **kwargs)
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_kernel"] = None
-        state["_unpacked"] = None
-        return state
+        return y
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, group_size={self.group_size}"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, group_size={self.group_size}, "
+            f"packed={self.packed}"
+        )
 
 
 def fitting_group(in_features: int, group_size: int) -> int | None:

@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from .weight_only import WeightOnlyLinear
+
 __all__ = ["Int8WeightOnlyLinear", "QuantEmbedding", "QuantLinearDynamic", "QuantLinearStatic", "quantize_rows"]
 
 
@@ -185,53 +187,29 @@ def _affine(lo: float, hi: float) -> tuple[float, float]:
     return scale, float(min(255, max(0, round(-lo / scale))))
 
 
-class Int8WeightOnlyLinear(nn.Module):
-    """int8 per-channel weights, floating-point activations (ATen ``_weight_int8pack_mm``)."""
+class Int8WeightOnlyLinear(WeightOnlyLinear):
+    """int8 per-channel weights, floating-point activations (packed: ATen ``_weight_int8pack_mm``)."""
 
     weight_int8: torch.Tensor
     weight_scale: torch.Tensor
-    bias: torch.Tensor | None
 
     def __init__(self, in_features: int, out_features: int, *, bias: bool, packed: bool = True) -> None:
-        super().__init__()
-        self.in_features = in_features
-        self.out_features = out_features
-        self.packed = packed
+        super().__init__(in_features, out_features, packed=packed)
         self.register_buffer("weight_int8", torch.zeros(out_features, in_features, dtype=torch.int8))
         self.register_buffer("weight_scale", torch.ones(out_features))
         self.register_buffer("bias", torch.zeros(out_features) if bias else None)
-        self._unpacked: torch.Tensor | None = None
 
     def fill(self, linear: nn.Linear) -> None:
         q, s = quantize_rows(linear.weight, 127)
         self.weight_int8.copy_(q)
         self.weight_scale.copy_(s)
-        if linear.bias is not None and self.bias is not None:
-            self.bias.copy_(linear.bias.detach().float())
+        self.fill_bias(linear)
 
     def dequantized_weight(self) -> torch.Tensor:
         return self.weight_int8.float() * self.weight_scale[:, None]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.packed:
-            if self._unpacked is None:
-                self._unpacked = self.dequantized_weight()
-            bias = self.bias.to(x.dtype) if self.bias is not None else None
-            return functional.linear(x, self._unpacked.to(x.dtype), bias)
-        shape = x.shape
-        x2 = x.reshape(-1, shape[-1]).contiguous()
-        y = torch._weight_int8pack_mm(x2, self.weight_int8, self.weight_scale.to(x2.dtype))
-        y = y.reshape(*shape[:-1], self.out_features)
-        return y + self.bias.to(y.dtype) if self.bias is not None else y
-
-    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
-        self._unpacked = None
-        super()._load_from_state_dict(*args, **kwargs)
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_unpacked"] = None
-        return state
+    def packed_forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch._weight_int8pack_mm(x, self.weight_int8, self.weight_scale.to(x.dtype))
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, packed={self.packed}"
