@@ -135,27 +135,12 @@ _BT = {0: "batch", 1: "sequence"}
 
 def graph_for_task(module: torch.nn.Module, task: str) -> dict[str, ExportedGraph]:
     """The graphs to export for ``task``, keyed by file stem (``model``, or ``encoder`` + ``decoder``)."""
-    if task == "feature-extraction":
-        inner = _TextEncoder(module, "last_hidden_state", _takes_token_types(module))
-        return {
-            "model": ExportedGraph(
-                inner,
-                ["input_ids", "attention_mask"],
-                ["last_hidden_state"],
-                {"input_ids": _BT, "attention_mask": _BT, "last_hidden_state": _BT},
-            )
-        }
-    if task in ("text-classification", "token-classification"):
-        axes = _BT if task == "token-classification" else _BS
-        inner = _TextEncoder(module, "logits", _takes_token_types(module))
-        return {
-            "model": ExportedGraph(
-                inner,
-                ["input_ids", "attention_mask"],
-                ["logits"],
-                {"input_ids": _BT, "attention_mask": _BT, "logits": axes},
-            )
-        }
+    if task in ("feature-extraction", "text-classification", "token-classification"):
+        output = "last_hidden_state" if task == "feature-extraction" else "logits"
+        axes = _BS if task == "text-classification" else _BT  # one row per text, or per token
+        inner = _TextEncoder(module, output, _takes_token_types(module))
+        names = {"input_ids": _BT, "attention_mask": _BT, output: axes}
+        return {"model": ExportedGraph(inner, ["input_ids", "attention_mask"], [output], names)}
     if task == "image-classification":
         return {
             "model": ExportedGraph(

@@ -91,6 +91,7 @@ def static_int8(
 ) -> None:
     import tempfile
 
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     nodes = resolve_exclusions(quantizable_nodes(src, op_types), exclude)
@@ -101,40 +102,24 @@ def static_int8(
         quant_pre_process(
             str(src), str(typed), skip_optimization=True, skip_onnx_shape=False, save_as_external_data=_large(src)
         )
-        _quantize_static(typed, dst, batches, feed, per_channel, method, nodes, op_types, _large(src))
-
-
-def _quantize_static(
-    src: Path,
-    dst: Path,
-    batches: Sequence[dict[str, NDArray[Any]]],
-    feed: Any,
-    per_channel: bool,
-    method: str,
-    nodes: list[str],
-    op_types: Sequence[str],
-    large: bool,
-) -> None:
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
-    quantize_static(
-        str(src),
-        str(dst),
-        _Reader(batches, feed),
-        quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=list(op_types),
-        per_channel=per_channel,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        nodes_to_exclude=nodes,
-        calibrate_method={
-            "minmax": CalibrationMethod.MinMax,
-            "entropy": CalibrationMethod.Entropy,
-            "percentile": CalibrationMethod.Percentile,
-        }[method],
-        use_external_data_format=large,
-        extra_options={"DefaultTensorType": _FLOAT, "MatMulConstBOnly": True},
-    )
+        quantize_static(
+            str(typed),
+            str(dst),
+            _Reader(batches, feed),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(op_types),
+            per_channel=per_channel,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=nodes,
+            calibrate_method={
+                "minmax": CalibrationMethod.MinMax,
+                "entropy": CalibrationMethod.Entropy,
+                "percentile": CalibrationMethod.Percentile,
+            }[method],
+            use_external_data_format=_large(src),
+            extra_options={"DefaultTensorType": _FLOAT, "MatMulConstBOnly": True},
+        )
 
 
 def weight_only(

@@ -169,7 +169,9 @@ def shrink_skeleton(module: nn.Module, config: Any) -> nn.Module:
 # ---------------------------------------------------------------------- importance
 @dataclass
 class _Stats:
-    ffn: dict[int, torch.Tensor] = field(default_factory=dict)
+    """Calibration statistics: head context norms and block influence. (FFN neurons are ranked by
+    ``_prune_ffn_refit`` on the activations of the already pruned model, so none are kept here.)"""
+
     heads: dict[int, torch.Tensor] = field(default_factory=dict)
     influence: dict[int, float] = field(default_factory=dict)
     counts: dict[int, int] = field(default_factory=dict)
@@ -202,11 +204,6 @@ def _collect(module: nn.Module, blocks: Blocks, batches: Sequence[dict[str, NDAr
 
         handles.append(block.register_forward_hook(on_block, with_kwargs=True))
 
-        def on_ffn(_m: nn.Module, inputs: tuple[torch.Tensor, ...], _out: Any, i: int = i) -> None:
-            x = inputs[0].detach().float()
-            add(stats.ffn, i, x.abs().reshape(-1, x.shape[-1]).mean(0))
-
-        handles.append(block.get_submodule(_FFN[blocks.family][1]).register_forward_hook(on_ffn))
         if blocks.family in _HEADS:
             heads = _heads(block, _HEADS[blocks.family][2])
 
@@ -221,11 +218,11 @@ def _collect(module: nn.Module, blocks: Blocks, batches: Sequence[dict[str, NDAr
     return stats
 
 
-def _ffn_scores(block: nn.Module, family: str, activation: torch.Tensor | None) -> torch.Tensor:
+def _ffn_scores(block: nn.Module, family: str) -> torch.Tensor:
+    """Without data: the input rows' norms stand in for neuron activations."""
     ins, out = _FFN[family]
     w_out = linear_at(block, out).weight.detach().float()
-    if activation is None:  # no data: the input rows' norms stand in for the activations
-        activation = torch.stack([linear_at(block, n).weight.detach().float().norm(dim=1) for n in ins]).prod(0)
+    activation = torch.stack([linear_at(block, n).weight.detach().float().norm(dim=1) for n in ins]).prod(0)
     scores: torch.Tensor = activation * w_out.norm(dim=0)
     return scores
 
@@ -307,7 +304,7 @@ def prune_blocks(
             if config.ffn and batches:
                 _prune_ffn_refit(module, block, blocks.family, config.ffn, batches)
             elif config.ffn:
-                scores = _ffn_scores(block, blocks.family, stats.ffn.get(original_index))
+                scores = _ffn_scores(block, blocks.family)
                 keep = scores.topk(keep_count(scores.numel(), config.ffn)).indices.sort().values
                 _shrink_ffn(block, blocks.family, keep)
             if config.heads:
