@@ -3,8 +3,10 @@
 The original model is the teacher; the pruned one learns to reproduce its final hidden states,
 so no labels are needed. The loss is cosine distance, per token and of the masked-mean pooled
 vector: unlike MSE it is not dominated by the few outlier dimensions transformers carry, and the
-pooled term is what sentence embeddings are made of (measured on all-MiniLM-L6-v2 with 40% of
-FFN neurons removed, 120 s: mean embedding cosine 0.961 vs 0.947 with variance-scaled MSE).
+pooled term is what sentence embeddings are made of (all-MiniLM-L6-v2 with 40% of FFN neurons
+removed, 120 s: mean embedding cosine 0.961 with this loss at lr 1e-4 on 1,200 sentences; the
+earlier variance-scaled MSE at lr 5e-5 on 256 sentences reached 0.947, so loss, rate and data
+all changed between those two runs).
 Batches are visited in a seeded random order each epoch. Runs until the time budget is spent or
 ``max_epochs`` passes over the data are done.
 """
@@ -75,9 +77,9 @@ def distill(
 
     With four or more batches, every eighth (at least one) is held out: its loss is measured
     before training and after every epoch, and the student ends with the weights that scored best
-    there, so recovery never leaves the model worse on held-out inputs than pruning did (measured:
-    on MiniLM with 10% of FFN neurons removed, 240 s of unchecked training lowered the min
-    embedding cosine from 0.930 to 0.879).
+    there, so recovery never ends with a higher held-out loss than it started from (MiniLM with
+    10% of FFN neurons removed, 1,200 evaluation sentences: min embedding cosine 0.930 with no
+    training, 0.879 after 240 s of unchecked training, 0.947 with this check).
     """
     tensors = [to_tensors(b) for b in batches]
     with torch.no_grad():
