@@ -79,7 +79,8 @@ def distill(
     before training and after every epoch, and the student ends with the weights that scored best
     there, so recovery never ends with a higher held-out loss than it started from (MiniLM with
     10% of FFN neurons removed, 1,200 evaluation sentences: min embedding cosine 0.930 with no
-    training, 0.879 after 240 s of unchecked training, 0.947 with this check).
+    training (256 calibration sentences), 0.879 after 240 s of unchecked training and 0.947 with
+    this check (1,200 calibration sentences each).
     """
     tensors = [to_tensors(b) for b in batches]
     with torch.no_grad():
