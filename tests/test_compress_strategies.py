@@ -114,6 +114,12 @@ def test_weight_only_kernels_agree(embedder: aikit.Model, spec: str) -> None:
     packed = embedder.compress(f"{spec}{',' if ':' in spec else ':'}kernel=packed", measure_speed=False)
     unpacked = embedder.compress(f"{spec}{',' if ':' in spec else ':'}kernel=unpacked", measure_speed=False)
     assert packed.transformations[0]["kernel"] == "packed"
+    from aikit_quant.weight_only import WeightOnlyLinear
+
+    def kernels(model: aikit.Model) -> set[bool]:
+        return {m.packed for m in _module(model).modules() if isinstance(m, WeightOnlyLinear)}
+
+    assert kernels(packed) == {True} and kernels(unpacked) == {False}  # the choice reached every layer
     np.testing.assert_allclose(packed.embed(TEXTS[:6]), unpacked.embed(TEXTS[:6]), atol=2e-5)
 
 
