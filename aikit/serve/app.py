@@ -24,6 +24,7 @@ from .. import __version__
 from ..errors import ConfigError
 from ..options import options_from_kwargs
 from .http_errors import field_error, raise_http
+from .info import hide_paths
 from .metrics import ServeMetrics
 from .middleware import ServiceMiddleware
 from .openai_routes import add_openai_routes
@@ -88,6 +89,8 @@ def create_app(model: Model, settings: ServeSettings | None = None) -> FastAPI:
         ServiceMiddleware,
         token=settings.token,
         max_body_bytes=settings.max_body_bytes,
+        body_timeout_s=settings.body_timeout_s,
+        max_inputs=settings.request_inputs_limit,
         metrics=metrics,
         routes=ROUTES,
     )
@@ -110,20 +113,25 @@ def create_app(model: Model, settings: ServeSettings | None = None) -> FastAPI:
         return Response(body, media_type=content_type)
 
     @app.get("/info", tags=["operations"], summary="The model, its backend, the settings and versions")
-    async def info() -> dict[str, Any]:
+    async def info(request: Request) -> dict[str, Any]:
+        # Local paths only for a request that presented the token (see aikit.serve.info).
+        show = hide_paths if not getattr(request.state, "authenticated", False) else _as_is
         return {
             "model": settings.model_name,
             "task": model.task_name,
             "backend": model.backend_name,
             "labels": model.labels,
-            "describe": model.describe(),
-            "manifest": model.parts.manifest,
+            "describe": show(model.describe()),
+            "manifest": show(model.parts.manifest),
             "settings": {
                 "max_batch_size": settings.max_batch_size,
                 "max_wait_ms": settings.max_wait_ms,
                 "max_queue": settings.max_queue,
+                "max_inputs": settings.request_inputs_limit,
                 "timeout_s": settings.timeout_s,
                 "max_body_bytes": settings.max_body_bytes,
+                "header_timeout_s": settings.header_timeout_s,
+                "body_timeout_s": settings.body_timeout_s,
                 "auth": settings.token is not None,
             },
             "versions": _versions(),
@@ -180,6 +188,10 @@ def _check_options(model: Model, options: dict[str, Any]) -> dict[str, Any]:
     except ConfigError as exc:
         raise field_error(("options",), str(exc)) from exc
     return clean
+
+
+def _as_is(value: Any) -> Any:
+    return value
 
 
 def _versions() -> dict[str, str]:

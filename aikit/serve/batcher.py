@@ -5,6 +5,10 @@ One worker thread owns the model. Requests put items on a bounded queue and get 
 ``max_batch_size`` items that share the same task options, or when the oldest waiting item has
 waited ``max_wait_ms``, whichever comes first. If a whole batch fails, every item is run again on
 its own, so a bad item fails only its own request.
+
+Work that runs outside the worker (a streamed generation in its own thread) takes a place in
+the same bound with ``hold``, so one limit, ``max_queue``, covers everything admitted and not
+yet finished that is not in a batch.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any
 
 from ..errors import ServingError
 
-__all__ = ["BatchOutcome", "DynamicBatcher", "OverloadedError"]
+__all__ = ["BatchOutcome", "DynamicBatcher", "Hold", "OverloadedError", "RequestTooLargeError"]
 logger = logging.getLogger("aikit.serve")
 
 PredictFn = Callable[[list[Any], Mapping[str, Any]], Sequence[Any]]
@@ -34,6 +38,35 @@ class OverloadedError(ServingError):
     def __init__(self, message: str, *, retry_after_s: float) -> None:
         self.retry_after_s = retry_after_s
         super().__init__(message)
+
+
+class RequestTooLargeError(ServingError):
+    """A request carries more items than ``limit``: it can never be admitted (HTTP 413, not 503)."""
+
+    def __init__(self, count: int, limit: int) -> None:
+        self.count = count
+        self.limit = limit
+        super().__init__(f"the request carries {count} inputs; one request may carry at most {limit}")
+
+
+class Hold:
+    """One place in the batcher's bound, taken by work that runs outside its worker.
+
+    ``release`` gives the place back; it is idempotent and thread-safe, so the thread that did
+    the work and the code that gave up on it may both call it.
+    """
+
+    def __init__(self, batcher: DynamicBatcher) -> None:
+        self._batcher: DynamicBatcher | None = batcher
+
+    def release(self) -> None:
+        batcher, self._batcher = self._batcher, None  # one assignment: a second caller sees None
+        if batcher is not None:
+            batcher._release_hold()
+
+    @property
+    def released(self) -> bool:
+        return self._batcher is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +116,7 @@ class DynamicBatcher:
         self.max_queue = max_queue
         self._observe = observe_batch
         self._queue: collections.deque[_Pending] = collections.deque()
+        self._held = 0
         self._cond = threading.Condition()
         self._stopping = False
         self._last_batch_s = 0.05  # seeds Retry-After until a real batch has been timed
@@ -95,26 +129,25 @@ class DynamicBatcher:
         """Items waiting (not yet handed to the model)."""
         return len(self._queue)
 
+    @property
+    def held(self) -> int:
+        """Places taken with ``hold`` and not yet released."""
+        return self._held
+
     def submit(self, items: Sequence[Any], options: Mapping[str, Any] | None = None) -> list[Future[BatchOutcome]]:
         """Queue ``items`` (all or none) and return one future per item.
 
-        Raises ``OverloadedError`` at once when the queue cannot take them all, never waits for room.
-        Cancel a future to drop its item if it has not reached the model yet.
+        Raises ``RequestTooLargeError`` when ``items`` alone exceed ``max_queue`` (it could never
+        fit), and ``OverloadedError`` at once when the queue cannot take them all now; never waits
+        for room. Cancel a future to drop its item if it has not reached the model yet.
         """
+        if len(items) > self.max_queue:
+            raise RequestTooLargeError(len(items), self.max_queue)
         opts = dict(options or {})
         key = options_key(opts)
         now = time.monotonic()
         with self._cond:
-            if self._stopping:
-                raise OverloadedError("the server is shutting down", retry_after_s=1.0)
-            if len(self._queue) + len(items) > self.max_queue:
-                # Timed-out requests leave cancelled items behind: they must not hold places.
-                self._queue = collections.deque(p for p in self._queue if not p.future.cancelled())
-            if len(self._queue) + len(items) > self.max_queue:
-                raise OverloadedError(
-                    f"the queue is full ({len(self._queue)} of {self.max_queue} items waiting); retry later",
-                    retry_after_s=self.retry_after_s(),
-                )
+            self._admit(len(items))
             futures: list[Future[BatchOutcome]] = []
             for item in items:
                 fut: Future[BatchOutcome] = Future()
@@ -122,6 +155,35 @@ class DynamicBatcher:
                 futures.append(fut)
             self._cond.notify()
         return futures
+
+    def hold(self) -> Hold:
+        """Take one place for work done outside the worker (a streamed generation).
+
+        The place counts against ``max_queue`` like a waiting item until ``Hold.release``. Raises
+        ``OverloadedError`` at once when no place is free (or the batcher is stopping).
+        """
+        with self._cond:
+            self._admit(1)
+            self._held += 1
+        return Hold(self)
+
+    def _release_hold(self) -> None:
+        with self._cond:
+            self._held -= 1
+
+    def _admit(self, count: int) -> None:
+        """Raise ``OverloadedError`` unless ``count`` more places are free (caller holds the lock)."""
+        if self._stopping:
+            raise OverloadedError("the server is shutting down", retry_after_s=1.0)
+        if len(self._queue) + self._held + count > self.max_queue:
+            # Timed-out requests leave cancelled items behind: they must not hold places.
+            self._queue = collections.deque(p for p in self._queue if not p.future.cancelled())
+        if len(self._queue) + self._held + count > self.max_queue:
+            raise OverloadedError(
+                f"the queue is full ({len(self._queue)} items waiting and {self._held} streams running, "
+                f"of {self.max_queue} places); retry later",
+                retry_after_s=self.retry_after_s(),
+            )
 
     def retry_after_s(self) -> float:
         """A hint for clients: about how long until the current queue has drained (>= 1 s)."""

@@ -1,4 +1,4 @@
-"""Map service failures to HTTP answers: 503 + Retry-After, 504, 422 naming the field, 500."""
+"""Map service failures to HTTP answers: 413, 503 + Retry-After, 504, 422 naming the field, 500."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import NoReturn
 from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
 
-from .batcher import OverloadedError
+from .batcher import OverloadedError, RequestTooLargeError
 from .service import ItemError, RequestTimeoutError, describe_error
 
 __all__ = ["field_error", "raise_http"]
@@ -22,6 +22,9 @@ def field_error(loc: Sequence[str | int], message: str) -> RequestValidationErro
 
 def raise_http(exc: BaseException, *, inputs_field: Sequence[str | int] = ("inputs",)) -> NoReturn:
     """Re-raise a service exception as the matching HTTP error (unknown ones unchanged)."""
+    if isinstance(exc, RequestTooLargeError):
+        # Never 503: retrying the same request can never succeed, so the client must split it.
+        raise HTTPException(413, detail=f"{exc}; split it into requests of at most {exc.limit} inputs") from exc
     if isinstance(exc, OverloadedError):
         retry = str(max(1, math.ceil(exc.retry_after_s)))
         raise HTTPException(503, detail=str(exc), headers={"Retry-After": retry}) from exc

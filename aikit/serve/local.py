@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Any
 
 from ..errors import ServingError
+from .settings import ServeSettings
 
 __all__ = ["LocalServer", "free_port"]
 
@@ -29,11 +30,21 @@ class LocalServer:
     Binds ``127.0.0.1`` on a free port before starting, so ``url`` is valid at once; waits
     (up to ``start_timeout`` s) until uvicorn has started. Leaving the block stops the server
     gracefully (in-flight requests finish) and joins its thread.
+
+    An app made by ``create_app`` runs with the same connection limits as ``aikit serve``
+    (request-head deadline, head size, keep-alive: ``aikit.serve.protocol.uvicorn_options``),
+    taken from its settings; ``config`` keywords override them.
     """
 
     def __init__(self, app: Any, *, start_timeout: float = 60.0, log_level: str = "warning", **config: Any) -> None:
         import uvicorn
 
+        service = getattr(getattr(app, "state", None), "service", None)
+        settings = getattr(service, "settings", None)
+        if isinstance(settings, ServeSettings):
+            from .protocol import uvicorn_options
+
+            config = {**uvicorn_options(settings), **config}
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind(("127.0.0.1", 0))

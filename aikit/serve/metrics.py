@@ -41,6 +41,9 @@ class ServeMetrics:
         )
         self.batch_size = Histogram("aikit_batch_size", "Items per model call", buckets=_BATCH_BUCKETS, registry=r)
         self.queue_depth = Gauge("aikit_queue_depth", "Items waiting for the model", registry=r)
+        self.streams = Gauge(
+            "aikit_streams_active", "Streamed generations holding a place in the queue bound", registry=r
+        )
         self.in_flight = Gauge("aikit_requests_in_flight", "Requests being handled now", registry=r)
         self.ready = Gauge("aikit_ready", "1 when the model is loaded and warmed up", registry=r)
 

@@ -1,13 +1,19 @@
 """``ServiceMiddleware``: the pure-ASGI layer every request crosses.
 
 In order: bearer-token auth (all routes but the public ones), the body-size limit (``413``
-before the body is read when ``Content-Length`` says so, and while streaming otherwise), timing
-headers on every response, and request metrics. Pure ASGI rather than ``BaseHTTPMiddleware`` so
-streamed responses (server-sent events) pass through untouched and cheaply.
+before the body is read when ``Content-Length`` says so, and while streaming otherwise), the
+body-read deadline (``408``), timing headers on every response, and request metrics. Pure ASGI
+rather than ``BaseHTTPMiddleware`` so streamed responses (server-sent events) pass through
+untouched and cheaply.
+
+Every refusal sent before the body was read (``401``, ``400``, ``413``, ``408``) carries
+``Connection: close``: the server then closes the connection instead of reading, and waiting
+for, the rest of a body nobody will use.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import time
@@ -31,6 +37,13 @@ class ServiceMiddleware:
     Handlers put ``queue_ms`` / ``inference_ms`` in ``request.state``; they become the
     ``X-Queue-Time-Ms`` / ``X-Inference-Time-Ms`` headers (``0`` for routes that run no model) and a
     ``Server-Timing`` header, next to ``X-Total-Time-Ms``.
+
+    ``body_timeout_s`` bounds the time from the request head to the last byte of its body, while
+    the app reads it: past it the read raises ``408`` (the app answers it; the connection is then
+    closed). It does not bound the response, nor a route that never reads its body (the server
+    closes such a connection once the response is sent; see ``aikit.serve.protocol``).
+    ``max_inputs`` is only quoted in ``413`` answers, so clients learn how to split a request.
+    A request that passed the token check gets ``scope["state"]["authenticated"] = True``.
     """
 
     def __init__(
@@ -39,6 +52,8 @@ class ServiceMiddleware:
         *,
         token: str | None,
         max_body_bytes: int,
+        body_timeout_s: float,
+        max_inputs: int,
         metrics: ServeMetrics,
         routes: frozenset[str],
         public: frozenset[str] = frozenset({"/health"}),
@@ -46,6 +61,8 @@ class ServiceMiddleware:
         self.app = app
         self._token = token.encode("utf-8") if token else None
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
+        self.max_inputs = max_inputs
         self.metrics = metrics
         self.routes = routes
         self.public = public
@@ -80,24 +97,27 @@ class ServiceMiddleware:
 
         self.metrics.in_flight.inc()
         try:
-            refusal = self._refuse(scope, path)
+            refusal = self._refuse(scope, path, state)
             if refusal is not None:
                 code, detail, extra = refusal
-                await _send_json(send_timed, code, {"detail": detail}, extra)
+                await _send_json(send_timed, code, {"detail": detail}, [*extra, _CLOSE])
             else:
-                await self.app(scope, self._limited(receive), send_timed)
+                await self.app(scope, self._limited(receive, start), send_timed)
         finally:
             self.metrics.in_flight.dec()
             self.metrics.requests.labels(route, str(status[0])).inc()
             if status[0] >= 400:
                 self.metrics.errors.labels(route, str(status[0])).inc()
 
-    def _refuse(self, scope: Scope, path: str) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
-        if self._token is not None and path not in self.public:
+    def _refuse(
+        self, scope: Scope, path: str, state: dict[str, Any]
+    ) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
+        if self._token is not None:
             supplied = _header(scope, b"authorization")
             scheme, _, value = supplied.partition(b" ")
             ok = scheme.lower() == b"bearer" and hmac.compare_digest(value.strip(), self._token)
-            if not ok:
+            state["authenticated"] = ok
+            if not ok and path not in self.public:
                 reason = "missing bearer token" if not supplied else "invalid bearer token"
                 return 401, f"{reason}: send 'Authorization: Bearer <token>'", [(b"www-authenticate", b"Bearer")]
         length = _header(scope, b"content-length")
@@ -107,25 +127,56 @@ class ServiceMiddleware:
             except ValueError:
                 return 400, "invalid Content-Length header", []
             if size > self.max_body_bytes:
-                return 413, f"request body of {size} bytes exceeds the limit of {self.max_body_bytes} bytes", []
+                return 413, f"request body of {size} bytes {self._over_limit()}", []
         return None
 
-    def _limited(self, receive: Receive) -> Receive:
-        """``receive`` that raises ``413`` once a streamed (chunked) body passes the limit."""
+    def _over_limit(self) -> str:
+        return (
+            f"exceeds the limit of {self.max_body_bytes} bytes (max_body_bytes); "
+            f"one request may also carry at most {self.max_inputs} inputs"
+        )
+
+    def _limited(self, receive: Receive, start: float) -> Receive:
+        """``receive`` that raises ``413`` once a streamed (chunked) body passes the limit, and
+        ``408`` when the body is not complete ``body_timeout_s`` after ``start``.
+
+        Once the body is complete, later calls (a streaming response listening for the client's
+        disconnect) wait without a deadline.
+        """
+        from starlette.exceptions import HTTPException
+
         seen = [0]
+        complete = [False]
         limit = self.max_body_bytes
+        deadline = start + self.body_timeout_s
+        close = {"Connection": "close"}
 
         async def receive_limited() -> Message:
-            message = await receive()
+            if complete[0]:
+                return await receive()
+            try:
+                async with asyncio.timeout_at(_loop_time(deadline)):
+                    message = await receive()
+            except TimeoutError:
+                raise HTTPException(
+                    408, f"the request body did not arrive within {self.body_timeout_s:g} s", headers=close
+                ) from None
             if message["type"] == "http.request":
                 seen[0] += len(message.get("body", b""))
                 if seen[0] > limit:
-                    from starlette.exceptions import HTTPException
-
-                    raise HTTPException(413, f"request body exceeds the limit of {limit} bytes")
+                    raise HTTPException(413, f"request body {self._over_limit()}", headers=close)
+                complete[0] = not message.get("more_body", False)
             return message
 
         return receive_limited
+
+
+_CLOSE = (b"connection", b"close")
+
+
+def _loop_time(perf_deadline: float) -> float:
+    """A ``time.perf_counter`` deadline on the running loop's clock (``asyncio.timeout_at``)."""
+    return asyncio.get_running_loop().time() + (perf_deadline - time.perf_counter())
 
 
 def _header(scope: Scope, name: bytes) -> bytes:

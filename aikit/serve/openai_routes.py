@@ -2,7 +2,12 @@
 
 Both go through the same batcher as ``/v1/predict``. Streaming chat (``"stream": true``) sends
 server-sent events produced by ``Model.stream`` in a worker thread; the first piece must arrive
-within the request timeout (else ``504``), later pieces flow as they are decoded.
+within the request timeout (else ``504``), later pieces flow as they are decoded. Each stream
+takes one place in the batcher's bound (``max_queue``) before its thread starts and gives it
+back when that thread ends (finished, failed, or stopped because the client went away), so a
+flood of streams gets ``503`` with ``Retry-After`` like any other overload, and the number of
+generating threads never exceeds ``max_queue``. Usage counts run in worker threads on text cut to
+what the model can read (``ModelService.usage_tokens``).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from .http_errors import field_error, raise_http
 from .schemas import ChatRequest, EmbeddingsRequest
@@ -50,7 +56,7 @@ def add_openai_routes(app: FastAPI, service: ModelService) -> None:
         if body.dimensions is not None and body.dimensions != len(vectors[0]):
             raise field_error(("dimensions",), f"this model gives {len(vectors[0])} dimensions; omit 'dimensions'")
         request.state.queue_ms, request.state.inference_ms = timings.queue_ms, timings.inference_ms
-        tokens = sum(service.count_tokens(t) for t in texts)
+        tokens = await service.usage_tokens(texts)
         return {
             "object": "list",
             "model": name,
@@ -70,14 +76,15 @@ def add_openai_routes(app: FastAPI, service: ModelService) -> None:
             )
         messages = [m.model_dump() for m in body.messages]
         options = _generation_options(body)
-        prompt_tokens = service.count_tokens(messages)
         if body.stream:
-            return await _stream_chat(service, request, messages, options, prompt_tokens)
+            return await _stream_chat(service, request, messages, options)
         try:
             results, timings = await service.run([messages], options)
         except Exception as exc:
             raise_http(exc, inputs_field=("messages",))
         gen: Generation = results[0]
+        # Counted after admission and inference: a refused request costs no tokenizing.
+        prompt_tokens = await service.usage_tokens([messages], keep="tail")
         request.state.queue_ms, request.state.inference_ms = timings.queue_ms, timings.inference_ms
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
@@ -116,30 +123,67 @@ def _generation_options(body: ChatRequest) -> dict[str, Any]:
 _END = object()
 
 
+class _StreamResponse(StreamingResponse):
+    """Sets ``stop`` however the response ends, even before its body iterator was first entered.
+
+    Starlette closes a started iterator on disconnect, but a client that vanishes before the
+    first chunk is sent leaves it unstarted, and its ``finally`` would never run.
+    """
+
+    def __init__(self, content: AsyncIterator[bytes], *, stop: threading.Event) -> None:
+        super().__init__(content, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        self._stop = stop
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._stop.set()
+
+
 async def _stream_chat(
-    service: ModelService, request: Request, messages: list[dict[str, str]], options: dict[str, Any], prompt_tokens: int
+    service: ModelService, request: Request, messages: list[dict[str, str]], options: dict[str, Any]
 ) -> StreamingResponse:
+    try:
+        hold = service.hold_stream()  # before any thread exists: overload is refused at once
+    except Exception as exc:
+        raise_http(exc, inputs_field=("messages",))
     loop = asyncio.get_running_loop()
     pieces: asyncio.Queue[Any] = asyncio.Queue()
     stop = threading.Event()
     started = time.monotonic()
 
+    def put(value: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(pieces.put_nowait, value)
+        except RuntimeError:  # the loop has closed (server gone): nobody is listening
+            stop.set()
+
     def produce() -> None:
         try:
             for piece in service.model.stream(messages, **options):
-                if stop.is_set():  # the client went away: stop generating
+                if stop.is_set():  # the client went away or the deadline passed: stop generating
                     break
-                loop.call_soon_threadsafe(pieces.put_nowait, piece)
-            loop.call_soon_threadsafe(pieces.put_nowait, _END)
+                put(piece)
+            put(_END)
         except BaseException as exc:
-            loop.call_soon_threadsafe(pieces.put_nowait, exc)
+            put(exc)
+        finally:
+            service.release_stream(hold)
 
-    threading.Thread(target=produce, name="aikit-stream", daemon=True).start()
+    try:
+        threading.Thread(target=produce, name="aikit-stream", daemon=True).start()
+    except BaseException:
+        service.release_stream(hold)  # no thread: give the place back at once
+        raise
     try:
         first = await asyncio.wait_for(pieces.get(), service.settings.timeout_s)
     except TimeoutError:
         stop.set()
         raise_http(RequestTimeoutError(f"no token within {service.settings.timeout_s:g} s"))
+    except BaseException:
+        stop.set()  # cancelled (client gone, server stopping): the thread must not run on for nobody
+        raise
     if isinstance(first, BaseException):
         raise HTTPException(500, f"generation failed: {type(first).__name__}: {first}")
     request.state.queue_ms = 0.0
@@ -160,23 +204,20 @@ async def _stream_chat(
     async def events() -> AsyncIterator[bytes]:
         text = ""
         item: Any = first
-        try:
-            yield event({"role": "assistant"}, None)
-            while item is not _END:
-                if isinstance(item, BaseException):
-                    error = {"error": {"message": f"{type(item).__name__}: {item}", "type": "server_error"}}
-                    yield f"data: {json.dumps(error)}\n\n".encode()
-                    break
-                text += item
-                yield event({"content": item}, None)
-                item = await pieces.get()
-            else:
-                # Model.stream yields text, not a finish reason: re-count the tokens to tell "length".
-                used = service.count_tokens(text, special=False) if text else 0
-                finish = "length" if used >= options["max_new_tokens"] else "stop"
-                yield event({}, finish)
-            yield b"data: [DONE]\n\n"
-        finally:
-            stop.set()
+        yield event({"role": "assistant"}, None)
+        while item is not _END:
+            if isinstance(item, BaseException):
+                error = {"error": {"message": f"{type(item).__name__}: {item}", "type": "server_error"}}
+                yield f"data: {json.dumps(error)}\n\n".encode()
+                break
+            text += item
+            yield event({"content": item}, None)
+            item = await pieces.get()
+        else:
+            # Model.stream yields text, not a finish reason: re-count the tokens to tell "length".
+            used = await service.usage_tokens([text], special=False) if text else 0
+            finish = "length" if used >= options["max_new_tokens"] else "stop"
+            yield event({}, finish)
+        yield b"data: [DONE]\n\n"
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return _StreamResponse(events(), stop=stop)

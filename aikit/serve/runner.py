@@ -45,15 +45,17 @@ def serve_app(app: FastAPI, settings: ServeSettings, *, log_level: str = "info")
             service.mark_draining()
             super().handle_exit(sig, frame)
 
+    from .protocol import uvicorn_options
+
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level=log_level,
         timeout_graceful_shutdown=int(max(1, round(settings.shutdown_deadline_s))),
-        # The body limit is ours (413); keep-alive short so idle clients do not delay shutdown.
-        timeout_keep_alive=5,
-        server_header=False,
+        # Head deadline, head size, keep-alive (short, so idle clients do not delay shutdown);
+        # the body limit and body deadline are the app's own (413, 408).
+        **uvicorn_options(settings),
     )
     server = _Server(config)
     previous = {sig: signal.signal(sig, _ignore) for sig in (signal.SIGTERM, signal.SIGINT)}

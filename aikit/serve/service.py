@@ -10,12 +10,13 @@ import asyncio
 import copy
 import io
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import AikitError, ConfigError, InputError
-from .batcher import BatchOutcome, DynamicBatcher
+from .batcher import BatchOutcome, DynamicBatcher, Hold, RequestTooLargeError
 from .metrics import ServeMetrics
 from .settings import ServeSettings
 
@@ -24,6 +25,13 @@ if TYPE_CHECKING:
 
 __all__ = ["ItemError", "ModelService", "RequestTimeoutError", "Timings"]
 logger = logging.getLogger("aikit.serve")
+
+# The text tasks cut a string to this many characters per token of the model's limit before
+# tokenizing (plugins/aikit_tasks/_text.py, CHARS_PER_TOKEN_BOUND): a token is rarely longer, so the
+# cut never changes what the model reads. Usage counts cut the same way, so counting a megabyte
+# input costs what counting the model's context does.
+_CHARS_PER_TOKEN = 32
+_UNBOUNDED_LIMIT = 1_000_000  # transformers' model_max_length for "no limit" is a huge int
 
 
 class RequestTimeoutError(Exception):
@@ -75,6 +83,9 @@ class ModelService:
         # the event loop while the model worker thread uses the original.
         tok = model.parts.tokenizer
         self.count_tokenizer: Any = copy.deepcopy(tok) if tok is not None else None
+        # Counts run in worker threads; one Rust tokenizer must not be entered by two at once.
+        self._count_lock = threading.Lock()
+        self.token_limit = _token_limit(tok, model.parts.config)
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> None:
@@ -124,9 +135,13 @@ class ModelService:
     ) -> tuple[list[Any], Timings]:
         """Results for ``items`` (one each, in order) and their timings.
 
-        Raises ``OverloadedError`` (queue full, 503), ``RequestTimeoutError`` (504) or ``ItemError``.
+        Raises ``RequestTooLargeError`` (more than ``settings.request_inputs_limit`` items, 413),
+        ``OverloadedError`` (queue full, 503), ``RequestTimeoutError`` (504) or ``ItemError``.
         """
         assert self.batcher is not None, "ModelService.start() was not called"
+        limit = self.settings.request_inputs_limit
+        if len(items) > limit:
+            raise RequestTooLargeError(len(items), limit)
         futures = self.batcher.submit(items, options)
         self.metrics.queue_depth.set(self.batcher.depth)
         waiting = [asyncio.wrap_future(f) for f in futures]
@@ -151,20 +166,86 @@ class ModelService:
             self.metrics.queue_time.observe(o.queue_s)
         return [o.result for o in outcomes], Timings.of(outcomes)
 
-    def count_tokens(self, text: str | list[dict[str, str]], *, special: bool = True) -> int:
-        """Tokens in ``text`` (or in a chat rendered with the template); 0 without a tokenizer.
+    def hold_stream(self) -> Hold:
+        """A place in the admission bound for one streamed generation (``OverloadedError`` if none).
 
-        ``special=False`` leaves out the special tokens (to count generated text).
+        The caller releases it when the generating thread ends, however it ends.
+        """
+        assert self.batcher is not None, "ModelService.start() was not called"
+        hold = self.batcher.hold()
+        self.metrics.streams.set(self.batcher.held)
+        return hold
+
+    def release_stream(self, hold: Hold) -> None:
+        """Give back a place taken by ``hold_stream`` (idempotent, any thread)."""
+        hold.release()
+        if self.batcher is not None:
+            self.metrics.streams.set(self.batcher.held)
+
+    def count_tokens(
+        self, text: str | list[dict[str, str]], *, special: bool = True, keep: Literal["head", "tail"] = "head"
+    ) -> int:
+        """Tokens of ``text`` (or of a chat rendered with its template) the model can read; 0 without a tokenizer.
+
+        Text is cut to ``_CHARS_PER_TOKEN`` characters per token of the model's limit first, from
+        the end the model keeps (``keep="tail"`` for prompts, whose last tokens are kept), and the
+        count is capped at the limit: time is bounded by the model's context, not by the input.
+        ``special=False`` leaves out the special tokens (to count generated text). Blocking (it
+        tokenizes): call ``usage_tokens`` from the event loop.
         """
         tok = self.count_tokenizer
         if tok is None:
             return 0
-        if isinstance(text, list):
-            if getattr(tok, "chat_template", None):
-                ids = tok.apply_chat_template(text, add_generation_prompt=True, tokenize=True)
-                return len(ids["input_ids"] if isinstance(ids, Mapping) else ids)
-            text = "\n".join(m["content"] for m in text)
-        return len(tok(text, add_special_tokens=special)["input_ids"])
+        limit = self.token_limit
+        if limit is not None:
+            bound = limit * _CHARS_PER_TOKEN
+            if isinstance(text, list):
+                text = [{**m, "content": _cut(m["content"], bound, keep)} for m in text]
+            else:
+                text = _cut(text, bound, keep)
+        with self._count_lock:
+            if isinstance(text, list):
+                if getattr(tok, "chat_template", None):
+                    ids = tok.apply_chat_template(text, add_generation_prompt=True, tokenize=True)
+                    count = len(ids["input_ids"] if isinstance(ids, Mapping) else ids)
+                    return count if limit is None else min(count, limit)
+                text = "\n".join(m["content"] for m in text)
+            count = len(tok(text, add_special_tokens=special)["input_ids"])
+        return count if limit is None else min(count, limit)
+
+    async def usage_tokens(
+        self,
+        texts: Sequence[str | list[dict[str, str]]],
+        *,
+        special: bool = True,
+        keep: Literal["head", "tail"] = "head",
+    ) -> int:
+        """The sum of ``count_tokens`` over ``texts``, counted in a worker thread.
+
+        Off the event loop so that no request, however large, delays others (``/health``
+        included) while it is counted.
+        """
+        from starlette.concurrency import run_in_threadpool
+
+        def count_all() -> int:
+            return sum(self.count_tokens(t, special=special, keep=keep) for t in texts)
+
+        return await run_in_threadpool(count_all)
+
+
+def _cut(text: str, bound: int, keep: Literal["head", "tail"]) -> str:
+    if len(text) <= bound:
+        return text
+    return text[:bound] if keep == "head" else text[-bound:]
+
+
+def _token_limit(tokenizer: Any, config: Any) -> int | None:
+    """The model's token limit: the tokenizer's maximum, else the config's positions, else None."""
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and 0 < limit < _UNBOUNDED_LIMIT:
+        return limit
+    positions = getattr(config, "max_position_embeddings", None)
+    return positions if isinstance(positions, int) and positions > 0 else None
 
 
 def warmup_input(model: Model) -> tuple[Any, dict[str, Any]]:

@@ -26,6 +26,21 @@ class ServeSettings:
     - ``max_queue``: items that may wait for the model; more are refused at once with ``503``.
     - ``timeout_s``: per-request deadline (queue plus inference); past it the client gets ``504``.
     - ``max_body_bytes``: larger request bodies get ``413`` before they are read.
+    - ``max_inputs``: inputs one request may carry (``/v1/predict`` ``inputs``, ``/v1/embeddings``
+      ``input``); more get ``413`` naming the limit. ``None`` means ``max_queue``, and a value above
+      ``max_queue`` acts as ``max_queue``: a request the queue can never hold is refused for good
+      (``413``), not told to retry (``503``). See ``request_inputs_limit``.
+    - ``header_timeout_s``: a connection must deliver a complete request head (request line and
+      headers) within this many seconds of opening, or of the end of its previous response;
+      otherwise it is closed (after a ``408`` when part of a request had arrived). Bounds clients
+      that trickle headers a byte at a time, and idle connections that never send a request.
+    - ``body_timeout_s``: once the head has arrived, the whole body must arrive within this many
+      seconds; otherwise the request gets ``408`` and the connection is closed. Bounds clients that
+      declare a body and stall or trickle it. Neither timeout bounds the response: a slow reader
+      of a streamed answer is bounded by the transport's write buffer, not by these.
+    - ``keep_alive_s``: an idle keep-alive connection is closed after this many seconds.
+    - ``max_header_bytes``: the largest request head (request line plus headers) accepted;
+      larger ones get ``400`` and the connection is closed.
     - ``token``: when set, every route but ``/health`` needs ``Authorization: Bearer <token>``.
     - ``shutdown_deadline_s``: on SIGTERM, how long in-flight requests may take to finish.
     - ``model_name``: the name reported by ``/info`` and the OpenAI-style endpoints.
@@ -39,6 +54,11 @@ class ServeSettings:
     max_queue: int = 256
     timeout_s: float = 30.0
     max_body_bytes: int = 1_000_000
+    max_inputs: int | None = None
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    keep_alive_s: float = 5.0
+    max_header_bytes: int = 16_384
     token: str | None = field(default=None, repr=False)
     shutdown_deadline_s: float = 30.0
     model_name: str = "model"
@@ -49,9 +69,12 @@ class ServeSettings:
         _positive_int("max_batch_size", self.max_batch_size)
         _positive_int("max_queue", self.max_queue)
         _positive_int("max_body_bytes", self.max_body_bytes)
+        _positive_int("max_header_bytes", self.max_header_bytes)
+        if self.max_inputs is not None:
+            _positive_int("max_inputs", self.max_inputs)
         if not isinstance(self.max_wait_ms, (int, float)) or self.max_wait_ms < 0:
             raise ConfigError(f"max_wait_ms must be >= 0, got {self.max_wait_ms!r}")
-        for name in ("timeout_s", "shutdown_deadline_s"):
+        for name in ("timeout_s", "shutdown_deadline_s", "header_timeout_s", "body_timeout_s", "keep_alive_s"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigError(f"{name} must be > 0 seconds, got {value!r}")
@@ -67,6 +90,11 @@ class ServeSettings:
     def batching(self) -> bool:
         """Whether requests are grouped (``max_batch_size > 1``)."""
         return self.max_batch_size > 1
+
+    @property
+    def request_inputs_limit(self) -> int:
+        """Most inputs one request may carry: ``max_inputs``, never more than ``max_queue``."""
+        return min(self.max_inputs or self.max_queue, self.max_queue)
 
 
 def _positive_int(name: str, value: object, *, upper: int | None = None, allow_zero: bool = False) -> None:
