@@ -29,7 +29,7 @@ def torch_cnn(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
     path = tmp_path_factory.mktemp("cnn") / "cnn.onnx"
     torch.onnx.export(
         net, (torch.zeros(1, 1, 8, 8),), str(path), input_names=["input"], output_names=["output"],
-        dynamic_axes={"input": {0: "n"}, "output": {0: "n"}}, dynamo=False,
+        dynamic_shapes=({0: torch.export.Dim("n")},), dynamo=True, verbose=False,
     )  # fmt: skip
     return net, path
 

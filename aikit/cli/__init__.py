@@ -11,6 +11,7 @@ import sys
 import typer
 
 from ..errors import AikitError
+from ._output import configure_output
 
 __all__ = ["app", "main"]
 
@@ -29,6 +30,28 @@ def _register_commands() -> None:
             importlib.import_module(f"{__name__}.{info.name}").register(app)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"aikit {version('aikit')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print aikit's version and exit."
+    ),
+    verbose: int = typer.Option(
+        0, "--verbose", "-v", count=True, help="More output: -v aikit's progress notes, -vv debug and third-party logs."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only results and errors."),
+) -> None:
+    """Load, compress, convert, measure and serve AI models."""
+    configure_output(-1 if quiet else verbose)
+
+
 _register_commands()
 
 
@@ -45,7 +68,7 @@ def _register_plugin_commands() -> None:
 
 def main() -> None:
     """Entry point of the ``aikit`` script: aikit errors print one clear line and exit 1."""
-    logging.basicConfig(level=logging.WARNING, format="aikit: %(message)s")
+    configure_output(0)  # until the options are parsed: also covers plugin loading below
     try:
         _register_plugin_commands()
         app()

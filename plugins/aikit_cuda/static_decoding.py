@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 from aikit_torch.decoding import select_next
+from aikit_torch.kv_cache import cache_kwargs
 from numpy.typing import NDArray
 
 from aikit.options import GenerationOptions
@@ -102,9 +103,8 @@ def decode_static(
                 input_ids=input_ids,
                 attention_mask=mask,
                 position_ids=positions,
-                past_key_values=cache,
-                use_cache=True,
                 logits_to_keep=1,
+                **cache_kwargs(module, cache),
             )
             position = positions[:, -1:]
             history = input_ids
@@ -118,7 +118,7 @@ def decode_static(
                 mask[:, prompt + index] = 1
                 position = position + 1
                 out = run_step(
-                    input_ids=token, attention_mask=mask, position_ids=position, past_key_values=cache, use_cache=True
+                    input_ids=token, attention_mask=mask, position_ids=position, **cache_kwargs(module, cache)
                 )
     finally:
         pool.release(cache)

@@ -18,16 +18,16 @@ import json
 import subprocess
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from aikit_torch.kv_cache import cache_kwargs, returned_cache
 
 from aikit.errors import BackendError
 
-from .export import OPSET
+from .export import OPSET, legacy_exporter_warnings
 
 __all__ = ["GENAI_ARCHITECTURES", "build_with_genai", "export_causal_lm", "genai_supports"]
 
@@ -118,11 +118,10 @@ class _FlatCache(torch.nn.Module):
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=cache,
-            use_cache=True,
+            **cache_kwargs(self.model, cache),
         )
         present: list[torch.Tensor] = []
-        for layer in out.past_key_values.layers:
+        for layer in returned_cache(out).layers:
             present += [layer.keys, layer.values]
         return (out.logits, *present)
 
@@ -160,8 +159,7 @@ def export_causal_lm(module: Any, path: Path) -> None:
             dynamic[inputs[-1]] = {0: "batch", 2: "past"}
             dynamic[outputs[-1]] = {0: "batch", 2: "total"}
     try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
+        with legacy_exporter_warnings(), torch.no_grad():
             torch.onnx.export(
                 wrapper,
                 (ids, mask, positions, *past),

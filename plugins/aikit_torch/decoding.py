@@ -17,6 +17,8 @@ from numpy.typing import NDArray
 from aikit.errors import BackendError
 from aikit.options import GenerationOptions
 
+from .kv_cache import cache_kwargs, returned_cache
+
 
 def select_next(
     logits: torch.Tensor, history: torch.Tensor, options: GenerationOptions, generator: torch.Generator
@@ -70,8 +72,8 @@ def _decode_causal(
     module: Any, input_ids: torch.Tensor, mask: torch.Tensor, options: GenerationOptions, generator: torch.Generator
 ) -> Iterator[NDArray[np.int64]]:
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = module(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True)
-    past = out.past_key_values
+    out = module(input_ids=input_ids, attention_mask=mask, position_ids=positions, **cache_kwargs(module, None))
+    past = returned_cache(out)
     position = positions[:, -1:]
     history = input_ids
     for step in range(options.max_new_tokens):
@@ -83,8 +85,8 @@ def _decode_causal(
         history = torch.cat([history, token], dim=1)
         mask = torch.cat([mask, torch.ones_like(token)], dim=1)
         position = position + 1
-        out = module(input_ids=token, attention_mask=mask, position_ids=position, past_key_values=past, use_cache=True)
-        past = out.past_key_values
+        out = module(input_ids=token, attention_mask=mask, position_ids=position, **cache_kwargs(module, past))
+        past = returned_cache(out)
 
 
 def _decode_seq2seq(
@@ -108,10 +110,9 @@ def _decode_seq2seq(
             encoder_outputs=encoder_outputs,
             attention_mask=mask,
             decoder_input_ids=token,
-            past_key_values=past,
-            use_cache=True,
+            **cache_kwargs(module, past),
         )
-        past = out.past_key_values
+        past = returned_cache(out)
         chosen = select_next(out.logits[:, -1, :], history, options, generator)
         yield chosen.cpu().numpy().astype(np.int64)
         token = chosen[:, None]
