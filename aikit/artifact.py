@@ -5,12 +5,19 @@ Layout of an artifact::
     out/
       aikit.json            manifest: format version, task, backend, source, transformations,
                             compression report, sha256 of every other file, library versions
+      aikit.json.sha256     the manifest's own sha256 (``sha256sum`` format)
       model.safetensors     weights (or model.onnx [+ model.onnx.data] for ONNX Runtime)
       config.json, tokenizer.json, ...   whatever the backend and task need
 
 Writing goes to a temporary sibling folder that is renamed into place only when complete, so a
 reader never sees a half-written artifact: after a crash the destination holds either the
-previous artifact or nothing.
+previous artifact or nothing. Temporary siblings are named ``.NAME.aikit-HEX.tmp`` (``.old``
+for a parked previous artifact), HEX being random hex digits, so a save to ``m`` recognises
+exactly its own leftovers and never touches those of a sibling such as ``m.int8``.
+
+Reading (``read_manifest``, ``verify_files``) walks the folder without following links and
+refuses symbolic links, special files (FIFOs, sockets, devices), nested manifests and, when
+verifying, any entry the manifest does not list.
 """
 
 from __future__ import annotations
@@ -22,38 +29,61 @@ import json
 import logging
 import os
 import platform
+import secrets
 import shutil
+import stat
 import sys
-import tempfile
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from .errors import ArtifactError, IntegrityError, ModelLoadError
+from .errors import ArtifactError, IntegrityError
+from .manifest import (
+    DIGEST_NAME,
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    describe_mode,
+    digest_line,
+    listed_file,
+    open_regular,
+    read_manifest,
+)
 
 __all__ = [
+    "DIGEST_NAME",
     "FORMAT_VERSION",
     "MANIFEST_NAME",
     "hash_file",
     "library_versions",
+    "listed_file",
     "read_manifest",
     "verify_files",
     "write_artifact",
 ]
 
-MANIFEST_NAME = "aikit.json"
-FORMAT_VERSION = 1
 logger = logging.getLogger("aikit.artifact")
 
 _VERSIONED = ("aikit", "torch", "transformers", "onnxruntime", "numpy", "safetensors", "tokenizers")
 
 
 def hash_file(path: Path, chunk: int = 1 << 20) -> str:
-    """The sha256 hex digest of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
+    """The sha256 hex digest of a regular file (links followed), read in 1 MiB chunks.
+
+    The file is opened non-blocking and checked with ``fstat`` first, so a FIFO or device raises
+    ``OSError`` instead of hanging or reading forever.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    return _hash_fd(fd, path, chunk)
+
+
+def _hash_fd(fd: int, path: Path, chunk: int = 1 << 20) -> str:
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, f"{describe_mode(mode)}, not a regular file", str(path))
+        h = hashlib.sha256()
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
@@ -101,7 +131,7 @@ def write_artifact(directory: str | os.PathLike[str], fill: Callable[[Path], Map
         )
     dest.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(dest)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    tmp = _make_sibling(dest, "tmp")
     try:
         fields = dict(fill(tmp))
         files = {p.relative_to(tmp).as_posix(): hash_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
@@ -112,7 +142,9 @@ def write_artifact(directory: str | os.PathLike[str], fill: Callable[[Path], Map
             "versions": library_versions(),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        raw = (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode("utf-8")
+        (tmp / MANIFEST_NAME).write_bytes(raw)
+        (tmp / DIGEST_NAME).write_text(digest_line(raw), encoding="utf-8")
         _fsync_tree(tmp)
         _swap_into_place(tmp, dest)
     except BaseException:
@@ -121,15 +153,52 @@ def write_artifact(directory: str | os.PathLike[str], fill: Callable[[Path], Map
     return dest
 
 
+_SIBLING_TAG = ".aikit-"
+_TOKEN_HEX = 16  # random hex digits: they can never contain the "." the name is parsed on
+
+
+def _sibling_name(dest: Path, kind: str, token: str) -> str:
+    return f".{dest.name}{_SIBLING_TAG}{token}.{kind}"
+
+
+def _sibling_owner(name: str) -> tuple[str, str] | None:
+    """``(target name, "tmp" | "old")`` when ``name`` is a temporary sibling written by a save, else None."""
+    stem, dot, kind = name.rpartition(".")
+    if not (name.startswith(".") and dot and kind in ("tmp", "old")):
+        return None
+    target, tag, token = stem[1:].rpartition(_SIBLING_TAG)
+    if not (tag and target and len(token) == _TOKEN_HEX and all(c in "0123456789abcdef" for c in token)):
+        return None
+    return target, kind
+
+
+def _make_sibling(dest: Path, kind: str) -> Path:
+    while True:
+        path = dest.parent / _sibling_name(dest, kind, secrets.token_hex(_TOKEN_HEX // 2))
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:  # 64 random bits: practically never
+            continue
+        return path
+
+
 def _remove_stale_temporaries(dest: Path) -> None:
-    # Leftovers of a process killed mid-save; they were never visible at ``dest``.
-    for stale in dest.parent.glob(f".{dest.name}.*.tmp"):
-        shutil.rmtree(stale, ignore_errors=True)
-    for stale in dest.parent.glob(f".{dest.name}.*.old"):
-        if dest.exists():
-            shutil.rmtree(stale, ignore_errors=True)
-        else:  # killed between the two renames below: put the previous artifact back
-            os.rename(stale, dest)
+    # Leftovers of a process killed mid-save; they were never visible at ``dest``. Names are matched
+    # exactly (see ``_sibling_owner``): ``m``'s clean-up must not touch ``m.int8``'s live save.
+    with os.scandir(dest.parent) as entries:
+        stale = sorted(
+            (entry.name, owner[1])
+            for entry in entries
+            if (owner := _sibling_owner(entry.name)) is not None
+            and owner[0] == dest.name
+            and entry.is_dir(follow_symlinks=False)
+        )
+    for name, kind in stale:
+        path = dest.parent / name
+        if kind == "old" and not dest.exists():  # killed between the two renames below: put it back
+            os.rename(path, dest)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -169,7 +238,7 @@ def _swap_into_place(tmp: Path, dest: Path) -> None:
         _fsync_dir(dest.parent)
         shutil.rmtree(tmp, ignore_errors=True)  # ``tmp`` now holds the previous artifact
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
+    old = _make_sibling(dest, "old")
     os.rmdir(old)
     os.rename(dest, old)
     try:
@@ -181,59 +250,28 @@ def _swap_into_place(tmp: Path, dest: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def read_manifest(directory: Path) -> dict[str, Any]:
-    """Parse and sanity-check ``directory/aikit.json`` (no hash checks: see ``verify_files``)."""
-    path = directory / MANIFEST_NAME
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ModelLoadError(
-            f"{directory} is not an aikit artifact: {MANIFEST_NAME} is missing", source=directory
-        ) from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"cannot read {path}: {exc}", source=directory) from exc
-    if not isinstance(manifest, dict):
-        raise ModelLoadError(f"{path} must hold a JSON object", source=directory)
-    fmt = manifest.get("format_version")
-    if not isinstance(fmt, int) or fmt > FORMAT_VERSION:
-        raise ModelLoadError(
-            f"{path} has format_version {fmt!r}; this aikit reads up to {FORMAT_VERSION}: upgrade aikit",
-            source=directory,
-        )
-    for key in ("task", "backend", "files"):
-        if key not in manifest:
-            raise ModelLoadError(f"{path} lacks the required field {key!r}", source=directory)
-    files = manifest["files"]
-    if not isinstance(files, dict):
-        raise ModelLoadError(f"{path}: 'files' must map file names to sha256 digests", source=directory)
-    root = directory.resolve()
-    for name in files:
-        target = (root / name).resolve()
-        if not isinstance(name, str) or os.path.isabs(name) or not target.is_relative_to(root):
-            raise IntegrityError(
-                f"{path} lists {name!r}, which points outside the artifact folder; refusing to load",
-                source=directory,
-                file=str(name),
-            )
-    return manifest
-
-
 def verify_files(directory: Path, manifest: Mapping[str, Any], *, verify: bool = True) -> None:
-    """Check every listed file's sha256, and that no unlisted file sits in the folder.
+    """Walk ``directory`` without following links; with ``verify``, check every listed file's sha256.
 
-    With ``verify=False`` nothing is checked and a warning is logged.
+    Always refused, ``verify`` or not (``IntegrityError`` naming the entry): a symbolic link
+    anywhere, a special file (FIFO, socket, device; never opened), a manifest below the top level.
+    With ``verify``, also refused: a listed file that is missing or whose sha256 differs, and any
+    file or folder the manifest does not list. With ``verify=False`` those checks are skipped and a
+    warning is logged. ``manifest`` must come from ``read_manifest`` (names already checked).
     """
+    files: Mapping[str, str] = manifest["files"]
+    unlisted = _walk(directory, files)
     if not verify:
         logger.warning("loading %s WITHOUT verifying file hashes (verify=False)", directory)
         return
-    files: Mapping[str, str] = manifest["files"]
     for name, digest in files.items():
-        path = directory / name
-        if not path.is_file():
+        try:
+            fd = open_regular(directory / name, source=directory, name=name)
+        except (FileNotFoundError, NotADirectoryError) as exc:
             raise IntegrityError(
                 f"artifact {directory}: file {name!r} listed in the manifest is missing", source=directory, file=name
-            )
-        actual = hash_file(path)
+            ) from exc
+        actual = _hash_fd(fd, directory / name)
         if actual != digest:
             raise IntegrityError(
                 f"artifact {directory}: file {name!r} was changed after saving "
@@ -241,14 +279,44 @@ def verify_files(directory: Path, manifest: Mapping[str, Any], *, verify: bool =
                 source=directory,
                 file=name,
             )
-    extra = [
-        p.relative_to(directory).as_posix()
-        for p in sorted(directory.rglob("*"))
-        if p.is_file() and p.name != MANIFEST_NAME and p.relative_to(directory).as_posix() not in files
-    ]
-    if extra:
+    if unlisted:
         raise IntegrityError(
-            f"artifact {directory}: unexpected file(s) not in the manifest: {', '.join(extra)}",
+            f"artifact {directory}: unexpected file(s) not in the manifest: {', '.join(unlisted)}",
             source=directory,
-            file=extra[0],
+            file=unlisted[0],
         )
+
+
+def _walk(directory: Path, files: Mapping[str, str]) -> list[str]:
+    """Entries under ``directory`` that the manifest does not list; raises for links and special files."""
+    folders = {"/".join(name.split("/")[:i]) for name in files for i in range(1, name.count("/") + 1)}
+    unlisted: list[str] = []
+    pending = [("", directory)]
+    while pending:  # iterative: a deeply nested folder cannot exhaust the stack
+        prefix, folder = pending.pop()
+        with os.scandir(folder) as entries:
+            found = sorted(entries, key=lambda e: e.name)
+        for entry in found:
+            name = prefix + entry.name
+            mode = entry.stat(follow_symlinks=False).st_mode
+            if stat.S_ISDIR(mode):
+                if name not in folders:
+                    unlisted.append(name + "/")
+                pending.append((name + "/", Path(entry.path)))  # links and FIFOs inside are refused too
+            elif not stat.S_ISREG(mode):
+                raise IntegrityError(
+                    f"artifact {directory}: {name!r} is {describe_mode(mode)}; an artifact holds only regular "
+                    "files and folders (refused even with verify=False)",
+                    source=directory,
+                    file=name,
+                )
+            elif entry.name in (MANIFEST_NAME, DIGEST_NAME):
+                if prefix:
+                    raise IntegrityError(
+                        f"artifact {directory}: {name!r} is a second manifest inside the artifact; refusing to load",
+                        source=directory,
+                        file=name,
+                    )
+            elif name not in files:
+                unlisted.append(name)
+    return sorted(unlisted)

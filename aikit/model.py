@@ -80,6 +80,7 @@ class Model:
         allow_pickle: bool = False,
         trust_remote_code: bool = False,
         verify: bool = True,
+        expected_sha256: str | None = None,
     ) -> Model:
         """Load a model from a local Hugging Face folder, a hub id in the local cache, a GGUF or
         ONNX file, an aikit artifact folder, or a ``torch.nn.Module``.
@@ -90,14 +91,22 @@ class Model:
         be stored as data (``module`` is also the skeleton a ``.pt``/``.pth``/``.bin``/``.ckpt``
         state dict loads into; those files need ``allow_pickle=True``). ``allow_pickle`` /
         ``trust_remote_code`` are explicit opt-ins to run code shipped with a model;
-        ``verify=False`` skips an artifact's sha256 checks (logged).
+        ``verify=False`` skips an artifact's sha256 checks (logged); ``expected_sha256`` pins the
+        sha256 of an artifact's ``aikit.json`` (and through it every file it lists). An artifact
+        never supplies code: a plain-PyTorch artifact needs ``module=``, and one saved with a
+        preprocess function needs ``preprocess=`` (the error names what it was saved with).
 
         Raises ``ModelLoadError`` when the source cannot be read, ``UnknownNameError`` for an
         unknown task or backend, ``BackendUnavailableError`` when the backend cannot run here,
         ``ResourceError`` (before reading anything) when the weights clearly exceed free memory.
         """
         options = BackendOptions(device=device, threads=threads, dtype=dtype, extra=dict(backend_options or {}))
-        load_options = LoadOptions(allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, verify=verify)
+        load_options = LoadOptions(
+            allow_pickle=allow_pickle,
+            trust_remote_code=trust_remote_code,
+            verify=verify,
+            expected_sha256=expected_sha256,
+        )
         if task is not None:
             get_task(task)  # fail fast, before reading gigabytes
         if backend != "auto":
@@ -110,8 +119,12 @@ class Model:
             parts.extras["module"] = module  # the skeleton a plain-PyTorch artifact's weights load into
         elif "state_dict" in parts.extras:  # a weights-only file (.pt state dict)
             _bind_state_dict(parts, module)
+        if expected_sha256 is not None and parts.payload != "artifact":
+            raise ConfigError(f"expected_sha256 pins an aikit artifact's manifest; {source!r:.200} is not an artifact")
         if preprocess is not None:
             parts.preprocess = preprocess
+        elif parts.payload == "artifact":
+            _require_saved_preprocess(parts)
         task_cls = resolve_task(parts, task)
         if parts.payload == "artifact":
             return cls._from_artifact(parts, task_cls, backend, options)
@@ -156,8 +169,8 @@ class Model:
         """Wrap a plain ``torch.nn.Module`` (your own CNN or MLP) as a first-class model.
 
         ``preprocess`` turns one raw input into the module's input array (for image tasks, an
-        ``aikit.ImagePreprocess`` is saved with the artifact; a plain function must be importable
-        or passed again to ``Model.load``). ``labels`` name the output classes.
+        ``aikit.ImagePreprocess`` is saved with the artifact; a plain function is recorded by name
+        only and must be passed again to ``Model.load``). ``labels`` name the output classes.
         """
         return cls.load(
             module,
@@ -422,6 +435,17 @@ def _name_failing_plugin(host: Any, exc: BaseException, hook: str) -> None:
         exc.add_note(
             f"raised by the aikit plugin {culprit!r} in its {hook} hook "
             f"(set AIKIT_BLOCK_PLUGINS={culprit} to disable it)"
+        )
+
+
+def _require_saved_preprocess(parts: ModelParts) -> None:
+    """An artifact saved with a preprocess function records only its name: the caller must pass it."""
+    name = parts.task_state.get("preprocess")
+    if isinstance(name, str):
+        raise ModelLoadError(
+            f"artifact {parts.artifact_dir} was saved with the preprocess function `{name:.200}`; artifacts "
+            "store data, never code, so pass it again: Model.load(..., preprocess=your_function)",
+            source=parts.artifact_dir,
         )
 
 

@@ -48,12 +48,29 @@ class LoadOptions:
     ``allow_pickle``: load pickle-based weights (.bin/.pt/.pth/.ckpt), and then only with
     ``torch.load(weights_only=True)``. Off by default: pickle can run arbitrary code.
     ``trust_remote_code``: let transformers import Python code shipped with the model. Off by default.
-    ``verify``: check the sha256 of every file listed in an artifact manifest. Turning it off is logged.
+    ``verify``: check the sha256 of an artifact's manifest and of every file it lists. Turning it
+    off is logged; links, special files and paths outside the folder are refused either way.
+    ``expected_sha256``: the pinned sha256 of an artifact's ``aikit.json`` (lowercase hex); the
+    manifest lists every other file's sha256, so this pins the whole artifact. Needs ``verify``.
     """
 
     allow_pickle: bool = False
     trust_remote_code: bool = False
     verify: bool = True
+    expected_sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("allow_pickle", "trust_remote_code", "verify"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        pin = self.expected_sha256
+        if pin is not None:
+            if not (isinstance(pin, str) and len(pin) == 64 and all(c in "0123456789abcdef" for c in pin)):
+                raise ConfigError(f"expected_sha256 must be 64 lowercase hex digits, got {pin!r}")
+            if not self.verify:
+                raise ConfigError(
+                    "expected_sha256 pins an artifact through the file hashes that verify=False skips; drop one of them"
+                )
 
 
 @dataclass(frozen=True, kw_only=True)

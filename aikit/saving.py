@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,22 +14,21 @@ if TYPE_CHECKING:
     from .model import Model
 
 __all__ = ["save_model"]
-logger = logging.getLogger("aikit.artifact")
 
 
 def _preprocess_entry(preprocess: Any) -> Any:
+    """``ImagePreprocess`` fields (data, restored on load), or a function's ``module:qualname``.
+
+    The name is recorded only so that ``Model.load`` can say which function to pass again: an
+    artifact never makes aikit import or call anything (see ``aikit.manifest``).
+    """
     if preprocess is None:
         return None
     if isinstance(preprocess, ImagePreprocess):
         return preprocess.to_dict()
-    module, qualname = getattr(preprocess, "__module__", None), getattr(preprocess, "__qualname__", None)
-    if module and qualname and "<" not in qualname:
-        return f"{module}:{qualname}"
-    logger.warning(
-        "the preprocess function %r cannot be recorded by name; pass preprocess=... again to Model.load",
-        preprocess,
-    )
-    return None
+    module = getattr(preprocess, "__module__", None) or "?"
+    qualname = getattr(preprocess, "__qualname__", None) or type(preprocess).__qualname__
+    return f"{module}:{qualname}"
 
 
 def _report_dict(report: Any) -> Any:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import aikit
-from aikit.artifact import MANIFEST_NAME, hash_file
+from aikit.artifact import DIGEST_NAME, FORMAT_VERSION, MANIFEST_NAME, hash_file
 
 TinyDir = Callable[[str], Path]
 CASES = [
@@ -54,7 +54,11 @@ def test_manifest_records_everything(tiny_model_dir: TinyDir, tmp_path: Path) ->
     src = tiny_model_dir("bert-embedding")
     aikit.Model.load(src, task="feature-extraction").save(tmp_path / "a")
     manifest = json.loads((tmp_path / "a" / MANIFEST_NAME).read_text())
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == FORMAT_VERSION == 2
+    # the manifest's own digest, in the format `sha256sum -c` checks
+    digest = (tmp_path / "a" / DIGEST_NAME).read_text()
+    assert digest == f"{hash_file(tmp_path / 'a' / MANIFEST_NAME)}  {MANIFEST_NAME}\n"
+    assert DIGEST_NAME not in manifest["files"] and MANIFEST_NAME not in manifest["files"]
     assert manifest["task"] == "feature-extraction" and manifest["backend"] == "torch"
     assert manifest["task_state"] == {"pooling": "mean", "normalize": True, "max_seq_length": 48}
     assert manifest["source"]["kind"] == "huggingface"
@@ -81,12 +85,13 @@ def test_plain_module_round_trip_with_image_preprocess(tmp_path: Path) -> None:
     )
     image = np.random.default_rng(0).integers(0, 255, size=(8, 8)).astype(np.uint8)
     model.save(tmp_path / "cnn")
-    again = aikit.Model.load(tmp_path / "cnn")  # TinyCNN is importable in this process
+    # the ImagePreprocess and labels are data and come back; the network is code and comes from the caller
+    again = aikit.Model.load(tmp_path / "cnn", module=TinyCNN())
     assert again.predict(image) == model.predict(image)
     assert again.labels == list("0123456789")
 
 
-def test_plain_module_whose_class_is_not_imported_needs_module_argument(tmp_path: Path) -> None:
+def test_plain_module_artifact_needs_the_module_argument_even_when_its_class_is_imported(tmp_path: Path) -> None:
     import torch
 
     from aikit.testing.tiny import TinyCNN
@@ -95,16 +100,32 @@ def test_plain_module_whose_class_is_not_imported_needs_module_argument(tmp_path
         TinyCNN(), task="image-classification", preprocess=aikit.ImagePreprocess(size=(8, 8), grayscale=True)
     )
     model.save(tmp_path / "cnn")
-    manifest_path = tmp_path / "cnn" / MANIFEST_NAME
-    manifest = json.loads(manifest_path.read_text())
-    manifest["backend_state"]["module"]["class"] = "not_imported_pkg.nets:Net"
-    manifest_path.write_text(json.dumps(manifest))
-    with pytest.raises(aikit.ModelLoadError, match="pass module=YourNet"):
-        aikit.Model.load(tmp_path / "cnn")
+    manifest = json.loads((tmp_path / "cnn" / MANIFEST_NAME).read_text())
+    assert manifest["backend_state"]["module"] == {"kind": "python", "class": "aikit.testing.tiny:TinyCNN"}
+    with pytest.raises(aikit.ModelLoadError, match=r"class `aikit\.testing\.tiny:TinyCNN`.*module=YourNet"):
+        aikit.Model.load(tmp_path / "cnn")  # TinyCNN is imported here, and still not built from the manifest
     net = TinyCNN()
     loaded = aikit.Model.load(tmp_path / "cnn", module=net)
     assert loaded.backend.torch_module() is net
     assert isinstance(net, torch.nn.Module)
+
+
+def _scale(image: Any) -> Any:
+    return np.asarray(image, dtype=np.float32)[None] / 255.0
+
+
+def test_a_preprocess_function_is_recorded_by_name_and_must_be_passed_again(tmp_path: Path) -> None:
+    from aikit.testing.tiny import TinyCNN
+
+    model = aikit.Model.from_module(TinyCNN(), task="image-classification", preprocess=_scale)
+    model.save(tmp_path / "cnn")
+    manifest = json.loads((tmp_path / "cnn" / MANIFEST_NAME).read_text())
+    assert manifest["task_state"]["preprocess"] == f"{__name__}:_scale"
+    with pytest.raises(aikit.ModelLoadError, match=rf"preprocess function `{__name__}:_scale`.*preprocess="):
+        aikit.Model.load(tmp_path / "cnn", module=TinyCNN())
+    image = np.random.default_rng(0).integers(0, 255, size=(8, 8)).astype(np.uint8)
+    again = aikit.Model.load(tmp_path / "cnn", module=TinyCNN(), preprocess=_scale)
+    assert again.predict(image).label == again.predict(image).label
 
 
 def test_save_replaces_an_earlier_artifact_but_never_other_folders(tiny_model_dir: TinyDir, tmp_path: Path) -> None:

@@ -1,6 +1,8 @@
 """Tamper evidence: ``Model.load`` refuses an artifact whose files differ from its manifest.
 
-Each test starts from a fresh copy of one real saved artifact and changes one thing.
+Each test starts from a fresh copy of one real saved artifact and changes one thing. Tests that
+edit the manifest rewrite its digest too (``_write_manifest``), as an attacker who can write the
+folder would, to show that the check under test holds on its own.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Any
 import pytest
 
 import aikit
-from aikit.artifact import MANIFEST_NAME, hash_file
+from aikit.artifact import DIGEST_NAME, MANIFEST_NAME, hash_file
+from aikit.manifest import digest_line
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +39,9 @@ def _manifest(path: Path) -> dict[str, Any]:
 
 
 def _write_manifest(path: Path, manifest: dict[str, Any]) -> None:
-    (path / MANIFEST_NAME).write_text(json.dumps(manifest), encoding="utf-8")
+    raw = json.dumps(manifest).encode()
+    (path / MANIFEST_NAME).write_bytes(raw)
+    (path / DIGEST_NAME).write_text(digest_line(raw), encoding="utf-8")
 
 
 def test_untouched_copy_loads(artifact: Path) -> None:
@@ -105,8 +110,11 @@ def test_a_symlink_out_of_the_folder_is_refused(artifact: Path, tmp_path: Path) 
     manifest = _manifest(artifact)
     manifest["files"]["notes.txt"] = hash_file(secret)  # a consistent manifest does not make it legal
     _write_manifest(artifact, manifest)
-    with pytest.raises(aikit.IntegrityError, match="'notes.txt', which points outside"):
+    with pytest.raises(aikit.IntegrityError, match="'notes.txt' is a symbolic link") as info:
         aikit.Model.load(artifact)
+    assert info.value.file == "notes.txt"
+    with pytest.raises(aikit.IntegrityError, match="'notes.txt' is a symbolic link"):
+        aikit.Model.load(artifact, verify=False)
 
 
 def test_verify_false_skips_hashes_and_logs_a_warning(artifact: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -133,12 +141,22 @@ def test_verification_reads_every_listed_file(artifact: Path) -> None:
         assert info.value.file == name
 
 
+def test_an_edited_manifest_is_an_integrity_error(artifact: Path) -> None:
+    manifest_path = artifact / MANIFEST_NAME
+    text = manifest_path.read_text(encoding="utf-8")
+    manifest_path.write_text(text.replace('"backend": "torch"', '"backend": "torch" '), encoding="utf-8")
+    with pytest.raises(aikit.IntegrityError, match="aikit.json was changed after saving") as info:
+        aikit.Model.load(artifact)
+    assert info.value.file == MANIFEST_NAME
+
+
 def test_a_malformed_manifest_is_a_clear_load_error(artifact: Path) -> None:
-    (artifact / MANIFEST_NAME).write_text("{not json", encoding="utf-8")
+    (artifact / MANIFEST_NAME).write_bytes(b"{not json")
+    (artifact / DIGEST_NAME).write_text(digest_line(b"{not json"), encoding="utf-8")
     with pytest.raises(aikit.ModelLoadError, match="cannot read"):
         aikit.Model.load(artifact)
     _write_manifest(artifact, {"format_version": 1, "task": "text-classification", "backend": "torch", "files": []})
-    with pytest.raises(aikit.ModelLoadError, match="'files' must map"):
+    with pytest.raises(aikit.ModelLoadError, match="not a valid aikit manifest: files: "):
         aikit.Model.load(artifact)
     _write_manifest(artifact, {"format_version": 99, "task": "x", "backend": "torch", "files": {}})
     with pytest.raises(aikit.ModelLoadError, match="upgrade aikit"):

@@ -11,11 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from aikit_torch.modules import WEIGHTS, build_skeleton, describe_module, is_transformers_model
+from aikit_torch.modules import (
+    WEIGHTS,
+    build_skeleton,
+    describe_module,
+    is_transformers_model,
+    parse_state,
+    restore_transformations,
+)
 
+from aikit.artifact import listed_file
 from aikit.errors import ArtifactError, MissingDependencyError, ModelLoadError
 from aikit.parts import ModelParts
-from aikit.plugins import get_strategy
 
 __all__ = ["has_quantized_weights", "load_quantized_module", "save_quantized_module"]
 
@@ -59,17 +66,18 @@ def save_quantized_module(module: torch.nn.Module, directory: Path) -> dict[str,
 
 def load_quantized_module(directory: Path, parts: ModelParts, state: Mapping[str, Any]) -> torch.nn.Module:
     """Rebuild a module saved by ``save_quantized_module``: skeleton, recorded structure, then weights."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     support = _torchao_safetensors()
-    module = build_skeleton(directory, parts, state.get("module", {}))
-    for record in (parts.manifest or {}).get("transformations", []):
-        strategy_cls = get_strategy(str(record.get("strategy")))
-        config = strategy_cls.config_class.from_fields({k: v for k, v in record.items() if k != "strategy"})
-        module = strategy_cls().restore(module, config)
-    with safe_open(str(directory / WEIGHTS), framework="pt") as handle:
-        metadata = handle.metadata() or {}
-        tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - safe_open is not a dict
+    parsed = parse_state(directory, state)
+    module = restore_transformations(directory, parts, build_skeleton(directory, parts, parsed.module))
+    path = listed_file(directory, parts.manifest or {}, WEIGHTS, what="the weights")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - safe_open is not a dict
+    except (SafetensorError, OSError) as exc:
+        raise ModelLoadError(f"artifact {directory}: cannot read {WEIGHTS}: {exc}", source=directory) from exc
     try:
         quantized, plain = support.unflatten_tensor_state_dict(tensors, metadata)
         module.load_state_dict({**plain, **quantized}, strict=True, assign=True)

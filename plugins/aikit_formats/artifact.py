@@ -8,48 +8,42 @@ from pathlib import Path
 from typing import Any
 
 from aikit.artifact import MANIFEST_NAME, read_manifest, verify_files
-from aikit.errors import ModelLoadError
+from aikit.errors import AikitError, ModelLoadError
 from aikit.loader import Loader
 from aikit.options import LoadOptions
 from aikit.parts import ModelParts, SourceInfo
 from aikit.preprocess import ImagePreprocess
-
-
-def _importable(ref: str) -> Any:
-    """Resolve ``module:qualname`` only among modules already imported (never import on a file's say-so)."""
-    module_name, _, qualname = ref.partition(":")
-    obj: Any = sys.modules.get(module_name)
-    for attr in qualname.split("."):
-        obj = getattr(obj, attr, None)
-    return obj
+from aikit.remote_code import check_remote_code
 
 
 class ArtifactLoader(Loader):
-    """An artifact written by ``Model.save``: sha256 of every file checked, then restored by the
-    backend recorded in the manifest."""
+    """An artifact written by ``Model.save``: the manifest's digest and every file's sha256 checked,
+    then restored by the backend recorded in the manifest.
+
+    The manifest is data: an ``ImagePreprocess`` is rebuilt from its fields, while a preprocess
+    function recorded by name is never resolved (``Model.load`` asks the caller for it).
+    """
 
     name = "aikit-artifact"
     description = "aikit artifact folder (aikit.json)"
     priority = 100
 
     def detects(self, source: object) -> bool:
-        return isinstance(source, (str, os.PathLike)) and (Path(source) / MANIFEST_NAME).is_file()
+        # lexists: a manifest that is a link or a FIFO still routes here, to be refused, not elsewhere
+        return isinstance(source, (str, os.PathLike)) and os.path.lexists(Path(source) / MANIFEST_NAME)
 
     def load(self, source: object, *, task: str | None, options: LoadOptions) -> ModelParts:
         import transformers
 
         directory = Path(os.fspath(source)).resolve()  # type: ignore[call-overload]
-        manifest = read_manifest(directory)
+        manifest = read_manifest(directory, verify=options.verify, expected_sha256=options.expected_sha256)
         verify_files(directory, manifest, verify=options.verify)
+        check_remote_code(directory, trust_remote_code=options.trust_remote_code)
         saved_task = str(manifest["task"])
-        src = manifest.get("source") or {}
-        task_state: dict[str, Any] = dict(manifest.get("task_state") or {})
+        src = manifest["source"] or {"kind": "aikit-artifact", "location": str(directory)}
+        task_state: dict[str, Any] = dict(manifest["task_state"])
         parts = ModelParts(
-            source=SourceInfo(
-                kind=str(src.get("kind", "aikit-artifact")),
-                location=str(src.get("location", directory)),
-                sha256=src.get("sha256"),
-            ),
+            source=SourceInfo(kind=src["kind"], location=src["location"], sha256=src.get("sha256")),
             labels=manifest.get("labels"),
             artifact_dir=directory,
             manifest=manifest,
@@ -57,24 +51,29 @@ class ArtifactLoader(Loader):
             task_state=task_state,
         )
         files = manifest["files"]
+        trust = options.trust_remote_code
         try:
             if "config.json" in files:
-                parts.config = transformers.AutoConfig.from_pretrained(
-                    directory, trust_remote_code=options.trust_remote_code
-                )
+                parts.config = transformers.AutoConfig.from_pretrained(directory, trust_remote_code=trust)
             if "tokenizer_config.json" in files:
-                parts.tokenizer = transformers.AutoTokenizer.from_pretrained(directory)
+                parts.tokenizer = transformers.AutoTokenizer.from_pretrained(directory, trust_remote_code=trust)
             if "preprocessor_config.json" in files:
-                parts.image_processor = transformers.AutoImageProcessor.from_pretrained(directory)  # type: ignore[no-untyped-call]
-        except (OSError, ValueError) as exc:
+                parts.image_processor = transformers.AutoImageProcessor.from_pretrained(  # type: ignore[no-untyped-call]
+                    directory, trust_remote_code=trust
+                )
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
             raise ModelLoadError(
-                f"artifact {directory}: cannot read its config or tokenizer: {exc}", source=directory
+                f"artifact {directory}: cannot read its config or tokenizer: {type(exc).__name__}: {exc}",
+                source=directory,
             ) from exc
         preprocess = task_state.get("preprocess")
-        if isinstance(preprocess, dict):
-            parts.preprocess = ImagePreprocess.from_dict(preprocess)
-        elif isinstance(preprocess, str):
-            parts.preprocess = _importable(preprocess)
+        if isinstance(preprocess, dict):  # a str is a function's name only: Model.load asks the caller
+            try:
+                parts.preprocess = ImagePreprocess.from_dict(preprocess)
+            except (TypeError, ValueError, AikitError) as exc:
+                raise ModelLoadError(
+                    f"artifact {directory}: {MANIFEST_NAME} holds an invalid ImagePreprocess: {exc}", source=directory
+                ) from exc
         return parts
 
 

@@ -103,13 +103,16 @@ def _load_cached(path: Path, digest: str) -> tuple[Any, Any]:
     if (folder / "config.json").is_file():
         try:
             with quiet_transformers():
-                tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
-                module = transformers.AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True)
+                # aikit wrote this folder from a GGUF (data only): nothing in it is code to run
+                tokenizer = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+                module = transformers.AutoModelForCausalLM.from_pretrained(
+                    folder, use_safetensors=True, trust_remote_code=False
+                )
             return tokenizer, module
         except (OSError, ValueError) as exc:  # a damaged cache entry is rebuilt, never trusted
             logger.warning("rebuilding the GGUF cache entry %s: %s", folder, exc)
             shutil.rmtree(folder, ignore_errors=True)
-    kwargs = {"gguf_file": path.name}
+    kwargs: dict[str, Any] = {"gguf_file": path.name, "trust_remote_code": False}
     try:
         with quiet_transformers():
             tokenizer = transformers.AutoTokenizer.from_pretrained(path.parent, **kwargs)

@@ -15,6 +15,7 @@ from aikit.loader import Loader
 from aikit.options import LoadOptions
 from aikit.parts import ModelParts, SourceInfo
 from aikit.plugins import resolve_task
+from aikit.remote_code import check_remote_code
 
 from ._quiet import quiet_transformers
 
@@ -91,26 +92,29 @@ def load_hf_folder(directory: Path, *, task: str | None, options: LoadOptions, k
         )
     if not safe and not pickled:
         raise ModelLoadError(f"{directory} has a config.json but no weight files (*.safetensors)", source=directory)
+    check_remote_code(directory, trust_remote_code=options.trust_remote_code)
     try:
         config = transformers.AutoConfig.from_pretrained(directory, trust_remote_code=options.trust_remote_code)
     except ValueError as exc:
-        if "trust_remote_code" in str(exc) and not options.trust_remote_code:
-            shipped = ", ".join(sorted(p.name for p in directory.glob("*.py"))) or "code from the hub"
-            raise UnsafeModelError(
-                f"{directory} needs custom Python code to load ({shipped}); aikit does not run code "
-                "shipped with a model unless you pass trust_remote_code=True after reading that code",
-                source=directory,
-            ) from exc
         raise ModelLoadError(f"cannot read {directory / 'config.json'}: {exc}", source=directory) from exc
     parts = ModelParts(
         source=SourceInfo(kind=kind, location=location, sha256=combined_hash(safe or pickled)),
         config=config,
         task_state=sentence_transformers_state(directory),
     )
+    trust = options.trust_remote_code
     parts.tokenizer = _optional(
-        directory, "tokenizer_config.json", "tokenizer.json", "vocab.txt", "tokenizer.model", loader="AutoTokenizer"
+        directory,
+        "tokenizer_config.json",
+        "tokenizer.json",
+        "vocab.txt",
+        "tokenizer.model",
+        loader="AutoTokenizer",
+        trust_remote_code=trust,
     )
-    parts.image_processor = _optional(directory, "preprocessor_config.json", loader="AutoImageProcessor")
+    parts.image_processor = _optional(
+        directory, "preprocessor_config.json", loader="AutoImageProcessor", trust_remote_code=trust
+    )
     task_cls = resolve_task(parts, task)
     parts.task_hint = task_cls.name
     auto_name = task_cls.hf_auto_class
@@ -141,13 +145,13 @@ def load_hf_folder(directory: Path, *, task: str | None, options: LoadOptions, k
     return parts
 
 
-def _optional(directory: Path, *markers: str, loader: str) -> Any:
+def _optional(directory: Path, *markers: str, loader: str, trust_remote_code: bool) -> Any:
     if not any((directory / m).is_file() for m in markers):
         return None
     import transformers
 
     try:
-        return getattr(transformers, loader).from_pretrained(directory)
+        return getattr(transformers, loader).from_pretrained(directory, trust_remote_code=trust_remote_code)
     except ImportError as exc:
         raise MissingDependencyError(
             str(exc).split("`")[1] if "`" in str(exc) else "a tokenizer library", feature=f"{loader} for {directory}"
@@ -169,7 +173,7 @@ class HuggingFaceFolderLoader(Loader):
         if not isinstance(source, (str, os.PathLike)):
             return False
         path = Path(source)
-        return path.is_dir() and (path / "config.json").is_file() and not (path / MANIFEST_NAME).is_file()
+        return path.is_dir() and (path / "config.json").is_file() and not os.path.lexists(path / MANIFEST_NAME)
 
     def load(self, source: object, *, task: str | None, options: LoadOptions) -> ModelParts:
         path = Path(os.fspath(source)).resolve()  # type: ignore[call-overload]

@@ -6,13 +6,15 @@ import os
 import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 
+from aikit.artifact import MANIFEST_NAME, listed_file
 from aikit.backend import Arrays, Backend
-from aikit.errors import BackendError, ConfigError
+from aikit.errors import BackendError, ConfigError, ModelLoadError
 from aikit.options import BackendOptions, GenerationOptions
 from aikit.parts import ModelParts
 
@@ -24,6 +26,36 @@ from .settings import OrtSettings
 __all__ = ["OrtBackend"]
 
 DEFAULT_CONTEXT = 2048
+_GRAPHS = {"single": {"model"}, "decoder": {"model"}, "seq2seq": {"encoder", "decoder"}}
+
+
+class ArtifactFacts(BaseModel):
+    """The graph facts an artifact's ``backend_state`` records, validated before any graph is opened.
+
+    Only the fields the backend reads are typed; the rest (validation figures, fusion counts, ...)
+    are reporting data and stay JSON.
+    """
+
+    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
+    kind: Literal["single", "decoder", "seq2seq"]
+    graphs: dict[str, Annotated[str, Field(min_length=1, max_length=1024)]]
+    rename_outputs: dict[str, str] | None = None
+    context: Annotated[int, Field(ge=1)] | None = None
+    kv_heads: Annotated[int, Field(ge=1)] | None = None
+    head_dim: Annotated[int, Field(ge=1)] | None = None
+    shared: bool = False
+    decoder_start_token_id: Annotated[int, Field(ge=0)] | None = None
+    dtype: str = "float32"
+    fusions: dict[str, JsonValue] | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> ArtifactFacts:
+        if set(self.graphs) != _GRAPHS[self.kind]:
+            wanted = sorted(_GRAPHS[self.kind])
+            raise ValueError(f"a {self.kind!r} model has graphs {wanted}, not {sorted(self.graphs)}")
+        if self.kind == "decoder" and (self.kv_heads is None or self.head_dim is None):
+            raise ValueError("a decoder needs kv_heads and head_dim")
+        return self
 
 
 class OrtBackend(Backend):
@@ -181,12 +213,25 @@ class OrtBackend(Backend):
 
     @classmethod
     def load(cls, directory: Path, parts: ModelParts, state: Mapping[str, Any], options: BackendOptions) -> Backend:
-        facts = state.get("facts")
-        if not isinstance(facts, Mapping) or "graphs" not in facts:
-            raise BackendError(
-                f"artifact {directory}: its manifest has no ONNX graph facts for the onnxruntime backend"
-            )
-        return cls(directory, facts, options, config=parts.config)
+        """Open the artifact's graphs after checking them: valid facts, every graph and external-data
+        file listed (so hashed and inside the folder), every graph parsing and passing ``onnx.checker``.
+        Any of that failing is a ``ModelLoadError`` naming the file."""
+        from .loader import check_onnx_file
+
+        try:
+            facts = ArtifactFacts.model_validate(state.get("facts"))
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+            raise ModelLoadError(
+                f"artifact {directory}: {MANIFEST_NAME} has invalid ONNX graph facts: {problems}", source=directory
+            ) from exc
+        manifest = parts.manifest or {}
+        for graph in facts.graphs.values():
+            path = listed_file(directory, manifest, graph, what="an ONNX graph")
+            folder = Path(graph).parent
+            for name in check_onnx_file(path):  # external data must be listed too, not merely inside
+                listed_file(directory, manifest, (folder / name).as_posix(), what=f"external data of {graph}")
+        return cls(directory, facts.model_dump(), options, config=parts.config)
 
     def describe(self) -> dict[str, Any]:
         import onnxruntime

@@ -17,6 +17,7 @@ from aikit.errors import MissingDependencyError, ModelLoadError
 from aikit.loader import Loader
 from aikit.options import LoadOptions
 from aikit.parts import ModelParts, SourceInfo
+from aikit.remote_code import check_remote_code
 
 from .graph_info import describe_graph, graph_files
 
@@ -79,15 +80,17 @@ class OnnxFileLoader(Loader):
     def _read_neighbours(folder: Path, parts: ModelParts, options: LoadOptions) -> None:
         import transformers
 
+        trust = options.trust_remote_code
+        check_remote_code(folder, trust_remote_code=trust)
         try:
             if (folder / "config.json").is_file():
-                parts.config = transformers.AutoConfig.from_pretrained(
-                    folder, trust_remote_code=options.trust_remote_code
-                )
+                parts.config = transformers.AutoConfig.from_pretrained(folder, trust_remote_code=trust)
             if (folder / "tokenizer.json").is_file() or (folder / "tokenizer_config.json").is_file():
-                parts.tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+                parts.tokenizer = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=trust)
             if (folder / "preprocessor_config.json").is_file():
-                parts.image_processor = transformers.AutoImageProcessor.from_pretrained(folder)  # type: ignore[no-untyped-call]
+                parts.image_processor = transformers.AutoImageProcessor.from_pretrained(  # type: ignore[no-untyped-call]
+                    folder, trust_remote_code=trust
+                )
         except (OSError, ValueError) as exc:
             raise ModelLoadError(
                 f"cannot read the files next to the ONNX model in {folder}: {exc}", source=folder

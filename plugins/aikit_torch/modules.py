@@ -1,20 +1,56 @@
-"""Rebuilding torch modules for artifacts: what class to build, and how to fill it with weights."""
+"""Rebuilding torch modules for artifacts: what class to build, and how to fill it with weights.
+
+The backend state in a manifest is data, validated by ``TorchState``: a transformers model names
+a ``PreTrainedModel`` subclass that transformers exports; a plain-PyTorch model's class is
+recorded by name only, for the error message, and the skeleton always comes from the caller
+(``Model.load(..., module=Net())``). Nothing named by a manifest is ever imported or called.
+"""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
-from aikit.errors import ArtifactError, ModelLoadError
+from aikit.artifact import MANIFEST_NAME, listed_file
+from aikit.errors import AikitError, ArtifactError, ModelLoadError
 from aikit.parts import ModelParts
 from aikit.plugins import get_strategy
 
 WEIGHTS = "model.safetensors"
+
+
+class ModuleSpec(BaseModel):
+    """How to rebuild the module's structure: ``{"kind": "transformers" | "python", "class": name}``."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    kind: Literal["transformers", "python"]
+    class_name: str = Field(alias="class", min_length=1, max_length=300)
+
+
+class TorchState(BaseModel):
+    """The torch backends' ``backend_state``; ``weights`` is set by the CUDA backend."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    module: ModuleSpec
+    dtype: Literal["float32", "float16", "bfloat16", "float64"] | None = None
+    weights: Literal["plain", "torchao"] | None = None
+
+
+def parse_state(directory: Path, state: Mapping[str, Any]) -> TorchState:
+    """Validate a torch backend state read from ``directory``'s manifest (``ModelLoadError`` if invalid)."""
+    try:
+        return TorchState.model_validate(dict(state))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+        raise ModelLoadError(
+            f"artifact {directory}: {MANIFEST_NAME} has an invalid torch backend_state: {problems}", source=directory
+        ) from exc
 
 
 def is_transformers_model(module: Any) -> bool:
@@ -44,63 +80,68 @@ def save_module(module: torch.nn.Module, directory: Path) -> dict[str, Any]:
     return describe_module(module)
 
 
-def build_skeleton(directory: Path, parts: ModelParts, spec: Mapping[str, Any]) -> torch.nn.Module:
-    """A module with the saved structure (weights not loaded yet)."""
-    kind = spec.get("kind")
-    if kind == "transformers":
+def build_skeleton(directory: Path, parts: ModelParts, spec: ModuleSpec) -> torch.nn.Module:
+    """A module with the saved structure (weights not loaded yet).
+
+    A transformers model is built from its config; a plain-PyTorch model is the ``module`` the
+    caller passed to ``Model.load`` (``ModelLoadError`` naming the saved class when there is none).
+    """
+    if spec.kind == "transformers":
         import transformers
 
-        cls = getattr(transformers, str(spec.get("class")), None)
+        cls = getattr(transformers, spec.class_name, None)
         if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
             raise ModelLoadError(
-                f"artifact {directory}: {spec.get('class')!r} is not a transformers model class", source=directory
+                f"artifact {directory}: {spec.class_name!r} is not a transformers model class", source=directory
             )
         config = parts.config
         if config is None:
-            config = transformers.AutoConfig.from_pretrained(directory)
+            config = transformers.AutoConfig.from_pretrained(directory, trust_remote_code=False)
         return cls(config)
-    if kind == "python":
-        given = parts.extras.get("module")
-        if isinstance(given, torch.nn.Module):
-            return given
-        module_name, _, qualname = str(spec.get("class")).partition(":")
-        # Import nothing on a manifest's say-so: the class must already be importable in this process.
-        owner = sys.modules.get(module_name)
-        cls = owner
-        for attr in qualname.split("."):
-            cls = getattr(cls, attr, None)
-        if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
-            raise ModelLoadError(
-                f"artifact {directory} holds weights for the plain PyTorch class {spec.get('class')!r}, "
-                "which is not imported in this process; import it first or pass module=YourNet(...) to Model.load",
-                source=directory,
-            )
+    given = parts.extras.get("module")
+    if isinstance(given, torch.nn.Module):
+        return given
+    raise ModelLoadError(
+        f"artifact {directory} holds weights for the plain PyTorch class `{spec.class_name}`; artifacts store "
+        "data, never code, so pass an instance to fill: Model.load(..., module=YourNet(...))",
+        source=directory,
+    )
+
+
+def restore_transformations(directory: Path, parts: ModelParts, module: torch.nn.Module) -> torch.nn.Module:
+    """Re-apply each recorded transformation's structure, with configs only registered strategies define."""
+    for record in (parts.manifest or {}).get("transformations", []):
+        fields = {k: v for k, v in record.items() if k != "strategy"}
         try:
-            return cls()
-        except TypeError as exc:
+            strategy_cls = get_strategy(str(record.get("strategy")))
+            config = strategy_cls.config_class.from_fields(fields)
+            module = strategy_cls().restore(module, config)
+        except (AikitError, ValueError, TypeError) as exc:  # unknown strategy, invalid config fields
             raise ModelLoadError(
-                f"cannot build {spec.get('class')!r} without arguments ({exc}); pass module=YourNet(...) to Model.load",
+                f"artifact {directory}: {MANIFEST_NAME} records a transformation aikit cannot rebuild: {exc}",
                 source=directory,
             ) from exc
-    raise ModelLoadError(f"artifact {directory}: unknown module kind {kind!r}", source=directory)
+    return module
+
+
+def load_weights(directory: Path, parts: ModelParts, module: torch.nn.Module) -> torch.nn.Module:
+    """Fill ``module`` strictly from the artifact's listed weight file; any failure is a ``ModelLoadError``."""
+    path = listed_file(directory, parts.manifest or {}, WEIGHTS, what="the weights")
+    try:
+        load_model(module, str(path), strict=True)
+    except (SafetensorError, OSError) as exc:  # truncated or malformed header, offsets, shapes
+        raise ModelLoadError(f"artifact {directory}: cannot read {WEIGHTS}: {exc}", source=directory) from exc
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise ModelLoadError(
+            f"artifact {directory}: the weights in {WEIGHTS} do not fit the saved structure: {exc}", source=directory
+        ) from exc
+    return module.eval()
 
 
 def restore_module(directory: Path, parts: ModelParts, state: Mapping[str, Any]) -> torch.nn.Module:
     """Rebuild the saved module: skeleton, then each recorded transformation's structure, then weights."""
-    module = build_skeleton(directory, parts, state.get("module", {}))
-    manifest = parts.manifest or {}
-    for record in manifest.get("transformations", []):
-        fields = {k: v for k, v in record.items() if k != "strategy"}
-        strategy_cls = get_strategy(str(record.get("strategy")))
-        config = strategy_cls.config_class.from_fields(fields)
-        module = strategy_cls().restore(module, config)
-    dtype = state.get("dtype")
-    if isinstance(dtype, str) and hasattr(torch, dtype):
-        module = module.to(getattr(torch, dtype))
-    try:
-        load_model(module, str(directory / WEIGHTS), strict=True)
-    except (RuntimeError, ValueError, KeyError) as exc:
-        raise ModelLoadError(
-            f"artifact {directory}: weights do not fit the saved structure: {exc}", source=directory
-        ) from exc
-    return module.eval()
+    parsed = parse_state(directory, state)
+    module = restore_transformations(directory, parts, build_skeleton(directory, parts, parsed.module))
+    if parsed.dtype is not None:
+        module = module.to(getattr(torch, parsed.dtype))
+    return load_weights(directory, parts, module)
