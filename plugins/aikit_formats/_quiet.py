@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 
 @contextmanager
@@ -33,12 +34,12 @@ def gguf_progress_on_terminals_only() -> Iterator[None]:
 
     from transformers import modeling_gguf_pytorch_utils as gguf_utils
 
-    original = getattr(gguf_utils, "tqdm", None)
+    original: Any = getattr(gguf_utils, "tqdm", None)
     if original is None:  # a transformers release that no longer has the bar
         yield
         return
-    gguf_utils.tqdm = functools.partial(original, disable=None)
+    setattr(gguf_utils, "tqdm", functools.partial(original, disable=None))  # noqa: B010 (not exported)
     try:
         yield
     finally:
-        gguf_utils.tqdm = original
+        setattr(gguf_utils, "tqdm", original)  # noqa: B010

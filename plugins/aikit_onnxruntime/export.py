@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 from numpy.typing import NDArray
+from torch.jit._trace import TracerWarning
 
 from aikit.errors import BackendError
 
@@ -203,7 +204,7 @@ def legacy_exporter_warnings() -> Iterator[None]:
         warnings.filterwarnings(
             "ignore", message=r"Exporting aten::index operator of advanced indexing", category=UserWarning
         )
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=TracerWarning)
         yield
 
 

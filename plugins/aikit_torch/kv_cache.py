@@ -21,7 +21,7 @@ def _argument_name(cls: type) -> str:
     # The class's own forward signature says which name this release understands; inspect follows
     # transformers' decorators (they use functools.wraps) back to the real parameters.
     try:
-        parameters = inspect.signature(cls.forward).parameters
+        parameters = inspect.signature(getattr(cls, "forward")).parameters  # noqa: B009 (any class)
     except (TypeError, ValueError, AttributeError):
         return "past_key_values"
     return "cache" if "cache" in parameters else "past_key_values"
@@ -33,7 +33,8 @@ def cache_kwargs(module: Any, cache: Any) -> dict[str, Any]:
     ``cache`` may be ``None`` (first step: the model creates one). For a wrapper without a
     transformers-style forward the old name is used, which every transformers 5 release accepts.
     """
-    return {_argument_name(type(module)): cache, "use_cache": True}
+    cls: type = type(module)
+    return {_argument_name(cls): cache, "use_cache": True}
 
 
 def returned_cache(output: Mapping[str, Any]) -> Any:
