@@ -90,3 +90,53 @@ def test_demo_runs_offline_and_reports_timings() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "'How do plants make energy?' -> 'Photosynthesis" in proc.stdout
     assert "tokens/s" in proc.stdout and "demo finished in" in proc.stdout
+    # A normal run prints only aikit's own lines: no torchao/torch import chatter, no progress bars
+    # off a terminal, no warnings from third-party code (the issue this guards: all three were there).
+    assert proc.stderr == "", proc.stderr
+    for line in proc.stdout.splitlines():
+        assert line.startswith(("[1/2]", "[2/2]", "      ", "demo finished")), line
+
+
+def test_version_option_prints_the_installed_version() -> None:
+    from importlib.metadata import version
+
+    proc = subprocess.run([sys.executable, "-m", "aikit", "--version"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"aikit {version('aikit')}"
+
+
+def test_verbosity_options_route_aikit_logs_without_touching_the_root_logger() -> None:
+    import io
+    import logging
+    import warnings
+
+    from aikit.cli._output import configure_output
+    from aikit.errors import TruncationWarning
+
+    root_handlers = list(logging.getLogger().handlers)
+    aikit_logger = logging.getLogger("aikit")
+    saved = (list(aikit_logger.handlers), aikit_logger.level, aikit_logger.propagate, warnings.showwarning)
+    try:
+        for verbosity, shown in ((-1, set()), (0, {"warn"}), (1, {"warn", "info"}), (2, {"warn", "info", "debug"})):
+            stream = io.StringIO()
+            configure_output(verbosity, stream)
+            configure_output(verbosity, stream)  # idempotent: one handler, each line once
+            log = logging.getLogger("aikit.demo")
+            log.warning("warn")
+            log.info("info")
+            log.debug("debug")
+            lines = stream.getvalue().splitlines()
+            assert {line.removeprefix("aikit: ") for line in lines} == shown
+            assert len(lines) == len(shown)
+            warnings.showwarning(TruncationWarning("cut"), TruncationWarning, "x.py", 1)
+            warnings.showwarning(UserWarning("third-party"), UserWarning, "x.py", 1)
+            text = stream.getvalue()
+            assert ("aikit: warning: cut" in text) == (verbosity >= 0)
+            assert ("third-party" in text) == (verbosity >= 2)
+        assert logging.getLogger().handlers == root_handlers
+        assert logging.getLogger("torchao").level == logging.NOTSET  # -vv shows third-party logs again
+    finally:
+        aikit_logger.handlers[:] = saved[0]
+        aikit_logger.setLevel(saved[1])
+        aikit_logger.propagate = saved[2]
+        warnings.showwarning = saved[3]
