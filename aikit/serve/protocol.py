@@ -11,7 +11,9 @@ What each bound covers (``uvicorn_options`` applies them all from ``ServeSetting
 - ``header_timeout_s`` (here): from the connection's opening, or from the end of its previous
   response, to the complete request head. Past it the connection is closed, after a ``408`` if
   part of a request had arrived (an idle connection is closed silently, as at keep-alive expiry).
-- ``max_header_bytes`` (h11): the request head's size; larger gets ``400`` and a close.
+- ``max_header_bytes`` (h11's ``max_incomplete_event_size``): bytes buffered of an unfinished
+  request head; past it ``400`` and a close. A head that arrives whole in one read is parsed
+  even if larger: the bound is on memory held per connection, not on header size as such.
 - ``keep_alive_s`` (uvicorn's ``timeout_keep_alive``): idle time between requests.
 - ``body_timeout_s`` (``ServiceMiddleware``): the body's arrival while the app reads it (``408``).
 - Here too: when a response is complete but the client is still sending the request's body

@@ -36,11 +36,14 @@ class ServeSettings:
       that trickle headers a byte at a time, and idle connections that never send a request.
     - ``body_timeout_s``: once the head has arrived, the whole body must arrive within this many
       seconds; otherwise the request gets ``408`` and the connection is closed. Bounds clients that
-      declare a body and stall or trickle it. Neither timeout bounds the response: a slow reader
-      of a streamed answer is bounded by the transport's write buffer, not by these.
+      declare a body and stall or trickle it. Neither timeout bounds the response: a client that
+      reads an answer slowly, or not at all, keeps its connection while the TCP connection lives
+      (a streamed generation still ends, and gives back its queue place, at ``max_tokens``).
     - ``keep_alive_s``: an idle keep-alive connection is closed after this many seconds.
-    - ``max_header_bytes``: the largest request head (request line plus headers) accepted;
-      larger ones get ``400`` and the connection is closed.
+    - ``max_header_bytes``: how much of an unfinished request head (request line plus headers)
+      the server buffers; a head not ended within it gets ``400`` and the connection is closed.
+      A head that arrives whole in one read is parsed even if larger, so memory per connection is
+      bounded by the larger of this and one socket read (256 KiB).
     - ``token``: when set, every route but ``/health`` needs ``Authorization: Bearer <token>``.
     - ``shutdown_deadline_s``: on SIGTERM, how long in-flight requests may take to finish.
     - ``model_name``: the name reported by ``/info`` and the OpenAI-style endpoints.
