@@ -264,9 +264,10 @@ def read_manifest(directory: Path, *, verify: bool = True, expected_sha256: str 
     In order, before anything else in the folder is read: the manifest must be a regular file (not
     a link, FIFO, ...) of at most ``MAX_MANIFEST_BYTES``; before it is parsed, its sha256 must
     equal ``expected_sha256`` when given and, with ``verify``, the digest in ``aikit.json.sha256``
-    (required from format 2; a format 1 artifact without one loads with a logged warning); it must parse as UTF-8 JSON no deeper than
-    ``MAX_DEPTH`` without NUL characters, have a ``format_version`` this aikit reads, match
-    ``Manifest``, and list only file names inside the folder. File hashes are checked by
+    (required from format 2; a format 1 artifact without one loads with a logged warning); it
+    must parse as UTF-8 JSON no deeper than ``MAX_DEPTH`` without NUL characters, have a
+    ``format_version`` this aikit reads, match ``Manifest``, and list only file names inside the
+    folder. File hashes are checked by
     ``aikit.artifact.verify_files``.
 
     Raises ``ModelLoadError`` (unreadable, malformed, too big, too new) or ``IntegrityError``

@@ -18,9 +18,9 @@ from aikit_torch.modules import (
     is_transformers_model,
     parse_state,
     restore_transformations,
+    weights_path,
 )
 
-from aikit.artifact import listed_file
 from aikit.errors import ArtifactError, MissingDependencyError, ModelLoadError
 from aikit.parts import ModelParts
 
@@ -71,7 +71,7 @@ def load_quantized_module(directory: Path, parts: ModelParts, state: Mapping[str
     support = _torchao_safetensors()
     parsed = parse_state(directory, state)
     module = restore_transformations(directory, parts, build_skeleton(directory, parts, parsed.module))
-    path = listed_file(directory, parts.manifest or {}, WEIGHTS, what="the weights")
+    path = weights_path(directory, parts)
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}

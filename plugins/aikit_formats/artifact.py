@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from aikit.artifact import MANIFEST_NAME, read_manifest, verify_files
-from aikit.errors import AikitError, ModelLoadError
+from aikit.errors import AikitError, ModelLoadError, UnknownNameError
 from aikit.loader import Loader
 from aikit.options import LoadOptions
 from aikit.parts import ModelParts, SourceInfo
+from aikit.plugins import get_backend, get_task
 from aikit.preprocess import ImagePreprocess
 from aikit.remote_code import check_remote_code
 
@@ -40,6 +41,14 @@ class ArtifactLoader(Loader):
         verify_files(directory, manifest, verify=options.verify)
         check_remote_code(directory, trust_remote_code=options.trust_remote_code)
         saved_task = str(manifest["task"])
+        try:  # names only registered plugins provide; refused here rather than deep in Model.load
+            get_task(saved_task)
+            get_backend(str(manifest["backend"]))
+        except UnknownNameError as exc:
+            raise ModelLoadError(
+                f"artifact {directory}: {MANIFEST_NAME} names an unknown {exc.kind} {exc.name!r:.100}: {exc}",
+                source=directory,
+            ) from exc
         src = manifest["source"] or {"kind": "aikit-artifact", "location": str(directory)}
         task_state: dict[str, Any] = dict(manifest["task_state"])
         parts = ModelParts(

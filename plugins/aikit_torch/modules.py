@@ -124,9 +124,16 @@ def restore_transformations(directory: Path, parts: ModelParts, module: torch.nn
     return module
 
 
+def weights_path(directory: Path, parts: ModelParts) -> Path:
+    """The weight file, which an artifact's manifest must list (``IntegrityError`` otherwise)."""
+    if parts.manifest is None:  # called on a folder this process wrote, not on an artifact
+        return directory / WEIGHTS
+    return listed_file(directory, parts.manifest, WEIGHTS, what="the weights")
+
+
 def load_weights(directory: Path, parts: ModelParts, module: torch.nn.Module) -> torch.nn.Module:
     """Fill ``module`` strictly from the artifact's listed weight file; any failure is a ``ModelLoadError``."""
-    path = listed_file(directory, parts.manifest or {}, WEIGHTS, what="the weights")
+    path = weights_path(directory, parts)
     try:
         load_model(module, str(path), strict=True)
     except (SafetensorError, OSError) as exc:  # truncated or malformed header, offsets, shapes
