@@ -67,10 +67,12 @@ class DeadlineH11Protocol(H11Protocol):
             self._cancel_head_timer()
 
     def on_response_complete(self) -> None:
+        # Read before uvicorn moves on: it may parse a pipelined next request in the call.
+        body_unread = self.conn.their_state is h11.SEND_BODY
         super().on_response_complete()
         if self.transport.is_closing():
             self._cancel_head_timer()
-        elif self.conn.their_state is h11.SEND_BODY:
+        elif body_unread:
             # Answered before the body was read: the rest of it is of no use to anyone.
             self._cancel_head_timer()
             self.transport.close()
