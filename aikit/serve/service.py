@@ -188,8 +188,10 @@ class ModelService:
         """Tokens of ``text`` (or of a chat rendered with its template) the model can read; 0 without a tokenizer.
 
         Text is cut to ``_CHARS_PER_TOKEN`` characters per token of the model's limit first, from
-        the end the model keeps (``keep="tail"`` for prompts, whose last tokens are kept), and the
-        count is capped at the limit: time is bounded by the model's context, not by the input.
+        the end the model keeps (``keep="tail"`` for prompts, whose last tokens are kept; a chat
+        keeps its last messages, up to that many characters in all and at most as many messages
+        as the limit has tokens), and the count is capped at the limit: time is bounded by the
+        model's context, not by the input.
         ``special=False`` leaves out the special tokens (to count generated text). Blocking (it
         tokenizes): call ``usage_tokens`` from the event loop.
         """
@@ -199,10 +201,7 @@ class ModelService:
         limit = self.token_limit
         if limit is not None:
             bound = limit * _CHARS_PER_TOKEN
-            if isinstance(text, list):
-                text = [{**m, "content": _cut(m["content"], bound, keep)} for m in text]
-            else:
-                text = _cut(text, bound, keep)
+            text = _last_messages(text, bound, limit) if isinstance(text, list) else _cut(text, bound, keep)
         with self._count_lock:
             if isinstance(text, list):
                 if getattr(tok, "chat_template", None):
@@ -237,6 +236,20 @@ def _cut(text: str, bound: int, keep: Literal["head", "tail"]) -> str:
     if len(text) <= bound:
         return text
     return text[:bound] if keep == "head" else text[-bound:]
+
+
+def _last_messages(messages: list[dict[str, str]], bound: int, limit: int) -> list[dict[str, str]]:
+    """The last messages holding at most ``bound`` characters of content (the first kept one cut),
+    and at most ``limit`` of them: each adds template tokens, so more could not fit the context."""
+    kept: list[dict[str, str]] = []
+    room = bound
+    for message in reversed(messages):
+        if room <= 0 or len(kept) >= limit:
+            break
+        content = message["content"][-room:]
+        kept.append({**message, "content": content})
+        room -= len(content)
+    return kept[::-1]
 
 
 def _token_limit(tokenizer: Any, config: Any) -> int | None:
