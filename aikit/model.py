@@ -141,8 +141,16 @@ class Model:
         state = manifest.get("backend_state", {})
         convert = backend not in ("auto", saved_backend)
         restored = backend_cls.load(parts.artifact_dir, parts, state, BackendOptions() if convert else options)
+        try:  # task settings come from the manifest: each task validates its own (ConfigError, ...)
+            task_obj = task_cls(parts)
+        except (ValueError, TypeError) as exc:
+            raise ModelLoadError(
+                f"artifact {parts.artifact_dir}: the task_state in its manifest is invalid for task "
+                f"{task_cls.name!r}: {exc}",
+                source=parts.artifact_dir,
+            ) from exc
         model = cls(
-            task=task_cls(parts),
+            task=task_obj,
             backend=restored,
             parts=parts,
             transformations=manifest.get("transformations", []),

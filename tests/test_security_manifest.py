@@ -792,3 +792,13 @@ def test_concurrent_model_saves_to_sibling_folders_are_independent(tiny_model_di
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
     for name in names:
         verify_files(tmp_path / name, read_manifest(tmp_path / name))
+
+
+@pytest.mark.parametrize("pooling", ["evil", 3, None, ["mean"]])
+def test_task_settings_a_task_rejects_are_load_errors(tiny_model_dir: TinyDir, tmp_path: Path, pooling: Any) -> None:
+    path = aikit.Model.load(tiny_model_dir("bert-embedding"), task="feature-extraction").save(tmp_path / "emb")
+    manifest = _manifest(path)
+    manifest["task_state"]["pooling"] = pooling
+    _write_manifest(path, manifest)
+    with pytest.raises(aikit.ModelLoadError, match="task_state in its manifest is invalid.*pooling"):
+        aikit.Model.load(path)

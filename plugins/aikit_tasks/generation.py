@@ -45,8 +45,8 @@ def eos_ids(parts: ModelParts) -> set[int]:
     for value in sources:
         if isinstance(value, int):
             ids.add(value)
-        elif isinstance(value, (list, tuple)):
-            ids.update(int(v) for v in value)
+        elif isinstance(value, (list, tuple)):  # task_state comes from a manifest: keep only integers
+            ids.update(int(v) for v in value if isinstance(v, int))
     return ids
 
 
