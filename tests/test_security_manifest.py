@@ -462,7 +462,7 @@ def _first_tensor(header: dict[str, Any]) -> dict[str, Any]:
     return entry
 
 
-_CORRUPTIONS: dict[str, Callable[[Path], None]] = {
+_CORRUPTIONS: dict[str, Callable[[Path], object]] = {
     "header-length": lambda p: p.write_bytes(struct.pack("<Q", 1 << 60) + p.read_bytes()[8:]),
     "header-not-json": lambda p: p.write_bytes(struct.pack("<Q", 4) + b"{{{{" + p.read_bytes()[12:]),
     "offsets-past-end": lambda p: _rewrite_header(p, lambda h: _first_tensor(h).update(data_offsets=[0, 1 << 40])),
