@@ -13,7 +13,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -368,13 +368,6 @@ class PacedBackend(MockBackend):
             time.sleep(self.step_s)
             yield np.full(rows, self.token_id, dtype=np.int64)
 
-    def forward(self, inputs: Arrays) -> dict[str, NDArray[Any]]:
-        return super().forward(inputs)
-
-    @classmethod
-    def load(cls, directory: Path, parts: ModelParts, state: Mapping[str, Any], options: BackendOptions) -> Backend:
-        return cls.from_parts(parts, options)
-
 
 class _PacedPlugin:
     @aikit.hookimpl
@@ -396,7 +389,6 @@ def test_a_client_that_disconnects_mid_stream_frees_its_place(tiny_model_dir: Ca
                 for line in r.iter_lines():
                     if '"content"' in line:
                         break  # one piece of text, then hang up
-            assert _metric(c, "aikit_streams_active") in (0, 1)
             _wait_for(lambda: _metric(c, "aikit_streams_active") == 0, 5, "the place after a disconnect")
             assert time.monotonic() - started < max_tokens * PacedBackend.step_s, "the generation ran to its end"
             with c.stream("POST", "/v1/chat/completions", json={**body, "max_tokens": 2}) as again:
