@@ -15,7 +15,7 @@ from aikit.loader import Loader
 from aikit.options import LoadOptions
 from aikit.parts import ModelParts, SourceInfo
 
-from ._quiet import quiet_transformers
+from ._quiet import gguf_progress_on_terminals_only, quiet_transformers
 from .huggingface import combined_hash
 
 logger = logging.getLogger("aikit.formats")
@@ -114,7 +114,7 @@ def _load_cached(path: Path, digest: str) -> tuple[Any, Any]:
             shutil.rmtree(folder, ignore_errors=True)
     kwargs: dict[str, Any] = {"gguf_file": path.name, "trust_remote_code": False}
     try:
-        with quiet_transformers():
+        with quiet_transformers(), gguf_progress_on_terminals_only():
             tokenizer = transformers.AutoTokenizer.from_pretrained(path.parent, **kwargs)
             loaded = transformers.AutoModelForCausalLM.from_pretrained(path.parent, **kwargs)
     except (ValueError, OSError, KeyError, RuntimeError, IndexError, EOFError, struct.error) as exc:

@@ -66,6 +66,8 @@ def graph_files(path: Path) -> list[str]:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf DecodeError and friends
         raise ModelLoadError(f"cannot parse {path} as an ONNX model: {type(exc).__name__}: {exc}", source=path) from exc
+    if not model.graph.node or not model.graph.output:  # an empty or truncated file parses as an empty model
+        raise ModelLoadError(f"{path} holds no ONNX graph (empty or truncated file)", source=path)
     root = path.parent.resolve()
     names = {path.name}
     for tensor in _tensors(model.graph):

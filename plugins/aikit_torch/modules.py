@@ -97,6 +97,16 @@ def build_skeleton(directory: Path, parts: ModelParts, spec: ModuleSpec) -> torc
         config = parts.config
         if config is None:
             config = transformers.AutoConfig.from_pretrained(directory, trust_remote_code=False)
+        # Only a concrete model class made for this config: base classes (PreTrainedModel itself)
+        # have no config class, and building one caches class-wide flags in transformers that then
+        # break every later model in the process.
+        config_class = getattr(cls, "config_class", None)
+        if not (isinstance(config_class, type) and isinstance(config, config_class)):
+            raise ModelLoadError(
+                f"artifact {directory}: {spec.class_name!r} is not a model class for its "
+                f"{type(config).__name__} config",
+                source=directory,
+            )
         return cls(config)
     given = parts.extras.get("module")
     if isinstance(given, torch.nn.Module):
