@@ -107,7 +107,7 @@ def build_skeleton(directory: Path, parts: ModelParts, spec: ModuleSpec) -> torc
                 f"{type(config).__name__} config",
                 source=directory,
             )
-        return cls(config)
+        return cls(config)  # type: ignore[arg-type]  # an instance of cls.config_class, checked above
     given = parts.extras.get("module")
     if isinstance(given, torch.nn.Module):
         return given
