@@ -21,6 +21,15 @@ def register(app: typer.Typer) -> None:
         max_queue: int = typer.Option(256, help="Items that may wait; beyond this requests get 503 at once."),
         timeout: float = typer.Option(30.0, help="Per-request deadline in seconds (504 after it)."),
         max_body_bytes: int = typer.Option(1_000_000, help="Largest request body (413 above it)."),
+        max_inputs: int | None = typer.Option(
+            None, help="Most inputs one request may carry (default and ceiling: --max-queue); more get 413."
+        ),
+        header_timeout: float = typer.Option(
+            10.0, help="Seconds a connection has to send a complete request head; then closed (408 if partial)."
+        ),
+        body_timeout: float = typer.Option(30.0, help="Seconds from the request head to the end of its body (408)."),
+        keep_alive: float = typer.Option(5.0, help="Seconds an idle keep-alive connection stays open."),
+        max_header_bytes: int = typer.Option(16384, help="Bytes buffered of an unfinished request head; 400 beyond."),
         shutdown_deadline: float = typer.Option(30.0, help="On SIGTERM, seconds in-flight requests may take."),
         token_file: str | None = typer.Option(None, help="File holding the bearer token (else $AIKIT_SERVE_TOKEN)."),
         name: str | None = typer.Option(None, help="Model name reported by /info and the OpenAI routes."),
@@ -40,6 +49,11 @@ def register(app: typer.Typer) -> None:
             max_queue=max_queue,
             timeout_s=timeout,
             max_body_bytes=max_body_bytes,
+            max_inputs=max_inputs,
+            header_timeout_s=header_timeout,
+            body_timeout_s=body_timeout,
+            keep_alive_s=keep_alive,
+            max_header_bytes=max_header_bytes,
             token=read_token(token_file),
             shutdown_deadline_s=shutdown_deadline,
             model_name=name or _default_name(model),
