@@ -127,11 +127,23 @@ class _FlatCache(torch.nn.Module):
 
 
 def kv_shape(config: Any) -> tuple[int, int, int]:
-    """(layers, kv heads, head dim) of a transformers decoder config."""
-    layers = int(config.num_hidden_layers)
-    heads = int(config.num_attention_heads)
-    kv = int(getattr(config, "num_key_value_heads", None) or heads)
-    head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)
+    """(layers, kv heads, head dim) of a transformers decoder config.
+
+    Architectures name these fields differently (``n_layer``/``n_head``/``n_embd`` in GPT-2,
+    ``num_hidden_layers``/... in Llama): optimum's normalized configs map them. An architecture
+    optimum does not know falls back to transformers' standard names. Without a separate number of
+    KV heads, every attention head has its own (no grouped-query attention).
+    """
+    from optimum.utils import NormalizedConfigManager
+
+    try:
+        normalized: Any = NormalizedConfigManager.get_normalized_config_class(config.model_type)(config)
+    except (KeyError, AttributeError):  # not in optimum's table: transformers' standard names
+        normalized = config
+    layers = int(getattr(normalized, "num_layers", None) or config.num_hidden_layers)
+    heads = int(normalized.num_attention_heads)
+    kv = int(getattr(normalized, "num_key_value_heads", None) or heads)
+    head_dim = int(getattr(config, "head_dim", None) or int(normalized.hidden_size) // heads)
     return layers, kv, head_dim
 
 
