@@ -76,8 +76,11 @@ def test_explicit_cuda_fails_before_reading_the_model(
         raise AssertionError("the model was read although the backend cannot run")
 
     monkeypatch.setattr(aikit.model, "_read_source", must_not_run)
+    # The reason names what was found: a CPU-only torch build (install a CUDA one) or a CUDA build
+    # without a usable GPU (check the driver); which one depends on the torch installed here.
     with pytest.raises(
-        BackendUnavailableError, match=r"backend 'cuda' cannot run here: looked for .*pip install torch"
+        BackendUnavailableError,
+        match=r"backend 'cuda' cannot run here: looked for .*; found torch .*(pip install torch|nvidia-smi)",
     ):
         aikit.Model.load(tiny_model_dir("bert-embedding"), task="feature-extraction", backend="cuda")
 
