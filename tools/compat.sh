@@ -25,6 +25,7 @@ case "$mode" in
         pip install -q --pre --upgrade transformers onnxruntime torchao
         ;;
     floors)
+        pip install -q packaging  # tools/floors.py parses the requirements with it
         python3 tools/floors.py > "$work/floors.txt"
         pip install -q "torch==${AIKIT_TORCH_FLOOR:-2.13.0}"
         pip install -q -c "$work/floors.txt" -e ".[test]"
