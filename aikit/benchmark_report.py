@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from typing_extensions import override
+
 from .errors import ConfigError
 from .reporting import format_bytes, pyplot, render_text, save_figure
 
@@ -221,6 +223,7 @@ class BenchmarkReport:
         """The table and its notes as plain text."""
         return render_text(self.table(), self.notes(), width=width)
 
+    @override
     def __str__(self) -> str:
         return self.render()
 

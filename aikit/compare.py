@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from typing_extensions import override
 
 from .benchmark import benchmark
 from .benchmark_report import BatchResult, BenchmarkReport
@@ -137,6 +138,7 @@ class ComparisonReport:
         )
         return render_text(self.table(), note, width=width)
 
+    @override
     def __str__(self) -> str:
         return self.render()
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from typing_extensions import override
+
 __all__ = ["CompressionReport", "LayerChange"]
 
 
@@ -146,6 +148,7 @@ class CompressionReport:
         rows.extend(("note", n) for n in self.notes)
         return rows
 
+    @override
     def __str__(self) -> str:
         rows = self.rows()
         width = max(len(label) for label, _ in rows)

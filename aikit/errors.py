@@ -33,6 +33,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from typing_extensions import override
+
 __all__ = [
     "AikitError",
     "AikitWarning",
@@ -79,6 +81,7 @@ class UnknownNameError(AikitError, KeyError):
             message += f". {hint}"
         super().__init__(message)
 
+    @override
     def __str__(self) -> str:  # KeyError would otherwise repr() the message
         return str(self.args[0])
 

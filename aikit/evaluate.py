@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
+from typing_extensions import override
 
 from .errors import ConfigError
 from .eval_data import Dataset, load_dataset
@@ -126,6 +127,7 @@ class EvaluationReport:
     def render(self, width: int = 120) -> str:
         return render_text(*(t for t in self.tables() if t.row_count), width=width)
 
+    @override
     def __str__(self) -> str:
         return self.render()
 

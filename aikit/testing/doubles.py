@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
+from typing_extensions import override
 
 from ..backend import Arrays, Backend
 from ..options import BackendOptions, GenerationOptions
@@ -40,9 +41,11 @@ class MockBackend(Backend):
         self.calls: list[dict[str, NDArray[Any]]] = []
 
     @classmethod
+    @override
     def from_parts(cls, parts: ModelParts, options: BackendOptions) -> Backend:
         return cls(options)
 
+    @override
     def forward(self, inputs: Arrays) -> dict[str, NDArray[Any]]:
         self.calls.append({k: np.array(v) for k, v in inputs.items()})
         if "input_ids" in inputs:
@@ -55,16 +58,19 @@ class MockBackend(Backend):
         flat = pixels.reshape(pixels.shape[0], -1)
         return {"logits": np.stack([flat[:, i :: self.classes].mean(axis=1) for i in range(self.classes)], axis=1)}
 
+    @override
     def generate(self, inputs: Arrays, options: GenerationOptions) -> Iterator[NDArray[np.int64]]:
         self.calls.append({k: np.array(v) for k, v in inputs.items()})
         last = inputs["input_ids"][:, -1].astype(np.int64)
         for step in range(options.max_new_tokens):
             yield (last + step + 1) % self.vocab
 
+    @override
     def save(self, directory: Path) -> dict[str, Any]:
         (directory / "mock.txt").write_text("mock backend: no weights\n", encoding="utf-8")
         return {"mock": True}
 
     @classmethod
+    @override
     def load(cls, directory: Path, parts: ModelParts, state: Mapping[str, Any], options: BackendOptions) -> Backend:
         return cls(options)

@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from typing_extensions import override
+
 __all__ = ["TINY_KINDS", "TINY_WORDS", "save_tiny_model", "tiny_tokenizer"]  # and TinyCNN, built lazily below
 
 TINY_WORDS = [
@@ -279,6 +281,7 @@ def _cnn_base() -> type:
                 torch.nn.Flatten(), torch.nn.Linear(16 * 4 * 4, 32), torch.nn.ReLU(), torch.nn.Linear(32, classes)
             )
 
+        @override
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.head(self.features(x))  # type: ignore[no-any-return]
 

@@ -15,6 +15,7 @@ from aikit_torch.backend import TorchBackend
 from aikit_torch.decoding import decode
 from aikit_torch.modules import is_transformers_model
 from numpy.typing import NDArray
+from typing_extensions import override
 
 from aikit.backend import Arrays, Backend
 from aikit.errors import BackendError, BackendUnavailableError, ConfigError
@@ -68,6 +69,7 @@ class CudaBackend(TorchBackend):
             self._runner = torch.compile(self.module, mode=mode, dynamic=False)
 
     @classmethod
+    @override
     def unavailable_reason(cls) -> str | None:
         return probe.unavailable_reason()
 
@@ -89,6 +91,7 @@ class CudaBackend(TorchBackend):
             ) from exc
 
     # ------------------------------------------------------------------ running
+    @override
     def forward(self, inputs: Arrays) -> dict[str, NDArray[Any]]:
         multiple = self.cuda_options.padding_multiple
         shape = None
@@ -108,6 +111,7 @@ class CudaBackend(TorchBackend):
             named = unpad_outputs(named, shape)
         return to_host(named, pin=pin)
 
+    @override
     def generate(self, inputs: Arrays, options: GenerationOptions) -> Iterator[NDArray[np.int64]]:
         pin = self.cuda_options.pin_memory
         ids = to_device(inputs["input_ids"], self.device, pin=pin)
@@ -126,6 +130,7 @@ class CudaBackend(TorchBackend):
         return self._step
 
     # ------------------------------------------------------------------ artifacts
+    @override
     def save(self, directory: Path) -> dict[str, Any]:
         state = save_quantized_module(self.module, directory)
         if state is None:
@@ -133,17 +138,20 @@ class CudaBackend(TorchBackend):
         return {**state, "dtype": str(self.dtype).removeprefix("torch.")}
 
     @classmethod
+    @override
     def load(cls, directory: Path, parts: ModelParts, state: Mapping[str, Any], options: BackendOptions) -> Backend:
         if state.get("weights") == "torchao":
             return cls(load_quantized_module(directory, parts, state), options, cast=False)
         return super().load(directory, parts, state, options)
 
+    @override
     def with_module(self, module: Any) -> Backend:
         """The same settings on ``module``, which keeps its own dtype (a strategy chose it)."""
         if not isinstance(module, torch.nn.Module):
             raise BackendError(f"backend 'cuda' needs a torch.nn.Module, got {type(module).__name__}")
         return type(self)(module, self.options, cast=False)
 
+    @override
     def describe(self) -> dict[str, Any]:
         major, minor = probe.compute_capability(self.index)
         return {

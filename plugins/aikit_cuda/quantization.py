@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+from typing_extensions import override
 
 from aikit.backend import Backend
 from aikit.errors import CompressionError, ConfigError, MissingDependencyError
@@ -49,6 +50,7 @@ class CudaInt4WeightOnly(CudaInt8WeightOnly):
     strategy: ClassVar[str] = "cuda-int4-weight-only"
     group_size: int = 128
 
+    @override
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.group_size not in GROUP_SIZES:
@@ -64,6 +66,7 @@ class CudaFloat8(CudaInt8WeightOnly):
     strategy: ClassVar[str] = "cuda-fp8"
     activations: bool = True
 
+    @override
     def __post_init__(self) -> None:
         super().__post_init__()
         if not isinstance(self.activations, bool):
@@ -120,6 +123,7 @@ class _CudaQuantization(Strategy):
     needs_bfloat16: ClassVar[bool] = False
     alternative: ClassVar[str] = "cuda-int8-weight-only"
 
+    @override
     def apply(self, backend: Backend, config: CompressionConfig, context: CompressionContext) -> Backend:
         if not isinstance(config, self.config_class) or not isinstance(config, CudaInt8WeightOnly):
             raise CompressionError(f"{self.name} got a {type(config).__name__}, expected {self.config_class.__name__}")

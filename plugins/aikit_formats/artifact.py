@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from typing_extensions import override
+
 from aikit.artifact import MANIFEST_NAME, read_manifest, verify_files
 from aikit.errors import AikitError, ModelLoadError, UnknownNameError
 from aikit.loader import Loader
@@ -29,10 +31,12 @@ class ArtifactLoader(Loader):
     description = "aikit artifact folder (aikit.json)"
     priority = 100
 
+    @override
     def detects(self, source: object) -> bool:
         # lexists: a manifest that is a link or a FIFO still routes here, to be refused, not elsewhere
         return isinstance(source, (str, os.PathLike)) and os.path.lexists(Path(source) / MANIFEST_NAME)
 
+    @override
     def load(self, source: object, *, task: str | None, options: LoadOptions) -> ModelParts:
         import transformers
 
@@ -93,10 +97,12 @@ class ModuleLoader(Loader):
     description = "torch.nn.Module object"
     priority = 50
 
+    @override
     def detects(self, source: object) -> bool:
         torch = sys.modules.get("torch")  # an nn.Module cannot exist unless torch is imported
         return torch is not None and isinstance(source, torch.nn.Module)
 
+    @override
     def load(self, source: object, *, task: str | None, options: LoadOptions) -> ModelParts:
         cls = type(source)
         return ModelParts(

@@ -10,6 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from typing_extensions import override
+
 from aikit.errors import MissingDependencyError, ModelLoadError
 from aikit.loader import Loader
 from aikit.options import LoadOptions
@@ -61,9 +63,11 @@ class GgufLoader(Loader):
     description = "GGUF file (de-quantised through transformers)"
     priority = 20
 
+    @override
     def detects(self, source: object) -> bool:
         return isinstance(source, (str, os.PathLike)) and str(source).endswith(".gguf") and Path(source).is_file()
 
+    @override
     def load(self, source: object, *, task: str | None, options: LoadOptions) -> ModelParts:
         path = Path(os.fspath(source)).resolve()  # type: ignore[call-overload]
         check_gguf(path)

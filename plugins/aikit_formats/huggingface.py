@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from typing_extensions import override
+
 from aikit.artifact import MANIFEST_NAME, hash_file
 from aikit.errors import MissingDependencyError, ModelLoadError, UnsafeModelError
 from aikit.loader import Loader
@@ -169,12 +171,14 @@ class HuggingFaceFolderLoader(Loader):
     description = "local Hugging Face model folder"
     priority = 10
 
+    @override
     def detects(self, source: object) -> bool:
         if not isinstance(source, (str, os.PathLike)):
             return False
         path = Path(source)
         return path.is_dir() and (path / "config.json").is_file() and not os.path.lexists(path / MANIFEST_NAME)
 
+    @override
     def load(self, source: object, *, task: str | None, options: LoadOptions) -> ModelParts:
         path = Path(os.fspath(source)).resolve()  # type: ignore[call-overload]
         return load_hf_folder(path, task=task, options=options, kind=self.name, location=str(path))
@@ -190,9 +194,11 @@ class HubCacheLoader(Loader):
     description = "Hugging Face hub id, from the local cache only"
     priority = 0
 
+    @override
     def detects(self, source: object) -> bool:
         return isinstance(source, str) and not Path(source).exists() and bool(_HUB_ID.match(source))
 
+    @override
     def load(self, source: object, *, task: str | None, options: LoadOptions) -> ModelParts:
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import LocalEntryNotFoundError

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from typing_extensions import override
+
 from aikit.errors import ModelLoadError, UnsafeModelError
 from aikit.loader import Loader
 from aikit.options import LoadOptions
@@ -66,6 +68,7 @@ class PickleWeightsLoader(Loader):
     description = "PyTorch .pt/.pth/.bin/.ckpt state dict (needs allow_pickle=True and module=...)"
     priority = 20
 
+    @override
     def detects(self, source: object) -> bool:
         return (
             isinstance(source, (str, os.PathLike))
@@ -73,6 +76,7 @@ class PickleWeightsLoader(Loader):
             and Path(source).is_file()
         )
 
+    @override
     def load(self, source: object, *, task: str | None, options: LoadOptions) -> ModelParts:
         path = Path(os.fspath(source)).resolve()  # type: ignore[call-overload]
         if not options.allow_pickle:

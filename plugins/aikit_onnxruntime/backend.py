@@ -11,6 +11,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
+from typing_extensions import override
 
 from aikit.artifact import MANIFEST_NAME, listed_file
 from aikit.backend import Arrays, Backend
@@ -108,6 +109,7 @@ class OrtBackend(Backend):
             )
 
     @classmethod
+    @override
     def unavailable_reason(cls) -> str | None:
         import importlib.util
 
@@ -117,6 +119,7 @@ class OrtBackend(Backend):
 
     # ------------------------------------------------------------------ building
     @classmethod
+    @override
     def from_parts(cls, parts: ModelParts, options: BackendOptions) -> Backend:
         settings = OrtSettings.from_options(options.extra)
         if parts.payload == "onnx":
@@ -136,11 +139,13 @@ class OrtBackend(Backend):
     def graph_path(self, name: str = "model") -> Path:
         return self.folder / str(self.facts["graphs"][name])
 
+    @override
     def weight_bytes(self) -> int:
         """Bytes of every graph this backend runs, external weight files included."""
         return sum(graph_bytes(self.graph_path(name)) for name in self.facts["graphs"])
 
     # ------------------------------------------------------------------ running
+    @override
     def forward(self, inputs: Arrays) -> dict[str, NDArray[Any]]:
         if self.decoder is not None:
             ids, mask = inputs["input_ids"], inputs.get("attention_mask")
@@ -160,6 +165,7 @@ class OrtBackend(Backend):
             )
         return self.runners["model"].run(inputs)
 
+    @override
     def generate(self, inputs: Arrays, options: GenerationOptions) -> Iterator[NDArray[np.int64]]:
         ids = np.ascontiguousarray(inputs["input_ids"], dtype=np.int64)
         mask = np.ascontiguousarray(inputs["attention_mask"], dtype=np.int64)
@@ -194,6 +200,7 @@ class OrtBackend(Backend):
             target = np.concatenate([target, token[:, None]], axis=1)
 
     # ------------------------------------------------------------------ artifacts
+    @override
     def save(self, directory: Path) -> dict[str, Any]:
         for file in self.facts["graphs"].values():
             for name in graph_files(self.folder / str(file)):
@@ -212,6 +219,7 @@ class OrtBackend(Backend):
         return {"facts": self.facts}
 
     @classmethod
+    @override
     def load(cls, directory: Path, parts: ModelParts, state: Mapping[str, Any], options: BackendOptions) -> Backend:
         """Open the artifact's graphs after checking them: valid facts, every graph and external-data
         file listed (so hashed and inside the folder), every graph parsing. Any of that failing is a
@@ -238,6 +246,7 @@ class OrtBackend(Backend):
                 listed_file(directory, manifest, (folder / name).as_posix(), what=f"external data of {graph}")
         return cls(directory, facts.model_dump(), options, config=parts.config)
 
+    @override
     def describe(self) -> dict[str, Any]:
         import onnxruntime
 

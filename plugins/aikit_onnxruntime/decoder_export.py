@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from aikit_torch.kv_cache import cache_kwargs, returned_cache
+from typing_extensions import override
 
 from aikit.errors import BackendError
 
@@ -106,6 +107,7 @@ class _FlatCache(torch.nn.Module):
         self.model = model
         self.layers = layers
 
+    @override
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, *past: torch.Tensor
     ) -> tuple[torch.Tensor, ...]:

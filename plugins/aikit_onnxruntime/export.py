@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 from torch.jit._trace import TracerWarning
+from typing_extensions import override
 
 from aikit.errors import BackendError
 
@@ -66,6 +67,7 @@ class _TextEncoder(torch.nn.Module):
         self.output = output
         self.token_types = token_types
 
+    @override
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         extra = {"token_type_ids": torch.zeros_like(input_ids)} if self.token_types else {}
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, **extra)
@@ -78,6 +80,7 @@ class _ImageClassifier(torch.nn.Module):
         self.model = model
         self.transformers_model = transformers_model
 
+    @override
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         if self.transformers_model:
             return self.model(pixel_values=pixel_values).logits  # type: ignore[no-any-return]
@@ -92,6 +95,7 @@ class _Seq2SeqEncoder(torch.nn.Module):
         super().__init__()
         self.encoder = model.get_encoder()  # type: ignore[operator]
 
+    @override
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # type: ignore[no-any-return]
 
@@ -101,6 +105,7 @@ class _Seq2SeqDecoder(torch.nn.Module):
         super().__init__()
         self.model = model
 
+    @override
     def forward(
         self, decoder_input_ids: torch.Tensor, encoder_hidden_states: torch.Tensor, encoder_attention_mask: torch.Tensor
     ) -> torch.Tensor:

@@ -12,6 +12,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from typing_extensions import override
+
 from aikit.artifact import hash_file
 from aikit.errors import MissingDependencyError, ModelLoadError
 from aikit.loader import Loader
@@ -50,9 +52,11 @@ class OnnxFileLoader(Loader):
     description = "ONNX file (runs on the onnxruntime backend)"
     priority = 20
 
+    @override
     def detects(self, source: object) -> bool:
         return isinstance(source, (str, os.PathLike)) and str(source).endswith(".onnx") and Path(source).is_file()
 
+    @override
     def load(self, source: object, *, task: str | None, options: LoadOptions) -> ModelParts:
         path = Path(os.fspath(source)).resolve()  # type: ignore[call-overload]
         files = check_onnx_file(path)

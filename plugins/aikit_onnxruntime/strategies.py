@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from typing_extensions import override
+
 from aikit.backend import Backend
 from aikit.errors import CompressionError, ConfigError
 from aikit.strategy import CompressionConfig, CompressionContext, Strategy
@@ -90,6 +92,7 @@ class _OrtStrategy(Strategy):
     def quantize_graph(self, src: Path, dst: Path, config: Any, backend: Any, context: CompressionContext) -> None:
         raise NotImplementedError
 
+    @override
     def apply(self, backend: Backend, config: CompressionConfig, context: CompressionContext) -> Backend:
         from .backend import OrtBackend, graph_bytes
 
@@ -151,6 +154,7 @@ class OrtInt8DynamicStrategy(_OrtStrategy):
     config_class = OrtInt8Dynamic
     description = "ONNX Runtime dynamic int8 (per-channel weights, activations quantized per call)"
 
+    @override
     def quantize_graph(self, src: Path, dst: Path, config: Any, backend: Any, context: CompressionContext) -> None:
         quantize.dynamic_int8(
             src,
@@ -169,6 +173,7 @@ class OrtInt8StaticStrategy(_OrtStrategy):
     op_types = ("MatMul", "Gemm", "Conv")
     description = "ONNX Runtime static int8 (QDQ), scales calibrated on your data"
 
+    @override
     def quantize_graph(self, src: Path, dst: Path, config: Any, backend: Any, context: CompressionContext) -> None:
         if backend.kind != "single":
             raise CompressionError(
@@ -197,6 +202,7 @@ class OrtInt8WeightOnlyStrategy(_OrtStrategy):
     bits: ClassVar[int] = 8
     description = "ONNX Runtime MatMulNBits with 8-bit blockwise weights"
 
+    @override
     def quantize_graph(self, src: Path, dst: Path, config: Any, backend: Any, context: CompressionContext) -> None:
         quantize.weight_only(
             src,

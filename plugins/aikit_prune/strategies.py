@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from typing_extensions import override
+
 from aikit.backend import Backend
 from aikit.strategy import CompressionConfig, CompressionContext, Strategy
 
@@ -19,6 +21,7 @@ class StructuredStrategy(Strategy):
     backends: ClassVar[frozenset[str]] = frozenset({"torch"})
     description = "remove attention heads, FFN neurons, layers (smaller matrices; optional self-distillation)"
 
+    @override
     def apply(self, backend: Backend, config: CompressionConfig, context: CompressionContext) -> Backend:
         from aikit.compression_tools import add_note, copy_module, module_of
 
@@ -49,6 +52,7 @@ class StructuredStrategy(Strategy):
             add_note(context, "prune-structured recovery skipped: it needs calibration data (calibration=[...])")
         return backend.with_module(module.eval())
 
+    @override
     def restore(self, module: Any, config: CompressionConfig) -> Any:
         from .structured import shrink_skeleton
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from typing_extensions import override
+
 from aikit.backend import Backend
 from aikit.strategy import CompressionConfig, CompressionContext, Strategy
 
@@ -46,6 +48,7 @@ class _PruneStrategy(Strategy):
     def masks(self, module: nn.Module, names: list[str], config: Any) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    @override
     def apply(self, backend: Backend, config: CompressionConfig, context: CompressionContext) -> Backend:
         import torch
 
@@ -69,6 +72,7 @@ class MagnitudeStrategy(_PruneStrategy):
     config_class = Magnitude
     description = "zero the smallest weights (unstructured; global or per layer)"
 
+    @override
     def masks(self, module: nn.Module, names: list[str], config: Any) -> dict[str, torch.Tensor]:
         import torch
 
@@ -90,6 +94,7 @@ class SemiStructuredStrategy(_PruneStrategy):
     config_class = SemiStructured
     description = "2:4 semi-structured sparsity (accuracy-only on CPU: nothing here runs it faster)"
 
+    @override
     def masks(self, module: nn.Module, names: list[str], config: Any) -> dict[str, torch.Tensor]:
         import torch
 
@@ -106,11 +111,13 @@ class SemiStructuredStrategy(_PruneStrategy):
             out[name] = keep.reshape(w.shape)
         return out
 
+    @override
     def apply(self, backend: Backend, config: CompressionConfig, context: CompressionContext) -> Backend:
         from aikit.compression_tools import add_note
 
         add_note(context, "prune-2:4 is accuracy-only on CPU: no runtime here accelerates 2:4 sparsity")
         return super().apply(backend, config, context)
 
+    @override
     def slowdown_reason(self) -> str:
         return "2:4 sparsity needs sparse tensor cores (NVIDIA Ampere or newer); on CPU the weights run dense"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn import functional
+from typing_extensions import override
 
 from .weight_only import WeightOnlyLinear
 
@@ -113,6 +114,7 @@ class Int4WeightOnlyLinear(WeightOnlyLinear):
         self.weight_min.copy_(low)
         self.fill_bias(linear)
 
+    @override
     def dequantized_weight(self) -> torch.Tensor:
         q = unpack_int4(self.weight_packed).float().reshape(self.out_features, -1, self.group_size)
         w = q * self.weight_scale[..., None] + self.weight_min[..., None]
@@ -130,6 +132,7 @@ class Int4WeightOnlyLinear(WeightOnlyLinear):
         kernel: tuple[torch.Tensor, torch.Tensor] = self.derived("kernel", build)
         return kernel
 
+    @override
     def packed_forward(self, x: torch.Tensor) -> torch.Tensor:
         packed, scales_zeros = self.kernel()
         y: torch.Tensor = torch.ops.aten._weight_int4pack_mm_for_cpu(
@@ -137,6 +140,7 @@ class Int4WeightOnlyLinear(WeightOnlyLinear):
         )
         return y
 
+    @override
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, group_size={self.group_size}, "

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn import functional
+from typing_extensions import override
 
 from .weight_only import WeightOnlyLinear
 
@@ -100,15 +101,18 @@ class _PackedLinear(nn.Module):
         w = self.weight_int8.float() * self.weight_scale[:, None]
         return w * self.in_scale[None, :] if self.in_scale is not None else w
 
+    @override
     def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
         self._packed = None  # the buffers change: the packed copy must be rebuilt
         super()._load_from_state_dict(*args, **kwargs)
 
+    @override
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_packed"] = None  # packed params are not copyable; rebuilt on demand
         return state
 
+    @override
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, smooth={self.in_scale is not None}"
 
@@ -131,6 +135,7 @@ class QuantLinearDynamic(_PackedLinear):
         self.per_token = per_token
         self._offsets = torch.zeros(0)
 
+    @override
     def packed(self) -> Any:
         if self._packed is None:  # per-token: the bias is added after rescaling, so it is not packed
             self._packed = _prepack(self.weight_int8, self.weight_scale, None if self.per_token else self.bias)
@@ -144,6 +149,7 @@ class QuantLinearDynamic(_PackedLinear):
         self.packed()
         return self._offsets
 
+    @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.in_scale is not None:
             x = x * self.in_scale
@@ -184,6 +190,7 @@ class QuantLinearStatic(_PackedLinear):
     def set_ranges(self, in_min: float, in_max: float, out_min: float, out_max: float) -> None:
         self.act_qparams.copy_(torch.tensor([*_affine(in_min, in_max), *_affine(out_min, out_max)]))
 
+    @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.in_scale is not None:
             x = x * self.in_scale
@@ -220,12 +227,15 @@ class Int8WeightOnlyLinear(WeightOnlyLinear):
         self.weight_scale.copy_(s)
         self.fill_bias(linear)
 
+    @override
     def dequantized_weight(self) -> torch.Tensor:
         return self.weight_int8.float() * self.weight_scale[:, None]
 
+    @override
     def packed_forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch._weight_int8pack_mm(x, self.weight_int8, self.weight_scale.to(x.dtype))
 
+    @override
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, packed={self.packed}"
 
@@ -257,8 +267,10 @@ class QuantEmbedding(nn.Module):
         """The fp32 table (some model code reads ``.weight`` for its dtype or device)."""
         return self.dequantized_weight()
 
+    @override
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return functional.embedding(ids, self.weight_int8).float() * functional.embedding(ids, self.weight_scale)
 
+    @override
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}, int8"

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from typing_extensions import override
+
 from aikit.backend import Backend
 from aikit.strategy import CompressionConfig, CompressionContext, Strategy
 
@@ -68,6 +70,7 @@ class _SwapStrategy(Strategy):
             )
         return "quantize/dequantize overhead outweighs the int8 matrix-product gain at these batch shapes"
 
+    @override
     def apply(self, backend: Backend, config: CompressionConfig, context: CompressionContext) -> Backend:
         import torch
 
@@ -86,6 +89,7 @@ class _SwapStrategy(Strategy):
                 context.progress(i + 1, len(names))
         return backend.with_module(module.eval())
 
+    @override
     def restore(self, module: Any, config: CompressionConfig) -> Any:
         from aikit.compression_tools import set_module
 
@@ -122,6 +126,7 @@ def weight_bits(config: Int8Dynamic | Int8Static) -> int:
 class _Int8Activations(_SwapStrategy):
     """int8-dynamic and int8-static: Linear layers plus (optionally) the word-embedding table."""
 
+    @override
     def targets(self, module: nn.Module, config: Any) -> list[str]:
         names = super().targets(module, config)
         embedding = _input_embedding_name(module) if config.embeddings else None
@@ -129,6 +134,7 @@ class _Int8Activations(_SwapStrategy):
             names.insert(0, embedding)
         return names
 
+    @override
     def empty(self, original: nn.Module, config: Any) -> nn.Module:
         from torch import nn
 
@@ -145,6 +151,7 @@ class _Int8Activations(_SwapStrategy):
             original.in_features, original.out_features, bias=bias, smooth=smooth, per_token=config.per_token
         )
 
+    @override
     def calibrate(
         self, module: nn.Module, names: list[str], config: Any, context: CompressionContext
     ) -> dict[str, Any]:
@@ -158,6 +165,7 @@ class _Int8Activations(_SwapStrategy):
         absmax = input_absmax(module, [n for n in names if not _is_embedding(module, n)], context.calibration)
         return {"smooth": smoothing_scales(module, absmax, float(config.smoothquant))}
 
+    @override
     def fill(self, new: nn.Module, original: nn.Module, name: str, config: Any, stats: dict[str, Any]) -> None:
         from torch import nn
 
@@ -185,6 +193,7 @@ class Int8StaticStrategy(_Int8Activations):
     needs_calibration = True
     description = "int8 weights and activations with calibrated ranges; SmoothQuant option"
 
+    @override
     def calibrate(
         self, module: nn.Module, names: list[str], config: Any, context: CompressionContext
     ) -> dict[str, Any]:
@@ -197,6 +206,7 @@ class Int8StaticStrategy(_Int8Activations):
         )
         return stats
 
+    @override
     def fill(self, new: nn.Module, original: nn.Module, name: str, config: Any, stats: dict[str, Any]) -> None:
         super().fill(new, original, name, config, stats)
         if name in stats["ranges"]:
@@ -227,6 +237,7 @@ class Int8WeightOnlyStrategy(_SwapStrategy):
     config_class = Int8WeightOnly
     description = "int8 per-channel weights, floating-point activations"
 
+    @override
     def empty(self, original: nn.Module, config: Any) -> nn.Module:
         from .int8_modules import Int8WeightOnlyLinear
 
@@ -237,9 +248,11 @@ class Int8WeightOnlyStrategy(_SwapStrategy):
             packed=packed_kernel(config),
         )
 
+    @override
     def fill(self, new: nn.Module, original: nn.Module, name: str, config: Any, stats: dict[str, Any]) -> None:
         new.fill(original)  # type: ignore[operator]
 
+    @override
     def slowdown_reason(self) -> str:
         return (
             "ATen's int8 weight-only CPU kernel (_weight_int8pack_mm, kernel=packed) has a fast path only with "
@@ -252,6 +265,7 @@ class Int4WeightOnlyStrategy(_SwapStrategy):
     config_class = Int4WeightOnly
     description = "4-bit group-wise weights (HQQ or round-to-nearest); tinygemm kernel on AVX-512 CPUs"
 
+    @override
     def targets(self, module: nn.Module, config: Any) -> list[str]:
         # tinygemm packs 16 output rows at a time: other widths (small classifier heads) stay in fp32
         from aikit.compression_tools import linear_at
@@ -262,6 +276,7 @@ class Int4WeightOnlyStrategy(_SwapStrategy):
         linears = [(n, linear_at(module, n)) for n in super().targets(module, config) if n != head]
         return [n for n, m in linears if m.out_features % 16 == 0 and fitting_group(m.in_features, config.group_size)]
 
+    @override
     def empty(self, original: nn.Module, config: Any) -> nn.Module:
         from .int4_modules import Int4WeightOnlyLinear, fitting_group
 
@@ -277,9 +292,11 @@ class Int4WeightOnlyStrategy(_SwapStrategy):
             packed=packed_kernel(config),
         )
 
+    @override
     def fill(self, new: nn.Module, original: nn.Module, name: str, config: Any, stats: dict[str, Any]) -> None:
         new.fill(original, method=config.method)  # type: ignore[operator]
 
+    @override
     def slowdown_reason(self) -> str:
         return (
             "ATen's int4 CPU kernel (tinygemm, kernel=packed) has a fast path only with AVX-512; elsewhere it is "
@@ -293,6 +310,7 @@ class _CastStrategy(Strategy):
     backends: ClassVar[frozenset[str]] = TORCH
     dtype_name: ClassVar[str]
 
+    @override
     def apply(self, backend: Backend, config: CompressionConfig, context: CompressionContext) -> Backend:
         import torch
 

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn import functional
+from typing_extensions import override
 
 __all__ = ["WeightOnlyLinear"]
 
@@ -49,6 +50,7 @@ class WeightOnlyLinear(nn.Module):
             self.bias.copy_(linear.bias.detach().float())
         self._derived.clear()
 
+    @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.packed:
             weight: torch.Tensor = self.derived("unpacked", self.dequantized_weight)
@@ -58,10 +60,12 @@ class WeightOnlyLinear(nn.Module):
         y = self.packed_forward(x.reshape(-1, shape[-1]).contiguous()).reshape(*shape[:-1], self.out_features)
         return y + self.bias.to(y.dtype) if self.bias is not None else y
 
+    @override
     def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
         self._derived.clear()  # the buffers change: derived state must be rebuilt
         super()._load_from_state_dict(*args, **kwargs)
 
+    @override
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_derived"] = {}  # kernel layouts are not copyable; rebuilt on demand

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from typing_extensions import override
 
 from aikit.parts import ModelParts
 from aikit.results import Classification, Entity, TokenTags
@@ -37,6 +38,7 @@ class _TextTask(Task):
         super().__init__(parts)
         self._notice = TruncationNotice()
 
+    @override
     def pad_values(self) -> dict[str, int]:
         return {"input_ids": pad_id(self.parts.tokenizer)}
 
@@ -53,11 +55,13 @@ class TextClassification(_TextTask):
     hf_auto_class = "AutoModelForSequenceClassification"
     architecture_suffixes = ("ForSequenceClassification",)
 
+    @override
     def preprocess(self, items: Sequence[Any], *, max_length: int | None) -> list[Example]:
         texts = [as_text(item, i) for i, item in enumerate(items)]
         limit = model_limit(self.parts.tokenizer, self.parts.config, max_length)
         return encode_texts(self.parts.tokenizer, texts, limit=limit, notice=self._notice)
 
+    @override
     def postprocess(self, outputs: dict[str, NDArray[Any]], examples: Sequence[Example], options: Any) -> list[Any]:
         logits = outputs["logits"].astype(np.float32)
         if getattr(self.parts.config, "problem_type", None) == "multi_label_classification":
@@ -67,6 +71,7 @@ class TextClassification(_TextTask):
         names = label_names(self.parts, logits.shape[-1])
         return [classify(p, names) for p in probs]
 
+    @override
     def quality_outputs(self, outputs: dict[str, NDArray[Any]]) -> NDArray[Any]:
         return outputs["logits"]
 
@@ -85,11 +90,13 @@ class TokenClassification(_TextTask):
     hf_auto_class = "AutoModelForTokenClassification"
     architecture_suffixes = ("ForTokenClassification",)
 
+    @override
     def preprocess(self, items: Sequence[Any], *, max_length: int | None) -> list[Example]:
         texts = [as_text(item, i) for i, item in enumerate(items)]
         limit = model_limit(self.parts.tokenizer, self.parts.config, max_length)
         return encode_texts(self.parts.tokenizer, texts, limit=limit, notice=self._notice, offsets=True)
 
+    @override
     def postprocess(self, outputs: dict[str, NDArray[Any]], examples: Sequence[Example], options: Any) -> list[Any]:
         probs_all = softmax(outputs["logits"].astype(np.float32))
         return [self._entities(probs_all[row], ex) for row, ex in enumerate(examples)]
@@ -120,5 +127,6 @@ class TokenClassification(_TextTask):
             )
         )
 
+    @override
     def quality_outputs(self, outputs: dict[str, NDArray[Any]]) -> NDArray[Any]:
         return outputs["logits"]

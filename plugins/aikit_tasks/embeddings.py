@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from typing_extensions import override
 
 from aikit.errors import ConfigError
 from aikit.parts import ModelParts
@@ -59,9 +60,11 @@ class FeatureExtraction(Task):
         self._notice = TruncationNotice()
 
     @classmethod
+    @override
     def matches(cls, parts: ModelParts) -> bool:
         return "pooling" in parts.task_state
 
+    @override
     def preprocess(self, items: Sequence[Any], *, max_length: int | None) -> list[Example]:
         texts = [as_text(item, i) for i, item in enumerate(items)]
         # sentence-transformers models declare their own (often shorter) limit; honour it for parity.
@@ -71,6 +74,7 @@ class FeatureExtraction(Task):
         )
         return encode_texts(self.parts.tokenizer, texts, limit=limit, notice=self._notice)
 
+    @override
     def pad_values(self) -> dict[str, int]:
         return {"input_ids": pad_id(self.parts.tokenizer)}
 
@@ -86,6 +90,7 @@ class FeatureExtraction(Task):
                 vectors = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
         return vectors
 
+    @override
     def postprocess(self, outputs: dict[str, NDArray[Any]], examples: Sequence[Example], options: Any) -> list[Any]:
         # Only the mask is needed for pooling: rebuild it, not the whole collated batch.
         width = max(e.length for e in examples)
@@ -95,8 +100,10 @@ class FeatureExtraction(Task):
         vectors = self.embed_batch(outputs, mask)
         return [Embedding(vector=np.ascontiguousarray(v, dtype=np.float32)) for v in vectors]
 
+    @override
     def quality_outputs(self, outputs: dict[str, NDArray[Any]]) -> NDArray[Any]:
         return outputs.get("last_hidden_state", next(iter(outputs.values())))
 
+    @override
     def state(self) -> dict[str, Any]:
         return {**self.parts.task_state, "pooling": self.pooling, "normalize": self.normalize}

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
+from typing_extensions import override
 
 from aikit.backend import Backend
 from aikit.errors import ConfigError, InputError, TruncationWarning
@@ -111,11 +112,13 @@ class TextGeneration(Task):
         self.eos = eos_ids(parts)
         self._warned = False
 
+    @override
     def is_batch(self, inputs: Any) -> bool:
         if _is_messages(inputs):
             return False
         return isinstance(inputs, (list, tuple))
 
+    @override
     def preprocess(self, items: Sequence[Any], *, max_length: int | None) -> list[Example]:
         examples = []
         for i, item in enumerate(items):
@@ -184,9 +187,11 @@ class TextGeneration(Task):
                 mask[row, : len(x)] = 1
         return {"input_ids": batch, "attention_mask": mask}
 
+    @override
     def postprocess(self, outputs: dict[str, NDArray[Any]], examples: Sequence[Example], options: Any) -> list[Any]:
         raise NotImplementedError("generation results come from run_batch")
 
+    @override
     def run_batch(self, backend: Backend, examples: Sequence[Example], options: Any) -> list[Any]:
         opts: GenerationOptions = options or GenerationOptions()
         arrays = self._batch_arrays([self._prompt_ids(e, opts) for e in examples])
@@ -202,6 +207,7 @@ class TextGeneration(Task):
                 close()
         return [decoder.result(b) for b in range(len(examples))]
 
+    @override
     def stream(self, backend: Backend, example: Example, options: Any) -> Iterator[str]:
         opts: GenerationOptions = options or GenerationOptions()
         arrays = self._batch_arrays([self._prompt_ids(example, opts)])
@@ -226,6 +232,7 @@ class TextGeneration(Task):
         if len(final) > len(sent) and final.startswith(sent):
             yield final[len(sent) :]
 
+    @override
     def quality_outputs(self, outputs: dict[str, NDArray[Any]]) -> NDArray[Any]:
         return outputs["logits"]
 
@@ -242,18 +249,22 @@ class Text2TextGeneration(TextGeneration):
     default_batch_size = 8
 
     @classmethod
+    @override
     def matches(cls, parts: ModelParts) -> bool:
         return bool(getattr(parts.config, "is_encoder_decoder", False))
 
+    @override
     def is_batch(self, inputs: Any) -> bool:
         return isinstance(inputs, (list, tuple))
 
+    @override
     def preprocess(self, items: Sequence[Any], *, max_length: int | None) -> list[Example]:
         return [
             Example(index=i, length=len(t), features={}, meta={"prompt": t, "max_length": max_length})
             for i, t in enumerate(as_text(item, i) for i, item in enumerate(items))
         ]
 
+    @override
     def _prompt_ids(self, example: Example, options: GenerationOptions) -> list[int]:
         tok = self.parts.tokenizer
         if tok is None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from typing_extensions import override
 
 from aikit.errors import InputError
 from aikit.preprocess import read_image
@@ -31,6 +32,7 @@ class ImageClassification(Task):
     architecture_suffixes = ("ForImageClassification",)
     default_batch_size = 16
 
+    @override
     def preprocess(self, items: Sequence[Any], *, max_length: int | None) -> list[Example]:
         examples = []
         for i, item in enumerate(items):
@@ -72,6 +74,7 @@ class ImageClassification(Task):
             raise InputError(f"the image processor rejected the image: {exc}") from exc
         return np.asarray(out, dtype=np.float32)
 
+    @override
     def postprocess(self, outputs: dict[str, NDArray[Any]], examples: Sequence[Example], options: Any) -> list[Any]:
         logits = outputs["logits"].astype(np.float32)
         if logits.ndim != 2:
@@ -79,5 +82,6 @@ class ImageClassification(Task):
         names = label_names(self.parts, logits.shape[-1])
         return [classify(p, names) for p in softmax(logits)]
 
+    @override
     def quality_outputs(self, outputs: dict[str, NDArray[Any]]) -> NDArray[Any]:
         return outputs["logits"]

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from numpy.typing import NDArray
+from typing_extensions import override
 
 from aikit.backend import Arrays, Backend
 from aikit.errors import BackendError, ConfigError
@@ -75,11 +76,13 @@ class TorchBackend(Backend):
         self._positional = not is_transformers_model(module)
 
     @classmethod
+    @override
     def from_parts(cls, parts: ModelParts, options: BackendOptions) -> Backend:
         if not isinstance(parts.module, torch.nn.Module):
             raise BackendError(f"backend {cls.name!r} needs a torch.nn.Module, got {type(parts.module).__name__}")
         return cls(parts.module, options)
 
+    @override
     def forward(self, inputs: Arrays) -> dict[str, NDArray[Any]]:
         tensors = {k: torch.from_numpy(np.ascontiguousarray(v)).to(self.device) for k, v in inputs.items()}
         dtype = self.dtype
@@ -97,25 +100,31 @@ class TorchBackend(Backend):
                 return p.dtype
         return torch.float32
 
+    @override
     def generate(self, inputs: Arrays, options: GenerationOptions) -> Iterator[NDArray[np.int64]]:
         ids = torch.from_numpy(np.ascontiguousarray(inputs["input_ids"])).to(self.device)
         mask = torch.from_numpy(np.ascontiguousarray(inputs["attention_mask"])).to(self.device)
         return decode(self.module, ids, mask, options)
 
+    @override
     def save(self, directory: Path) -> dict[str, Any]:
         spec = save_module(self.module, directory)
         return {"module": spec, "dtype": str(self.dtype).removeprefix("torch.")}
 
     @classmethod
+    @override
     def load(cls, directory: Path, parts: ModelParts, state: Mapping[str, Any], options: BackendOptions) -> Backend:
         return cls(restore_module(directory, parts, state), options)
 
+    @override
     def torch_module(self) -> Any:
         return self.module
 
+    @override
     def with_module(self, module: Any) -> Backend:
         return type(self)(module, self.options)
 
+    @override
     def describe(self) -> dict[str, Any]:
         return {
             "backend": self.name,
