@@ -1,23 +1,28 @@
 """The backend contract: a short ABC that every runtime (torch, ONNX Runtime, CUDA) implements.
 
 A backend owns runnable weights. It receives ready-made arrays from the task and returns arrays;
-it never sees raw text or images. Example of a complete (if useless) backend::
+it never sees raw text or images. Example of a complete (if useless) backend (``override`` is
+``typing_extensions.override``: mypy then reports a method that no longer overrides anything)::
 
     class EchoBackend(Backend):
         name = "echo"
         accepts = frozenset({"torch"})
 
         @classmethod
+        @override
         def from_parts(cls, parts, options):
             return cls()
 
+        @override
         def forward(self, inputs):
             return {"logits": inputs["input_ids"].astype("float32")}
 
+        @override
         def save(self, directory):
             return {}
 
         @classmethod
+        @override
         def load(cls, directory, parts, state, options):
             return cls()
 

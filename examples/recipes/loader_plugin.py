@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from typing_extensions import override
+
 from aikit import Loader, LoadOptions, ModelLoadError, ModelParts, hookimpl
 
 PREFIX = "packaged:"
@@ -17,9 +19,11 @@ class PackagedModelLoader(Loader):
     description = "aikit's packaged default models by name: 'packaged:minilm', 'packaged:smollm2'"
     priority = 50  # asked before the generic loaders, which would not understand the prefix anyway
 
+    @override
     def detects(self, source: object) -> bool:
         return isinstance(source, str) and source.startswith(PREFIX)  # cheap, never raises
 
+    @override
     def load(self, source: object, *, task: str | None, options: LoadOptions) -> ModelParts:
         from aikit.defaults import default_model_path
         from aikit.plugins import get_host

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from typing_extensions import override
+
 from aikit import Backend, CompressionConfig, CompressionContext, ConfigError, Strategy, hookimpl
 
 
@@ -36,6 +38,7 @@ class MagnitudePruneStrategy(Strategy):
     backends = frozenset({"torch"})  # it edits a torch module; checked before any work starts
     description = "zero the smallest Linear weights (unstructured)"
 
+    @override
     def apply(self, backend: Backend, config: CompressionConfig, context: CompressionContext) -> Backend:
         import torch
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from typing_extensions import override
 
 from aikit import Embedding, Example, InputError, Task, hookimpl
 
@@ -18,6 +19,7 @@ class ClsEmbedding(Task):
     description = "first-token ([CLS]) hidden state as the sentence embedding"
     hf_auto_class = "AutoModel"  # how the Hugging Face loader builds the model for this task
 
+    @override
     def preprocess(self, items: Sequence[Any], *, max_length: int | None) -> list[Example]:
         tokenizer = self.parts.tokenizer
         examples = []
@@ -29,9 +31,11 @@ class ClsEmbedding(Task):
             examples.append(Example(index=i, length=len(ids), features=features))
         return examples
 
+    @override
     def pad_values(self) -> dict[str, int]:
         return {"input_ids": int(self.parts.tokenizer.pad_token_id or 0)}
 
+    @override
     def postprocess(self, outputs: dict[str, NDArray[Any]], examples: Sequence[Example], options: Any) -> list[Any]:
         first = outputs["last_hidden_state"][:, 0].astype(np.float32)
         first /= np.linalg.norm(first, axis=1, keepdims=True).clip(1e-12)
