@@ -102,11 +102,13 @@ def aikit_choose_backend(parts: ModelParts, task: type[Task], candidates: list[s
 
 @hookspec(firstresult=True)
 def aikit_predict(call: PredictCall) -> list[Any] | None:
-    """Run one ``Model.predict`` call; middleware wraps it.
+    """Run one ``Model.predict`` or ``Model.stream`` call; middleware wraps it.
 
-    Called once per ``predict`` with a ``PredictCall`` holding ``model``, ``inputs`` (a list you may
-    replace), and ``options``. The core implements it (batching, backend); plugins add
-    ``@hookimpl(wrapper=True)`` implementations that may change ``call.inputs`` before ``yield``
-    and inspect or replace the results after it (logging, metrics, input redaction). Stops at
-    first non-None result.
+    Called once per ``predict`` and once per ``stream`` with a ``PredictCall`` holding ``model``,
+    ``inputs`` (a list you may replace), and ``options``. The core implements it (batching,
+    backend); plugins add ``@hookimpl(wrapper=True)`` implementations that may change
+    ``call.inputs`` before ``yield`` and inspect or replace the results after it (logging,
+    metrics, input redaction). A streamed call (``call.streaming``) has one input and sends text
+    to ``call.on_text`` as it is decoded, before the results come back; wrap ``call.on_text`` to
+    see or change those pieces. Must return one result per input. Stops at first non-None result.
     """

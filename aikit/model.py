@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +20,7 @@ from .errors import BackendError, BackendUnavailableError, ConfigError, InputErr
 from .options import BackendOptions, LoadOptions, options_from_kwargs
 from .parts import ModelParts
 from .plugins import get_backend, get_host, get_task, resolve_task
-from .predict_call import PredictCall
+from .predict_call import PredictCall, StreamClosed
 from .resources import check_memory
 
 if TYPE_CHECKING:
@@ -271,14 +273,51 @@ class Model:
             raise
         return results if is_batch else results[0]
 
-    def stream(self, prompt: Any, **options: Any) -> Iterator[str]:
-        """Yield generated text piece by piece (text-generation models only)."""
+    def stream(self, prompt: Any, **options: Any) -> Generator[str, None, Any]:
+        """Yield generated text piece by piece (text-generation models only).
+
+        The call goes through the ``aikit_predict`` middleware like ``predict`` (with
+        ``call.on_text`` set), so input middleware sees the prompt before the model does. The
+        generator's return value (``StopIteration.value``) is the finished ``Generation`` as the
+        middleware returned it. Generation runs in a worker thread; closing the generator early
+        stops it after the current token, and returns once the thread has ended.
+        """
         if not self.task.generative:
             raise ConfigError(f"stream() needs a text-generation model; this one does {self.task.name!r}")
         task_options = self._task_options(options)
-        examples = self.task.preprocess([prompt], max_length=None)
-        with self._lock:
-            yield from self.task.stream(self.backend, examples[0], task_options)
+        pieces: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        closed = threading.Event()
+
+        def on_text(piece: str) -> None:
+            if closed.is_set():
+                raise StreamClosed("the consumer stopped reading the stream")
+            pieces.put(piece)
+
+        call = PredictCall(model=self, inputs=[prompt], options=task_options, progress=False, on_text=on_text)
+        host = get_host()
+
+        def run_chain() -> None:
+            try:
+                results: list[Any] = host.pm.hook.aikit_predict(call=call)
+                pieces.put(_Finished(results[0]))
+            except BaseException as exc:  # handed to the consumer's thread, raised there
+                pieces.put(_Failed(exc))
+
+        worker = threading.Thread(target=run_chain, name="aikit-stream-chain", daemon=True)
+        worker.start()
+        try:
+            while True:
+                item = pieces.get()
+                if isinstance(item, _Finished):
+                    return item.result
+                if isinstance(item, _Failed):
+                    if isinstance(item.error, Exception):
+                        _name_failing_plugin(host, item.error, "aikit_predict")
+                    raise item.error
+                yield item
+        finally:
+            closed.set()
+            worker.join()  # the model is free again, and no generating thread outlives its stream
 
     def embed(self, texts: Sequence[str], *, batch_size: int | None = None) -> NDArray[np.float32]:
         """Embeddings of ``texts`` as one ``(len(texts), dim)`` float32 matrix (feature-extraction only)."""
@@ -398,6 +437,20 @@ class Model:
 
 
 # ---------------------------------------------------------------------- helpers
+@dataclass(frozen=True, slots=True)
+class _Finished:
+    """A streamed chain's end: the result it returned."""
+
+    result: Any
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    """A streamed chain's end: what it raised."""
+
+    error: BaseException
+
+
 def _copy_parts(parts: ModelParts, *, module: Any) -> ModelParts:
     from dataclasses import replace
 

@@ -6,19 +6,28 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .model import Model
 
-__all__ = ["PredictCall"]
+__all__ = ["PredictCall", "StreamClosed"]
 
 
 @dataclass(kw_only=True)
 class PredictCall:
-    """One ``Model.predict`` call as middleware sees it.
+    """One ``Model.predict`` or ``Model.stream`` call as middleware sees it.
 
     ``inputs`` is always a list (a single input is wrapped); wrappers may replace it or its
     items before yielding. ``options`` is the task's options object (or None). ``batch_size``,
     ``max_length`` and ``progress`` are the batching settings. ``extra`` is free space for
     middleware to pass data to one another.
+
+    ``on_text`` is None for ``predict``. For ``Model.stream`` it is set, ``inputs`` holds the one
+    prompt, and the core calls ``on_text(piece)`` with each piece of text as it is decoded, before
+    the chain returns the finished ``Generation`` (one result, like ``predict``). A wrapper that
+    must see or change the streamed text replaces ``on_text`` with a function that calls the one
+    it found; changing the results after ``yield`` cannot recall pieces already sent. ``on_text``
+    raises ``StreamClosed`` once the consumer stopped reading: let it propagate.
     """
 
     model: Model
@@ -28,3 +37,13 @@ class PredictCall:
     max_length: int | None = None
     progress: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    on_text: Callable[[str], None] | None = None
+
+    @property
+    def streaming(self) -> bool:
+        """True for a ``Model.stream`` call (pieces go to ``on_text`` as they are decoded)."""
+        return self.on_text is not None
+
+
+class StreamClosed(Exception):  # noqa: N818 - it names an event, like StopIteration
+    """Raised by a streamed call's ``on_text`` once the consumer stopped reading: generation ends."""

@@ -114,6 +114,23 @@ def test_chat_messages_and_batches_are_redacted(tiny_model_dir: Callable[[str], 
 # --8<-- [end:mock-backend]
 
 
+def test_a_streamed_chat_prompt_is_redacted_before_the_model_sees_it(tiny_model_dir: Callable[[str], Path]) -> None:
+    # Model.stream runs the same aikit_predict chain: the plugin needs no streaming code of its own.
+    spy = _Spy()
+    conversation = [{"role": "user", "content": "mail bob@example.com or call 555-123-4567"}]
+    with fresh_host(aikit_redact, _UseMockBackend(), spy):
+        model = aikit.Model.load(tiny_model_dir("llama-causal-lm"), backend="mock")
+        pieces = list(model.stream(conversation, max_new_tokens=3))
+    redacted = [{"role": "user", "content": "mail [EMAIL] or call [PHONE]"}]
+    assert spy.seen == [redacted]
+    assert spy.extra["redactions"] == {"email": 1, "phone": 1}
+    tokenizer = model.parts.tokenizer
+    prompt = tokenizer.apply_chat_template(redacted, add_generation_prompt=True, tokenize=False)
+    assert isinstance(model.backend, MockBackend)
+    assert model.backend.calls[0]["input_ids"][0].tolist() == tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    assert "".join(pieces) == model.predict(redacted, max_new_tokens=3).text
+
+
 def test_image_inputs_pass_untouched(tiny_model_dir: Callable[[str], Path]) -> None:
     spy = _Spy()
     image = np.zeros((32, 32, 3), dtype=np.uint8)
