@@ -34,13 +34,13 @@ def client(llama: aikit.Model) -> Iterator[httpx.Client]:
 
 
 def test_chat_completion_matches_in_process_generation(client: httpx.Client, llama: aikit.Model) -> None:
-    response = client.post("/v1/chat/completions", json={"messages": MESSAGES, "max_tokens": 6, "model": "x"})
+    response = client.post("/v1/chat/completions", json={"messages": MESSAGES, "max_tokens": 6, "model": "tiny-llama"})
     assert response.status_code == 200, response.text
     body = response.json()
     expected = llama.predict(MESSAGES, max_new_tokens=6)
     choice = body["choices"][0]
     assert body["object"] == "chat.completion" and body["model"] == "tiny-llama"
-    assert choice["message"] == {"role": "assistant", "content": expected.text}
+    assert choice["message"] == {"role": "assistant", "content": expected.text, "refusal": None}
     assert choice["finish_reason"] == expected.finish_reason
     assert body["usage"]["completion_tokens"] == len(expected.token_ids)
     assert body["usage"]["prompt_tokens"] > 0
@@ -76,17 +76,23 @@ def test_chat_predict_route_takes_message_lists_and_options(client: httpx.Client
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "param"),
     [
-        {"messages": []},
-        {"messages": [{"role": "wizard", "content": "hi"}]},
-        {"messages": MESSAGES, "max_tokens": 0},
-        {"messages": MESSAGES, "n": 2},
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages[0].role"),
+        ({"messages": MESSAGES, "max_tokens": 0}, "max_tokens"),
+        ({"messages": MESSAGES, "n": 0}, "n"),
+        ({"messages": MESSAGES, "model": "x"}, "model"),
     ],
 )
-def test_chat_validation_is_422(client: httpx.Client, body: dict[str, Any]) -> None:
-    assert client.post("/v1/chat/completions", json=body).status_code == 422
+def test_chat_validation_is_an_openai_error_naming_the_parameter(
+    client: httpx.Client, body: dict[str, Any], param: str
+) -> None:
+    response = client.post("/v1/chat/completions", json=body)
+    assert response.status_code == (404 if param == "model" else 400)
+    assert response.json()["error"]["param"] == param
 
 
 def test_embeddings_route_on_a_chat_model_is_400(client: httpx.Client) -> None:
-    assert client.post("/v1/embeddings", json={"input": "hi"}).status_code == 400
+    response = client.post("/v1/embeddings", json={"input": "hi"})
+    assert response.status_code == 400 and "feature-extraction" in response.json()["error"]["message"]

@@ -1,7 +1,8 @@
 """``create_app``: the FastAPI application serving one model.
 
-Routes: ``POST /v1/predict`` (any task), ``POST /v1/embeddings`` and ``POST /v1/chat/completions``
-(OpenAI-compatible), ``GET /health``, ``GET /ready``, ``GET /metrics``, ``GET /info``, and the
+Routes: ``POST /v1/predict`` (any task), ``POST /v1/embeddings``, ``POST /v1/chat/completions``,
+``POST /v1/completions``, ``GET /v1/models`` and ``GET /v1/models/{id}`` (OpenAI-compatible, with
+OpenAI's error shape), ``GET /health``, ``GET /ready``, ``GET /metrics``, ``GET /info``, and the
 OpenAPI schema at ``/openapi.json`` (``/docs`` renders it). Inputs are data only: no route takes a
 path to load, and nothing is unpickled.
 """
@@ -27,6 +28,7 @@ from .http_errors import field_error, raise_http
 from .info import hide_paths
 from .metrics import ServeMetrics
 from .middleware import ServiceMiddleware
+from .openai_errors import error_body, install_error_handlers, is_openai_path
 from .openai_routes import add_openai_routes
 from .schemas import ChatMessage, ImageInput, PredictRequest
 from .service import ModelService
@@ -42,6 +44,8 @@ ROUTES = frozenset(
         "/v1/predict",
         "/v1/embeddings",
         "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/models",
         "/health",
         "/ready",
         "/metrics",
@@ -93,7 +97,9 @@ def create_app(model: Model, settings: ServeSettings | None = None) -> FastAPI:
         max_inputs=settings.request_inputs_limit,
         metrics=metrics,
         routes=ROUTES,
+        error_body=_refusal_body,
     )
+    install_error_handlers(app)
 
     @app.get("/health", tags=["operations"], summary="Liveness: the process answers")
     async def health() -> dict[str, str]:
@@ -130,6 +136,7 @@ def create_app(model: Model, settings: ServeSettings | None = None) -> FastAPI:
                 "max_inputs": settings.request_inputs_limit,
                 "timeout_s": settings.timeout_s,
                 "max_body_bytes": settings.max_body_bytes,
+                "embedding_dimensions": list(settings.embedding_dimensions),
                 "header_timeout_s": settings.header_timeout_s,
                 "body_timeout_s": settings.body_timeout_s,
                 "auth": settings.token is not None,
@@ -188,6 +195,11 @@ def _check_options(model: Model, options: dict[str, Any]) -> dict[str, Any]:
     except ConfigError as exc:
         raise field_error(("options",), str(exc)) from exc
     return clean
+
+
+def _refusal_body(path: str, status: int, message: str) -> dict[str, Any]:
+    """A refusal sent by the middleware, in the shape the route's clients read."""
+    return error_body(status, message) if is_openai_path(path) else {"detail": message}
 
 
 def _as_is(value: Any) -> Any:

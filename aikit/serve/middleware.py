@@ -44,6 +44,8 @@ class ServiceMiddleware:
     closes such a connection once the response is sent; see ``aikit.serve.protocol``).
     ``max_inputs`` is only quoted in ``413`` answers, so clients learn how to split a request.
     A request that passed the token check gets ``scope["state"]["authenticated"] = True``.
+    ``error_body(path, status, message)`` builds the JSON of the refusals this layer sends itself
+    (default ``{"detail": message}``, FastAPI's shape), so each route family keeps its own shape.
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class ServiceMiddleware:
         metrics: ServeMetrics,
         routes: frozenset[str],
         public: frozenset[str] = frozenset({"/health"}),
+        error_body: Callable[[str, int, str], Any] | None = None,
     ) -> None:
         self.app = app
         self._token = token.encode("utf-8") if token else None
@@ -66,6 +69,7 @@ class ServiceMiddleware:
         self.metrics = metrics
         self.routes = routes
         self.public = public
+        self.error_body = error_body or _detail
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -100,7 +104,7 @@ class ServiceMiddleware:
             refusal = self._refuse(scope, path, state)
             if refusal is not None:
                 code, detail, extra = refusal
-                await _send_json(send_timed, code, {"detail": detail}, [*extra, _CLOSE])
+                await _send_json(send_timed, code, self.error_body(path, code, detail), [*extra, _CLOSE])
             else:
                 await self.app(scope, self._limited(receive, start), send_timed)
         finally:
@@ -172,6 +176,10 @@ class ServiceMiddleware:
 
 
 _CLOSE = (b"connection", b"close")
+
+
+def _detail(path: str, status: int, message: str) -> dict[str, str]:
+    return {"detail": message}
 
 
 def _loop_time(perf_deadline: float) -> float:

@@ -212,6 +212,31 @@ class ModelService:
             count = len(tok(text, add_special_tokens=special)["input_ids"])
         return count if limit is None else min(count, limit)
 
+    def _decode(self, token_lists: Sequence[Sequence[int]]) -> list[str]:
+        tok = self.count_tokenizer
+        if tok is None:
+            raise ValueError("this model has no tokenizer, so it cannot take token ids; send text")
+        size = len(tok)
+        for i, ids in enumerate(token_lists):
+            bad = next((t for t in ids if not 0 <= t < size), None)
+            if bad is not None:
+                raise ValueError(
+                    f"token list {i} holds {bad}, not an id of this model's tokenizer (0 to {size - 1}); "
+                    "token ids must come from the served model's own tokenizer"
+                )
+        with self._count_lock:
+            return [str(tok.decode(list(ids), skip_special_tokens=True)) for ids in token_lists]
+
+    async def decode_tokens(self, token_lists: Sequence[Sequence[int]]) -> list[str]:
+        """The texts that ``token_lists`` (ids of this model's tokenizer) stand for, decoded in a
+        worker thread without special tokens (the task adds its own when it encodes them again).
+
+        Raises ``ValueError`` for an id outside the vocabulary or a model without a tokenizer.
+        """
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(self._decode, token_lists)
+
     async def usage_tokens(
         self,
         texts: Sequence[str | list[dict[str, str]]],

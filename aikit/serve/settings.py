@@ -46,7 +46,13 @@ class ServeSettings:
       bounded by the larger of this and one socket read (256 KiB).
     - ``token``: when set, every route but ``/health`` needs ``Authorization: Bearer <token>``.
     - ``shutdown_deadline_s``: on SIGTERM, how long in-flight requests may take to finish.
-    - ``model_name``: the name reported by ``/info`` and the OpenAI-style endpoints.
+    - ``model_name``: the name reported by ``/info`` and the OpenAI-style endpoints, which answer
+      ``404`` to a request naming another model.
+    - ``embedding_dimensions``: the shorter sizes the served embedding model was trained to be
+      cut to (Matryoshka representation learning, e.g. ``(256, 128)``). ``/v1/embeddings`` then
+      answers ``dimensions=d`` with the first ``d`` values scaled to unit length; any other size
+      but the model's own is ``400``. Empty (the default): only the model's own size, since
+      cutting the vector of a model not trained for it loses quality nobody measured.
     - ``warmup``: run one prediction before ``/ready`` says yes.
     """
 
@@ -65,6 +71,7 @@ class ServeSettings:
     token: str | None = field(default=None, repr=False)
     shutdown_deadline_s: float = 30.0
     model_name: str = "model"
+    embedding_dimensions: tuple[int, ...] = ()
     warmup: bool = True
 
     def __post_init__(self) -> None:
@@ -86,6 +93,10 @@ class ServeSettings:
                 f"the bearer token must be at least {_MIN_TOKEN_CHARS} characters; "
                 "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
             )
+        if not isinstance(self.embedding_dimensions, tuple):
+            raise ConfigError(f"embedding_dimensions must be a tuple of sizes, got {self.embedding_dimensions!r}")
+        for size in self.embedding_dimensions:
+            _positive_int("embedding_dimensions", size)
         if not self.host:
             raise ConfigError("host must not be empty (use 127.0.0.1 for loopback only, 0.0.0.0 for every interface)")
 
