@@ -81,6 +81,39 @@ def chat_client(chat_server: LocalServer) -> Iterator[openai.OpenAI]:
         yield client
 
 
+# ---------------------------------------------------------------------- the how-to's snippet
+def test_the_how_to_snippet(chat_server: LocalServer, embed_server: LocalServer) -> None:
+    chat_url, embed_url = chat_server.url + "/v1", embed_server.url + "/v1"
+    # --8<-- [start:openai-client]
+    from openai import OpenAI
+
+    # aikit serve ./my-chat-model --name tiny-llama   (api_key: the token when --token-file is set)
+    client = OpenAI(base_url=chat_url, api_key="unused")
+    print([m.id for m in client.models.list()])
+    answer = client.chat.completions.create(
+        model="tiny-llama",
+        messages=[{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "hello"}],
+        max_tokens=8,
+    )
+    print(answer.choices[0].message.content, answer.usage)
+    for chunk in client.chat.completions.create(
+        model="tiny-llama",
+        messages=[{"role": "user", "content": "hello"}],
+        max_tokens=8,
+        stream=True,
+        stream_options={"include_usage": True},
+    ):
+        print(chunk.choices[0].delta.content if chunk.choices else chunk.usage)
+
+    embedder = OpenAI(base_url=embed_url, api_key="unused")
+    vectors = embedder.embeddings.create(model="tiny-embed", input=["hello world", "cat"])
+    print(len(vectors.data[0].embedding))
+    # --8<-- [end:openai-client]
+    assert answer.choices[0].finish_reason in ("stop", "length") and len(vectors.data) == 2
+    client.close()
+    embedder.close()
+
+
 # ---------------------------------------------------------------------- embeddings
 def test_embeddings_with_the_clients_defaults_are_base64_of_the_models_vectors(
     embeddings_client: openai.OpenAI, embed_server: LocalServer, embedder: aikit.Model
