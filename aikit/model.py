@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from typing_extensions import override
+
 from .errors import BackendError, BackendUnavailableError, ConfigError, InputError, ModelLoadError
 from .options import BackendOptions, LoadOptions, options_from_kwargs
 from .parts import ModelParts
@@ -224,6 +226,7 @@ class Model:
             "transformations": list(self.transformations),
         }
 
+    @override
     def __repr__(self) -> str:
         return (
             f"<aikit.Model task={self.task.name!r} backend={self.backend.name!r} source={self.parts.source.location!r}>"

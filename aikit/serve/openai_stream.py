@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
+from typing_extensions import override
 
 from ..results import Generation
 from .batcher import Hold
@@ -200,6 +201,7 @@ class _StreamResponse(StreamingResponse):
         super().__init__(content, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
         self._stop = stop
 
+    @override
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)

@@ -29,6 +29,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 import h11
+from typing_extensions import override
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .settings import ServeSettings
@@ -55,10 +56,12 @@ class DeadlineH11Protocol(H11Protocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_started = False  # whether a byte of the awaited request head has arrived
 
+    @override
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm_head_timer()
 
+    @override
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
         if self.conn.their_state is h11.IDLE:
@@ -66,6 +69,7 @@ class DeadlineH11Protocol(H11Protocol):
         else:  # the head is complete (the request now sends its body, or is done)
             self._cancel_head_timer()
 
+    @override
     def on_response_complete(self) -> None:
         # Read before uvicorn moves on: it may parse a pipelined next request in the call.
         body_unread = self.conn.their_state is h11.SEND_BODY
@@ -79,6 +83,7 @@ class DeadlineH11Protocol(H11Protocol):
         elif self.conn.their_state is h11.IDLE:
             self._arm_head_timer()
 
+    @override
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
         super().connection_lost(exc)

@@ -14,6 +14,8 @@ import socket
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from typing_extensions import override
+
 from ..errors import ServingError
 from .settings import ServeSettings
 
@@ -41,6 +43,7 @@ def serve_app(app: FastAPI, settings: ServeSettings, *, log_level: str = "info")
     service = app.state.service
 
     class _Server(uvicorn.Server):
+        @override
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             service.mark_draining()
             super().handle_exit(sig, frame)

@@ -253,7 +253,10 @@ def save_tiny_model(directory: str | Path, kind: str, *, seed: int = 0) -> Path:
         )
         config.architectures = ["ViTForImageClassification"]
         model = transformers.ViTForImageClassification(config)
-        processor = transformers.ViTImageProcessorPil(size={"height": 32, "width": 32})
+        # transformers >= 5.x names the PIL-backed processor ViTImageProcessorPil (ViTImageProcessor then
+        # wants torchvision); earlier 5.x releases have only ViTImageProcessor, PIL-backed.
+        processor_class = getattr(transformers, "ViTImageProcessorPil", None) or transformers.ViTImageProcessor
+        processor = processor_class(size={"height": 32, "width": 32})
         processor.save_pretrained(path)
     model.eval()
     model.save_pretrained(path)

@@ -138,14 +138,9 @@ def weight_only(
     level = quiet.level
     quiet.setLevel(logging.WARNING)
     try:
-        quantizer = MatMulNBitsQuantizer(
-            model,
-            nodes_to_exclude=nodes,
-            algo_config=config,
-            bits=bits,
-            block_size=block_size,
-            accuracy_level=accuracy_level,
-        )
+        # Bits, block size and accuracy level travel in ``algo_config`` only: the quantizer reads them
+        # from there, and before onnxruntime 1.24 it takes no ``bits`` argument of its own.
+        quantizer = MatMulNBitsQuantizer(model, nodes_to_exclude=nodes, algo_config=config)
         quantizer.process()
     finally:
         quiet.setLevel(level)
