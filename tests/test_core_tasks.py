@@ -102,6 +102,19 @@ def test_text_generation_greedy_is_deterministic_and_streams(tiny_model_dir: Tin
     assert isinstance(chat, Generation)  # a message list is one conversation, not a batch
 
 
+def test_a_stop_string_ends_decoding(tiny_model_dir: TinyDir) -> None:
+    model = aikit.Model.load(tiny_model_dir("llama-causal-lm"))
+    full = model.predict("hello world", max_new_tokens=12, do_sample=True, seed=3, temperature=2.0)
+    words = full.text.split()
+    assert len(words) >= 3, full.text  # the tiny model writes a word per token
+    stop = words[1]
+    stopped = model.predict("hello world", max_new_tokens=12, do_sample=True, seed=3, temperature=2.0, stop=[stop])
+    assert stop not in stopped.text and full.text.startswith(stopped.text)
+    # Decoding ended at the stop string, it did not run on to max_new_tokens with the text cut.
+    assert stopped.finish_reason == "stop"
+    assert len(stopped.token_ids) < len(full.token_ids)
+
+
 def test_batched_generation_matches_one_by_one(tiny_model_dir: TinyDir) -> None:
     model = aikit.Model.load(tiny_model_dir("llama-causal-lm"))
     prompts = ["hello", "the cat and the dog are happy", "red green blue"]

@@ -70,12 +70,18 @@ class _Decoder:
                 self.finished[b] = "stop"
                 continue
             self.tokens[b].append(int(token))
-            if self.stop and any(s in self.text(b) for s in self.stop):
+            # Look in the raw text: ``text()`` has already cut the stop string out.
+            if self.stop and any(s in self._raw(b) for s in self.stop):
                 self.finished[b] = "stop"
         return all(f is not None for f in self.finished)
 
-    def text(self, b: int) -> str:
+    def _raw(self, b: int) -> str:
         text: str = self.tokenizer.decode(self.tokens[b], skip_special_tokens=True)
+        return text
+
+    def text(self, b: int) -> str:
+        """Sequence ``b``'s text, cut before the first stop string."""
+        text = self._raw(b)
         for s in self.stop:
             cut = text.find(s)
             if cut >= 0:
