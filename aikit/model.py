@@ -299,12 +299,19 @@ class Model:
         call = PredictCall(model=self, inputs=[prompt], options=task_options, progress=False, on_text=on_text)
         host = get_host()
 
+        consumer_done = threading.Event()
+
         def run_chain() -> None:
-            try:
-                results: list[Any] = host.pm.hook.aikit_predict(call=call)
-                pieces.put(_Finished(results[0]))
-            except BaseException as exc:  # handed to the consumer's thread, raised there
-                pieces.put(_Failed(exc))
+            # The model stays held until the consumer has exhausted or closed the stream, not just
+            # until generation ends: a stream holds the model like a predict call does (SECURITY.md
+            # section 6), so other callers never interleave with a stream that is still being read.
+            with self._lock:
+                try:
+                    results: list[Any] = host.pm.hook.aikit_predict(call=call)
+                    pieces.put(_Finished(results[0]))
+                except BaseException as exc:  # handed to the consumer's thread, raised there
+                    pieces.put(_Failed(exc))
+                consumer_done.wait()
 
         worker = threading.Thread(target=run_chain, name="aikit-stream-chain", daemon=True)
         worker.start()
@@ -320,6 +327,7 @@ class Model:
                 yield item
         finally:
             closed.set()
+            consumer_done.set()
             worker.join()  # the model is free again, and no generating thread outlives its stream
 
     def embed(self, texts: Sequence[str], *, batch_size: int | None = None) -> NDArray[np.float32]:
