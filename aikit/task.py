@@ -19,7 +19,12 @@ if TYPE_CHECKING:
     from .backend import Backend
     from .parts import ModelParts
 
-__all__ = ["Example", "Task"]
+__all__ = ["CHARS_PER_TOKEN_BOUND", "Example", "Task"]
+
+# A token is rarely longer than this many characters. Text tasks cut a string to this many
+# characters per token of the model's limit before tokenizing, and the server counts usage on text
+# cut the same way, so a hostile 1 GB string costs what a full-length input does.
+CHARS_PER_TOKEN_BOUND = 32
 
 
 @dataclass(slots=True)

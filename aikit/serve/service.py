@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import AikitError, ConfigError, InputError
+from ..task import CHARS_PER_TOKEN_BOUND
 from .batcher import BatchOutcome, DynamicBatcher, Hold, RequestTooLargeError
 from .metrics import ServeMetrics
 from .settings import ServeSettings
@@ -26,11 +27,6 @@ if TYPE_CHECKING:
 __all__ = ["ItemError", "ModelService", "RequestTimeoutError", "Timings"]
 logger = logging.getLogger("aikit.serve")
 
-# The text tasks cut a string to this many characters per token of the model's limit before
-# tokenizing (plugins/aikit_tasks/_text.py, CHARS_PER_TOKEN_BOUND): a token is rarely longer, so the
-# cut never changes what the model reads. Usage counts cut the same way, so counting a megabyte
-# input costs what counting the model's context does.
-_CHARS_PER_TOKEN = 32
 _UNBOUNDED_LIMIT = 1_000_000  # transformers' model_max_length for "no limit" is a huge int
 
 
@@ -187,7 +183,7 @@ class ModelService:
     ) -> int:
         """Tokens of ``text`` (or of a chat rendered with its template) the model can read; 0 without a tokenizer.
 
-        Text is cut to ``_CHARS_PER_TOKEN`` characters per token of the model's limit first, from
+        Text is cut to ``CHARS_PER_TOKEN_BOUND`` characters per token of the model's limit first, from
         the end the model keeps (``keep="tail"`` for prompts, whose last tokens are kept; a chat
         keeps its last messages, up to that many characters in all and at most as many messages
         as the limit has tokens), and the count is capped at the limit: time is bounded by the
@@ -200,7 +196,7 @@ class ModelService:
             return 0
         limit = self.token_limit
         if limit is not None:
-            bound = limit * _CHARS_PER_TOKEN
+            bound = limit * CHARS_PER_TOKEN_BOUND
             text = _last_messages(text, bound, limit) if isinstance(text, list) else _cut(text, bound, keep)
         with self._count_lock:
             if isinstance(text, list):

@@ -10,11 +10,8 @@ from typing import Any
 import numpy as np
 
 from aikit.errors import InputError, TruncationWarning
-from aikit.task import Example
+from aikit.task import CHARS_PER_TOKEN_BOUND, Example
 
-# A token is rarely longer than this many characters; cutting absurdly long strings before
-# tokenizing keeps time and memory bounded for hostile inputs (a 1 GB string, say).
-CHARS_PER_TOKEN_BOUND = 32
 _UNBOUNDED = 1_000_000  # transformers' sentinel for "no limit" is a huge int
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 

@@ -15,9 +15,9 @@ from aikit.errors import ConfigError, InputError, TruncationWarning
 from aikit.options import GenerationOptions
 from aikit.parts import ModelParts
 from aikit.results import Generation
-from aikit.task import Example, Task
+from aikit.task import CHARS_PER_TOKEN_BOUND, Example, Task
 
-from ._text import CHARS_PER_TOKEN_BOUND, as_text, model_limit, pad_id
+from ._text import as_text, model_limit, pad_id
 
 Messages = list[dict[str, str]]
 
