@@ -112,3 +112,13 @@ def aikit_predict(call: PredictCall) -> list[Any] | None:
     to ``call.on_text`` as it is decoded, before the results come back; wrap ``call.on_text`` to
     see or change those pieces. Must return one result per input. Stops at first non-None result.
     """
+
+
+@hookspec
+def aikit_register_explainers(register: Callable[[type[Any]], None]) -> None:
+    """Register attribution methods for ``Model.explain``: subclasses of ``aikit.explain.Explainer``.
+
+    Called once per plugin host, the first time an explainer is looked up. Call ``register(cls)``
+    for each; a class that is not an ``Explainer`` or a name already registered raises
+    ``RegistrationError``.
+    """

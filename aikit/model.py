@@ -368,6 +368,17 @@ class Model:
 
         return evaluate(self, data, metrics=metrics, **options)
 
+    def explain(
+        self, inputs: Any, *, method: str | None = None, target: str | int | None = None, **options: Any
+    ) -> Any:
+        """Which tokens or pixels this classifier's score depends on: one ``aikit.explain.Explanation``
+        per input (a list for a list). ``method`` names a registered explainer (default: integrated
+        gradients on torch-based backends, occlusion elsewhere); ``target`` a label or class index
+        (default: the predicted one). See ``aikit.explain.explain`` for ``options``."""
+        from .explain import explain
+
+        return explain(self, inputs, method=method, target=target, **options)
+
     # ------------------------------------------------------------------ converting
     def to(
         self,

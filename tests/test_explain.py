@@ -1,0 +1,226 @@
+"""``Model.explain`` (aikit/explain.py, plugins/aikit_explain): typed attributions, pictures, faithfulness.
+
+The text model is aikit's tiny BERT (``aikit.testing.tiny``: 2 layers, 32 wide, word-level
+vocabulary) trained here for a few seconds on a keyword task: a sentence of filler words is
+``marked`` when it contains one of two marker words. The right explanation is known, so checks are
+exact: the marker must be the top-attributed token. The image model is a small Keras CNN trained on
+scikit-learn's digits (as in test_keras_models.py), explained per pixel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import aikit
+from aikit.explain import Explainer, ExplainOptions, Explanation, faithfulness, get_explainer
+from aikit.testing import TINY_WORDS, tiny_tokenizer
+
+pytest.importorskip("captum", reason="needs the explain extra: pip install 'aikit[explain]'")
+
+MARKERS = ("cat", "fire")
+LABELS = ["other", "marked"]
+
+
+def _sentences(rng: np.random.Generator, count: int) -> tuple[list[str], list[int]]:
+    filler = [w for w in TINY_WORDS[:40] if w not in MARKERS]
+    texts, labels = [], []
+    for _ in range(count):
+        words = list(rng.choice(filler, size=int(rng.integers(5, 10))))
+        label = int(rng.integers(0, 2))
+        if label:
+            words.insert(int(rng.integers(0, len(words) + 1)), str(rng.choice(MARKERS)))
+        texts.append(" ".join(words))
+        labels.append(label)
+    return texts, labels
+
+
+@pytest.fixture(scope="module")
+def keyword_model() -> Any:
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    assert all(m in TINY_WORDS for m in MARKERS)
+    torch.manual_seed(0)
+    tokenizer = tiny_tokenizer()
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=2,
+    )
+    module = BertForSequenceClassification(config)
+    texts, labels = _sentences(np.random.default_rng(0), 1024)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=2e-3)
+    module.train()
+    for _epoch in range(3):
+        for start in range(0, len(texts), 32):
+            batch = tokenizer(texts[start : start + 32], padding=True, return_tensors="pt")
+            loss = module(**batch, labels=torch.tensor(labels[start : start + 32])).loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    module.eval()
+    model = aikit.Model.from_module(module, task="text-classification", tokenizer=tokenizer, labels=LABELS)
+    test_texts, test_labels = _sentences(np.random.default_rng(1), 200)
+    accuracy = np.mean([r.label == LABELS[t] for r, t in zip(model.predict(test_texts), test_labels)])
+    assert accuracy > 0.95, accuracy  # the keyword rule was learned: explanations have a right answer
+    return model
+
+
+def _marked(count: int) -> list[str]:
+    texts, labels = _sentences(np.random.default_rng(2), 4 * count)
+    return [t for t, label in zip(texts, labels) if label][:count]
+
+
+@pytest.mark.parametrize("method", ["integrated-gradients", "occlusion"])
+def test_text_marker_is_the_top_token(keyword_model: Any, method: str) -> None:
+    texts = _marked(10)
+    explanations = keyword_model.explain(texts, method=method, steps=16)
+    assert len(explanations) == len(texts)
+    for text, e in zip(texts, explanations):
+        assert isinstance(e, Explanation) and e.kind == "text" and e.method == method
+        assert e.target == "marked" and e.probability > 0.5
+        assert e.tokens[0] == "[CLS]" and e.special[0] and e.attributions[0] == 0.0
+        assert e.attributions.shape == (len(e.tokens),)
+        assert e.top(1)[0][0] in MARKERS, (text, e.top(3))
+
+
+def test_chosen_target_and_errors(keyword_model: Any) -> None:
+    text = _marked(1)[0]
+    other = keyword_model.explain(text, target="other")
+    assert other.target == "other" and other.target_index == 0 and other.probability < 0.5
+    marker = int(np.argmax([t in MARKERS for t in other.tokens]))
+    assert other.attributions[marker] == other.attributions.min()  # the marker lowers "other" the most
+    assert keyword_model.explain(text, target=1).target == "marked"
+    with pytest.raises(aikit.ConfigError, match="unknown target label"):
+        keyword_model.explain(text, target="nope")
+    with pytest.raises(aikit.UnknownNameError, match="integrated-gradients"):
+        keyword_model.explain(text, method="nope")
+    with pytest.raises(aikit.ConfigError, match="steps"):
+        keyword_model.explain(text, steps=0)
+
+
+def test_faithfulness_passes_for_ig_and_fails_for_random(keyword_model: Any) -> None:
+    explanations = keyword_model.explain(_marked(12), method="integrated-gradients", steps=16)
+    report = faithfulness(keyword_model, explanations, k=1)
+    assert report.passed, report
+    assert report.top_k_drop > 0.5 > report.random_drop  # deleting the marker flips the prediction
+    rng = np.random.default_rng(0)
+    scrambled = [
+        dataclasses.replace(e, attributions=rng.normal(size=e.attributions.shape).astype(np.float32))
+        for e in explanations
+    ]
+    failed = faithfulness(keyword_model, scrambled, k=1)
+    assert not failed.passed, failed
+    assert explanations[0].faithfulness(keyword_model, k=1).k == 1
+
+
+def test_occlusion_runs_on_onnxruntime(keyword_model: Any, private_aikit_cache: Any) -> None:
+    """ONNX Runtime has no gradients: the default is occlusion, run through backend.forward only."""
+    pytest.importorskip("onnxruntime")
+    ort = keyword_model.to("onnxruntime")
+    text = _marked(1)[0]
+    e = ort.explain(text)
+    assert e.method == "occlusion"
+    reference = keyword_model.explain(text, method="occlusion")
+    np.testing.assert_allclose(e.attributions, reference.attributions, atol=1e-4)
+    with pytest.raises(aikit.ConfigError, match="occlusion"):
+        ort.explain(text, method="integrated-gradients")
+
+
+def test_text_pictures(keyword_model: Any, tmp_path: Path) -> None:
+    e = keyword_model.explain(_marked(1)[0])
+    fragment = e._repr_html_()
+    assert fragment.count('class="aikit-token"') == len(e.tokens)
+    page = e.to_html(tmp_path / "text.html").read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and "integrated-gradients" in page
+    assert e.to_png(tmp_path / "text.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert e.to_dict()["tokens"] == list(e.tokens)
+
+
+@pytest.fixture(scope="module")
+def digits_cnn(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
+    if importlib.util.find_spec("keras") is None:
+        pytest.skip("needs the keras extra: pip install 'aikit[keras]'")
+    from aikit_keras._import import import_keras
+    from sklearn.datasets import load_digits
+
+    keras = import_keras()
+    digits = load_digits()
+    keras.utils.set_random_seed(0)
+    net = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(16, 3, activation="relu", padding="same"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10),
+        ]
+    )
+    net.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    net.fit((digits.images[:1500] / 16.0)[..., None], digits.target[:1500], epochs=6, batch_size=32, verbose=0)
+    path = tmp_path_factory.mktemp("explain_cnn") / "digits.keras"
+    net.save(path)
+    model = aikit.Model.load(
+        path,
+        task="image-classification",
+        preprocess=aikit.ImagePreprocess(size=(8, 8), grayscale=True, scale=1 / 16),
+        labels=[str(i) for i in range(10)],
+    )
+    return model, digits
+
+
+def test_image_heat_maps_and_faithfulness(digits_cnn: Any, tmp_path: Path) -> None:
+    model, digits = digits_cnn
+    images = list(digits.images[1500:1530])
+    explanations = model.explain(images, steps=16)
+    e = explanations[0]
+    assert e.kind == "image" and e.attributions.shape == (8, 8) and e.image is not None
+    assert e.target == model.predict(images[0]).label
+    report = faithfulness(model, explanations, k=8)
+    assert report.passed, report
+    rng = np.random.default_rng(0)
+    scrambled = [dataclasses.replace(x, attributions=rng.normal(size=(8, 8)).astype(np.float32)) for x in explanations]
+    assert not faithfulness(model, scrambled, k=8).passed
+    occluded = model.explain(images[0], method="occlusion", patch=2)
+    assert occluded.attributions.shape == (8, 8)
+    assert np.all(occluded.attributions[::2, ::2] == occluded.attributions[1::2, 1::2])  # one value per 2x2 patch
+    assert '<img class="aikit-heatmap"' in e._repr_html_()
+    assert e.to_png(tmp_path / "digit.png").read_bytes()[:4] == b"\x89PNG"
+
+
+class _Constant(Explainer):
+    name = "constant-test"
+
+    def attribute(self, model: Any, example: Any, target: int, options: ExplainOptions) -> Any:
+        return np.ones(example.features["input_ids"].shape, dtype=np.float32)
+
+
+class _Plugin:
+    @aikit.hookimpl
+    def aikit_register_explainers(self, register: Any) -> None:
+        register(_Constant)
+
+
+class _BadPlugin:
+    @aikit.hookimpl
+    def aikit_register_explainers(self, register: Any) -> None:
+        register(dict)
+
+
+def test_third_party_explainer_plugin(keyword_model: Any, aikit_host: Any) -> None:
+    aikit_host.add_plugin(_Plugin(), name="constant-explainer")
+    assert get_explainer("constant-test") is _Constant
+    e = keyword_model.explain("the cat", method="constant-test")
+    assert e.method == "constant-test" and e.attributions[1] == 1.0 and e.attributions[0] == 0.0
+    aikit_host.add_plugin(_BadPlugin(), name="bad-explainer")
+    with pytest.raises(aikit.RegistrationError, match="not a subclass"):
+        get_explainer("constant-test")
