@@ -1,5 +1,6 @@
-"""ORT-native compression: ``ort-int8-dynamic``, ``ort-int8-static`` (QDQ), ``ort-int8-weight-only`` and
-``ort-int4-weight-only`` (``MatMulNBits``), registered for the ``onnxruntime`` backend.
+"""ORT-native compression: ``ort-int8-dynamic``, ``ort-int8-rows`` (per-token activation ranges),
+``ort-int8-static`` (QDQ), ``ort-int8-weight-only`` and ``ort-int4-weight-only`` (``MatMulNBits``),
+registered for the ``onnxruntime`` backend.
 
 Each strategy quantizes every graph of an ``OrtBackend`` into a new cache entry and returns a new
 backend; the original graphs are untouched. They take part in ``Model.compress``'s accuracy
@@ -22,7 +23,7 @@ from aikit.strategy import CompressionConfig, CompressionContext, Strategy
 from . import quantize
 from .cache import cached_entry, entry_key
 
-__all__ = ["STRATEGIES", "OrtInt4WeightOnly", "OrtInt8Dynamic", "OrtInt8Static", "OrtInt8WeightOnly"]
+__all__ = ["STRATEGIES", "OrtInt4WeightOnly", "OrtInt8Dynamic", "OrtInt8Rows", "OrtInt8Static", "OrtInt8WeightOnly"]
 
 ORT = frozenset({"onnxruntime"})
 _INT8_OPS = ("MatMul", "Attention")
@@ -44,6 +45,31 @@ class OrtInt8Dynamic(CompressionConfig):
 
     def __post_init__(self) -> None:
         _check_exclude(self.exclude)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrtInt8Rows(CompressionConfig):
+    """int8 per-column weights, activations quantized per row (token) per call (``quantize_rows``).
+
+    ``symmetric``: node names / fnmatch patterns whose rows use a symmetric range (one pass
+    cheaper, less exact on one-signed inputs); the others get an asymmetric (min/max) range.
+    ``reduce_range``: 7-bit weights, for CPUs without VNNI whose u8 x s8 kernel can saturate.
+    ``exclude``: nodes kept in float32.
+    """
+
+    strategy: ClassVar[str] = "ort-int8-rows"
+    symmetric: tuple[str, ...] = ()
+    reduce_range: bool = False
+    exclude: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_exclude(self.exclude)
+        if not isinstance(self.symmetric, tuple) or not all(isinstance(e, str) and e for e in self.symmetric):
+            raise ConfigError(
+                f"{self.strategy}: symmetric must be a tuple of node names or patterns, got {self.symmetric!r}"
+            )
+        if not isinstance(self.reduce_range, bool):
+            raise ConfigError(f"{self.strategy}: reduce_range must be true or false, got {self.reduce_range!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -166,6 +192,19 @@ class OrtInt8DynamicStrategy(_OrtStrategy):
         )
 
 
+class OrtInt8RowsStrategy(_OrtStrategy):
+    name = "ort-int8-rows"
+    config_class = OrtInt8Rows
+    op_types = ("MatMul",)
+    description = "ONNX Runtime int8 GEMM with per-token activation ranges (per-channel int8 weights)"
+
+    @override
+    def quantize_graph(self, src: Path, dst: Path, config: Any, backend: Any, context: CompressionContext) -> None:
+        from .quantize_rows import rows_int8
+
+        rows_int8(src, dst, symmetric=config.symmetric, reduce_range=config.reduce_range, exclude=config.exclude)
+
+
 class OrtInt8StaticStrategy(_OrtStrategy):
     name = "ort-int8-static"
     config_class = OrtInt8Static
@@ -223,6 +262,7 @@ class OrtInt4WeightOnlyStrategy(OrtInt8WeightOnlyStrategy):
 
 STRATEGIES: tuple[type[Strategy], ...] = (
     OrtInt8DynamicStrategy,
+    OrtInt8RowsStrategy,
     OrtInt8StaticStrategy,
     OrtInt8WeightOnlyStrategy,
     OrtInt4WeightOnlyStrategy,
