@@ -224,3 +224,74 @@ def test_third_party_explainer_plugin(keyword_model: Any, aikit_host: Any) -> No
     aikit_host.add_plugin(_BadPlugin(), name="bad-explainer")
     with pytest.raises(aikit.RegistrationError, match="not a subclass"):
         get_explainer("constant-test")
+
+
+def test_cli_writes_html_and_png(keyword_model: Any, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from aikit.cli import app
+
+    saved = keyword_model.save(tmp_path / "artifact")
+    texts = _marked(2)
+    result = CliRunner().invoke(
+        app,
+        [
+            "explain",
+            str(saved),
+            *texts,
+            "--steps",
+            "8",
+            "--html",
+            str(tmp_path / "out.html"),
+            "--png",
+            str(tmp_path / "out.png"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.count("marked (p=") == 2 and "integrated-gradients" in result.output
+    page = (tmp_path / "out.html").read_text(encoding="utf-8")
+    assert page.count("<section>") == 2
+    assert (tmp_path / "out.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "out-1.png").is_file()
+    as_json = CliRunner().invoke(app, ["explain", str(saved), texts[0], "--method", "occlusion", "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    assert '"method": "occlusion"' in as_json.output
+
+
+def _chromium() -> str | None:
+    import shutil
+
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+@pytest.mark.browser
+def test_html_renders_in_headless_chromium(keyword_model: Any, digits_cnn: Any, tmp_path: Path) -> None:
+    """The page opens in a real browser: the token spans are in the parsed DOM, the screenshot has colour."""
+    import subprocess
+
+    from PIL import Image
+
+    from aikit.explain import write_html
+
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no Chromium here: install it (apt-get install chromium) to run browser tests")
+    model, digits = digits_cnn
+    text = keyword_model.explain(_marked(1)[0])
+    page = write_html([text, model.explain(digits.images[1500])], tmp_path / "page.html")
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=900,900"]
+    dom = subprocess.run([*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert dom.stdout.count('class="aikit-token"') == len(text.tokens)
+    assert 'class="aikit-heatmap"' in dom.stdout
+    shot = tmp_path / "shot.png"
+    done = subprocess.run([*flags, f"--screenshot={shot}", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and shot.is_file(), done.stderr[-2000:]
+    pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=np.int32)
+    reddish = (pixels[..., 0] - pixels[..., 2] > 60).sum()  # the marker token's red box and the heat map
+    assert reddish > 50, reddish
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50  # text, image and colour bar, not a blank page
