@@ -114,7 +114,8 @@ class Int8WeightOnly(CompressionConfig):
 
     ``kernel``: ``"packed"`` runs ATen's low-bit CPU kernel on the stored weights; ``"unpacked"``
     expands them to fp32 once, at first use (the file stays small; memory and speed are fp32's);
-    ``"auto"`` picks packed only on CPUs with AVX-512, where those kernels are fast.
+    ``"auto"`` picks whichever a short measurement on this machine found faster (cached per CPU
+    model, CPU flags, torch version and thread count; see ``kernel_choice``).
     """
 
     strategy: ClassVar[str] = "int8-weight-only"

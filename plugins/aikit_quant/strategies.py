@@ -220,16 +220,18 @@ def _is_embedding(module: nn.Module, name: str) -> bool:
 
 
 def packed_kernel(config: Any) -> bool:
-    """Whether to run ATen's low-bit CPU kernels: only where they have fast paths (AVX-512).
+    """Whether to run ATen's low-bit CPU kernels; ``auto``: whichever a measurement on this machine
+    found faster (``kernel_choice``, cached per CPU and torch version).
 
-    Measured on an AVX2-only CPU, SmolLM2-135M greedy decoding: packed int8 ran at 0.31x and
-    packed int4 at 0.04x the tokens/s of fp32; the expanded (unpacked) weights at 1.0x.
+    A feature flag does not decide it: on an AVX2-only CPU (SmolLM2-135M greedy decoding) packed
+    int8 ran at 0.31x and packed int4 at 0.04x the tokens/s of fp32, and on a Xeon with AVX-512
+    VNNI and AMX packed int8 ran MiniLM 50x slower than fp32 GEMM on the expanded weights.
     """
     if config.kernel != "auto":
         return bool(config.kernel == "packed")
-    from aikit.sysinfo import cpu_flags
+    from .kernel_choice import packed_is_faster
 
-    return "avx512f" in cpu_flags()
+    return packed_is_faster("int4" if config.strategy == "int4-weight-only" else "int8")
 
 
 class Int8WeightOnlyStrategy(_SwapStrategy):

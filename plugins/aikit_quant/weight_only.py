@@ -2,8 +2,9 @@
 
 Subclasses store their quantized weights as buffers and define ``dequantized_weight()`` and
 ``packed_forward(x2d)`` (ATen's low-bit kernel on the stored codes, no bias). ``packed=False``
-expands the weights to the input's float type once, at first use, and runs a plain GEMM: on CPUs
-without AVX-512 that is far faster than ATen's low-bit kernels (see ``strategies.packed_kernel``).
+expands the weights to the input's float type once, at first use, and runs a plain GEMM: on many
+CPUs that is far faster than ATen's low-bit kernels (``kernel="auto"`` measures which:
+``kernel_choice``).
 Everything derived from the buffers (kernel layouts, expanded weights) lives in ``_derived`` and
 is dropped whenever the buffers change (fill, load, copy).
 """
