@@ -54,16 +54,20 @@ def rows_int8(
     symmetric: Sequence[str],
     reduce_range: bool,
     exclude: Sequence[str],
+    per_tensor: Sequence[str] = (),
 ) -> list[str]:
-    """Rewrite every weight MatMul of ``src`` not named by ``exclude`` into per-row int8; write ``dst``.
+    """Rewrite every weight MatMul of ``src`` not named by ``exclude`` into int8; write ``dst``.
 
-    ``symmetric``: node names / fnmatch patterns whose rows get symmetric ranges (the rest
-    asymmetric). Returns the names of the rewritten nodes.
+    Rows get asymmetric ranges except the nodes ``symmetric`` names (names or fnmatch patterns);
+    nodes ``per_tensor`` names get one range per call instead (``DynamicQuantizeMatMul``, bias
+    folded in). Returns the names of the rewritten nodes.
     """
     import onnx
 
     model = onnx.load(str(src))
-    done = rows_int8_model(model, symmetric=symmetric, reduce_range=reduce_range, exclude=exclude)
+    done = rows_int8_model(
+        model, symmetric=symmetric, reduce_range=reduce_range, exclude=exclude, per_tensor=per_tensor
+    )
     if _large(src):
         onnx.save(model, str(dst), save_as_external_data=True, location=f"{dst.name}.data")
     else:
@@ -71,7 +75,14 @@ def rows_int8(
     return done
 
 
-def rows_int8_model(model: Any, *, symmetric: Sequence[str], reduce_range: bool, exclude: Sequence[str]) -> list[str]:
+def rows_int8_model(
+    model: Any,
+    *,
+    symmetric: Sequence[str],
+    reduce_range: bool,
+    exclude: Sequence[str],
+    per_tensor: Sequence[str] = (),
+) -> list[str]:
     """:func:`rows_int8` on an in-memory ``onnx.ModelProto`` (changed in place)."""
     from onnx import helper, numpy_helper
 
@@ -79,12 +90,15 @@ def rows_int8_model(model: Any, *, symmetric: Sequence[str], reduce_range: bool,
     candidates = quantizable_nodes_model(model)
     skipped = set(resolve_exclusions(candidates, exclude))
     sym_nodes = set(resolve_exclusions(candidates, symmetric))
+    tensor_nodes = set(resolve_exclusions(candidates, per_tensor))
     targets = {n for n in candidates if n not in skipped}
     inits = {t.name: t for t in graph.initializer}
     consumers: dict[str, list[Any]] = {}
     for node in graph.node:
         for i in node.input:
             consumers.setdefault(i, []).append(node)
+    known = _inferred_shapes(model)
+    written: list[str] = []
     builder = _Builder(reduce_range)
     new_nodes: list[Any] = []
     done: list[str] = []
@@ -96,19 +110,24 @@ def rows_int8_model(model: Any, *, symmetric: Sequence[str], reduce_range: bool,
             new_nodes.append(node)
             continue
         w = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
-        sym = node.name in sym_nodes
-        new_nodes += builder.quantize_input(node.input[0], w.shape[0], symmetric=sym)
         bias_add = _bias_add(node.output[0], consumers, inits, w.shape[1])
         bias, out = None, node.output[0]
-        # Asymmetric rows take the bias into their correction Gemm and its Add goes. Symmetric ones
-        # keep the Add after the Reshape, where ONNX Runtime fuses it with a following Gelu.
-        if bias_add is not None and not sym:
+        sym = node.name in sym_nodes
+        tensor = node.name in tensor_nodes
+        # Asymmetric rows take the bias into their correction Gemm, per-tensor nodes into their
+        # DynamicQuantizeMatMul, and its Add goes. Symmetric rows keep it (one pass either way).
+        if bias_add is not None and (tensor or not sym):
             add, idx = bias_add
             bias = numpy_helper.to_array(inits[add.input[idx]]).astype(np.float32)
             out = add.output[0]
             dropped.add(id(add))
-        new_nodes += builder.matmul(node, w, symmetric=sym, bias=bias, out=out)
+        if tensor:
+            new_nodes += builder.per_tensor(node, w, bias=bias, out=out)
+        else:
+            new_nodes += builder.quantize_input(node.input[0], w.shape[0], symmetric=sym)
+            new_nodes += builder.matmul(node, w, symmetric=sym, bias=bias, out=out)
         done.append(node.name)
+        written.append(out)
     del graph.node[:]
     graph.node.extend(new_nodes)
     # Float weights (and biases replaced above) nothing reads any more are dropped.
@@ -116,9 +135,25 @@ def rows_int8_model(model: Any, *, symmetric: Sequence[str], reduce_range: bool,
     keep = [t for t in graph.initializer if t.name in used]
     del graph.initializer[:]
     graph.initializer.extend(keep + [t for t in builder.tensors if t.name in used])
+    # The rewritten outputs' shapes come from a runtime Concat that ONNX Runtime's shape inference
+    # cannot see through; stating them (rank 3, last dim N) lets its optimiser still fuse the
+    # following bias + Gelu (BiasGelu) and residual + LayerNorm (SkipLayerNormalization).
+    declared = {v.name for v in graph.value_info}
+    graph.value_info.extend(known[name] for name in written if name in known and name not in declared)
     if not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return done
+
+
+def _inferred_shapes(model: Any) -> dict[str, Any]:
+    """ONNX shape inference's value infos of ``model`` by tensor name (empty when it cannot run)."""
+    from onnx import shape_inference
+
+    try:
+        inferred = shape_inference.infer_shapes(model)
+    except (ValueError, RuntimeError):  # e.g. a model over 2 GB cannot be inferred in memory
+        return {}
+    return {v.name: v for v in inferred.graph.value_info}
 
 
 def quantizable_nodes_model(model: Any) -> list[str]:
@@ -185,8 +220,11 @@ class _Builder:
         src = f"{p}/x2"
         if symmetric:
             nodes += [
-                helper.make_node("Abs", [src], [f"{p}/abs"], name=f"{p}/Abs"),
-                helper.make_node("ReduceMax", [f"{p}/abs"], [f"{p}/amax"], name=f"{p}/ReduceMax", axes=[1], keepdims=0),
+                # max(-min, max) rather than ReduceMax(Abs(x)): Abs would write a copy of x.
+                helper.make_node("ReduceMin", [src], [f"{p}/mn_raw"], name=f"{p}/ReduceMin", axes=[1], keepdims=0),
+                helper.make_node("ReduceMax", [src], [f"{p}/mx_raw"], name=f"{p}/ReduceMax", axes=[1], keepdims=0),
+                helper.make_node("Neg", [f"{p}/mn_raw"], [f"{p}/neg_mn"], name=f"{p}/NegMin"),
+                helper.make_node("Max", [f"{p}/neg_mn", f"{p}/mx_raw"], [f"{p}/amax"], name=f"{p}/AbsMax"),
                 helper.make_node("Mul", [f"{p}/amax", _INV127], [f"{p}/s_raw"], name=f"{p}/ScaleMul"),
                 helper.make_node("Max", [f"{p}/s_raw", _TINY_NAME], [f"{p}/s"], name=f"{p}/ScaleMax"),
                 helper.make_node("Shape", [f"{p}/s"], [f"{p}/rows"], name=f"{p}/RowsShape"),
@@ -219,6 +257,28 @@ class _Builder:
         ]
         return nodes
 
+    def weights(self, p: str, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-column symmetric int8 codes of ``w`` and their scales, stored as ``{p}/w_q``, ``{p}/w_scale``."""
+        from onnx import numpy_helper
+
+        qmax = 63.0 if self.reduce_range else 127.0
+        w_scale = (np.maximum(np.abs(w).max(axis=0), _TINY) / qmax).astype(np.float32)
+        wq = np.clip(np.rint(w / w_scale), -qmax, qmax).astype(np.int8)
+        self.tensors += [numpy_helper.from_array(wq, f"{p}/w_q"), numpy_helper.from_array(w_scale, f"{p}/w_scale")]
+        return wq, w_scale
+
+    def per_tensor(self, node: Any, w: np.ndarray, *, bias: np.ndarray | None, out: str) -> list[Any]:
+        """ONNX Runtime's own dynamic int8 (one activation range per call) in one fused op."""
+        from onnx import helper, numpy_helper
+
+        p = f"{node.name}/tensor"
+        self.weights(p, w)
+        inputs = [node.input[0], f"{p}/w_q", f"{p}/w_scale"]
+        if bias is not None:
+            self.tensors.append(numpy_helper.from_array(bias, f"{p}/bias"))
+            inputs += ["", f"{p}/bias"]
+        return [helper.make_node("DynamicQuantizeMatMul", inputs, [out], name=p, domain="com.microsoft")]
+
     def matmul(self, node: Any, w: np.ndarray, *, symmetric: bool, bias: np.ndarray | None, out: str) -> list[Any]:
         """Nodes computing ``out`` (``node``'s output, plus ``bias`` when given) from the quantized input.
 
@@ -229,14 +289,8 @@ class _Builder:
         n = w.shape[1]
         x = self.quantized[(node.input[0], symmetric)]
         p = f"{node.name}/rows"
-        qmax = 63.0 if self.reduce_range else 127.0
-        w_scale = (np.maximum(np.abs(w).max(axis=0), _TINY) / qmax).astype(np.float32)
-        wq = np.clip(np.rint(w / w_scale), -qmax, qmax).astype(np.int8)
-        self.tensors += [
-            numpy_helper.from_array(wq, f"{p}/w_q"),
-            numpy_helper.from_array(w_scale, f"{p}/w_scale"),
-            numpy_helper.from_array(np.array([n], np.int64), f"{p}/n"),
-        ]
+        wq, w_scale = self.weights(p, w)
+        self.tensors.append(numpy_helper.from_array(np.array([n], np.int64), f"{p}/n"))
         gemm_inputs = [f"{x}/q", f"{p}/w_q", _ONE, f"{p}/w_scale"] + ([_U8_128] if symmetric else [])
         nodes = [
             helper.make_node("Concat", [f"{x}/lead", f"{p}/n"], [f"{p}/shape_out"], name=f"{p}/Concat", axis=0),

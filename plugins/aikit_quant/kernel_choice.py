@@ -85,10 +85,10 @@ def _module(kind: str, linear: Any, *, packed: bool) -> Any:
     return m4
 
 
-def packed_is_faster(kind: str, *, timer: Callable[[str], dict[str, float]] = measure) -> bool:
+def packed_is_faster(kind: str, *, timer: Callable[[str], dict[str, float]] | None = None) -> bool:
     """Whether ATen's packed ``kind`` ("int8" or "int4") kernel beat the unpacked one on this machine.
 
-    Measured once per machine key (``timer`` runs then) and cached on disk; an unreadable or
+    Measured once per machine key (``timer``, default :func:`measure`, runs then) and cached on disk; an unreadable or
     unwritable cache only costs a new measurement. A kernel that fails to run counts as slower.
     """
     if kind not in KINDS:
@@ -102,7 +102,7 @@ def packed_is_faster(kind: str, *, timer: Callable[[str], dict[str, float]] = me
         entry = table.get(key)
         if not isinstance(entry, dict) or not isinstance(entry.get("packed"), bool):
             try:
-                times = timer(kind)
+                times = (timer or measure)(kind)
                 entry = {
                     "kind": kind,
                     "packed_s": times["packed"],
