@@ -37,6 +37,7 @@ from .evaluate import EvaluationReport
 from .hookspecs import hookimpl
 from .loader import Loader
 from .model import Model
+from .optimize import Candidate, CandidateResult, OptimizationReport
 from .options import BackendOptions, GenerationOptions, LoadOptions
 from .parts import ModelParts, SourceInfo
 from .plugins import get_backend, get_loader, get_metric, get_strategy, get_task
@@ -57,6 +58,8 @@ __all__ = [
     "BackendOptions",
     "BackendUnavailableError",
     "BenchmarkReport",
+    "Candidate",
+    "CandidateResult",
     "Classification",
     "ComparisonReport",
     "CompressionConfig",
@@ -78,6 +81,7 @@ __all__ = [
     "Model",
     "ModelLoadError",
     "ModelParts",
+    "OptimizationReport",
     "PerformanceWarning",
     "PluginError",
     "PluginLoadError",

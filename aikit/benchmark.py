@@ -27,7 +27,7 @@ from .errors import AikitError, ConfigError, InputError
 if TYPE_CHECKING:
     from .model import Model
 
-__all__ = ["benchmark", "model_size_bytes"]
+__all__ = ["MemorySampler", "benchmark", "model_size_bytes"]
 logger = logging.getLogger("aikit.benchmark")
 
 Timer = Callable[[], float]
@@ -53,7 +53,7 @@ def _lifetime_peak_bytes() -> int | None:
     return int(peak) if sys.platform == "darwin" else int(peak) * 1024  # bytes on macOS, KiB on Linux
 
 
-class _MemorySampler:
+class MemorySampler:
     """Samples resident memory every ``interval`` seconds on a daemon thread while active.
 
     Without ``/proc`` only the process's lifetime peak is known, and ``before`` stays None.
@@ -76,7 +76,7 @@ class _MemorySampler:
         while not self._stop.wait(self._interval):
             self._sample()
 
-    def __enter__(self) -> _MemorySampler:
+    def __enter__(self) -> MemorySampler:
         if self._read is not None:
             self.before = self.peak = self._read()
             self._thread = threading.Thread(target=self._loop, name="aikit-memory-sampler", daemon=True)
@@ -291,7 +291,7 @@ def benchmark(
     )
     runner = _Runner(model, items, timer=timer, warmup=warmup, repeats=repeats, options=predict_options, report=report)
     total = len(sizes) * (warmup + repeats) + runs
-    sampler = _MemorySampler()
+    sampler = MemorySampler()
     try:
         with sampler, _progress(progress, total, f"benchmark {report.name}") as bar:
             for size in sizes:

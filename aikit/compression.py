@@ -30,7 +30,16 @@ if TYPE_CHECKING:
     from .compression_report import CompressionReport
     from .model import Model
 
-__all__ = ["CompressionRun", "compress_model", "parse_strategy", "resolve_configs"]
+__all__ = [
+    "CompressionRun",
+    "apply_chain",
+    "can_guard",
+    "check_plan",
+    "compress_model",
+    "new_model",
+    "parse_strategy",
+    "resolve_configs",
+]
 
 SLOWER_THRESHOLD = 0.95  # below this speedup (timing noise allowed for) the report says "slower"
 
@@ -172,26 +181,57 @@ def compress_model(
 
     bar = _progress_bar(progress, len(configs))
     run = CompressionRun(task=model.task, calibration=data.fit)
-    current, applied, excluded = model.backend, [], []
+    bound = None if max_quality_drop is None else float(max_quality_drop)
     try:
-        for strategy, config in zip(plan, configs):
-            if bar is not None:
-                bar.set_description(f"compress: {config.strategy}")
-            run.progress = _step_progress(bar)
-            new = strategy.apply(current, config, run)
-            if max_quality_drop is not None:
-                new, config, kept = _guard(strategy, current, config, run, new, drop_of, float(max_quality_drop))
-                excluded.extend(kept)
-            current = new
-            applied.append(config)
-            if bar is not None:
-                bar.update(1)
+        current, applied, excluded = apply_chain(
+            model.backend, plan, configs, run, drop_of=drop_of, bound=bound, bar=bar
+        )
     finally:
         if bar is not None:
             bar.close()
-    report = _report(model, current, applied, data, drop_of, excluded, run.notes, measure_speed, max_quality_drop, plan)
+    report = chain_report(
+        model, current, applied, data, drop_of, excluded, run.notes, measure_speed, max_quality_drop, plan
+    )
     report.seconds = time.perf_counter() - start
-    return _new_model(model, current, applied, report)
+    return new_model(model, current, applied, report)
+
+
+def apply_chain(
+    base: Backend,
+    plan: Sequence[Strategy],
+    configs: Sequence[CompressionConfig],
+    run: CompressionRun,
+    *,
+    drop_of: Callable[[Backend], tuple[dict[str, float], str, float]],
+    bound: float | None,
+    bar: Any = None,
+) -> tuple[Backend, list[CompressionConfig], list[str]]:
+    """Apply ``configs`` in order on ``base`` (checked by ``check_plan``); with ``bound``, guard each step.
+
+    Returns the final backend, the configs as applied (the guard adds exclusions) and the layers
+    the guard kept in full precision. ``base`` is never modified.
+    """
+    current, applied, excluded = base, [], []
+    for strategy, config in zip(plan, configs):
+        if bar is not None:
+            bar.set_description(f"compress: {config.strategy}")
+        run.progress = _step_progress(bar)
+        new = strategy.apply(current, config, run)
+        if bound is not None:
+            new, config, kept = _guard(strategy, current, config, run, new, drop_of, bound)
+            excluded.extend(kept)
+        current = new
+        applied.append(config)
+        if bar is not None:
+            bar.update(1)
+    return current, applied, excluded
+
+
+def can_guard(strategy: Strategy, config: CompressionConfig) -> bool:
+    """Whether the accuracy guard can keep layers of ``strategy`` in full precision."""
+    return callable(getattr(strategy, "guard_layers", None)) and "exclude" in {
+        f.name for f in dataclasses.fields(config)
+    }
 
 
 def _step_progress(bar: Any) -> Callable[[int, int], None]:
@@ -216,7 +256,7 @@ def _guard(
     if drop <= bound:
         return new, config, []
     layers_of = getattr(strategy, "guard_layers", None)
-    if not callable(layers_of) or "exclude" not in {f.name for f in dataclasses.fields(config)}:
+    if not callable(layers_of) or not can_guard(strategy, config):
         raise CompressionError(
             f"{config.strategy}: quality drop {drop:.4f} ({metric}; {_fmt(metrics)}) exceeds max_quality_drop={bound}, "
             "and this strategy cannot keep layers in full precision; use a milder setting or a larger bound"
@@ -252,7 +292,7 @@ def _fmt(metrics: dict[str, float]) -> str:
     return ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
 
 
-def _report(
+def chain_report(
     model: Model,
     final: Backend,
     configs: list[CompressionConfig],
@@ -316,7 +356,7 @@ def _slowdown_reason(strategy: Strategy) -> str | None:
     return reason() if callable(reason) else None
 
 
-def _new_model(model: Model, backend: Backend, configs: list[CompressionConfig], report: CompressionReport) -> Model:
+def new_model(model: Model, backend: Backend, configs: list[CompressionConfig], report: CompressionReport) -> Model:
     from .model import Model
 
     parts = dataclasses.replace(

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .compression_report import LayerChange
     from .task import Task
 
-__all__ = ["EvalData", "measure_quality", "prepare_data", "summarise", "time_backends"]
+__all__ = ["EvalData", "collate_batches", "measure_quality", "prepare_data", "split_data", "summarise", "time_backends"]
 
 Batch = dict[str, NDArray[Any]]
 BATCH_SIZE = 16
@@ -46,29 +46,33 @@ class EvalData:
     synthetic_timing: bool = False
 
 
-def _batches(task: Task, items: Sequence[Any]) -> list[Batch]:
+def collate_batches(task: Task, items: Sequence[Any], batch_size: int = BATCH_SIZE) -> list[Batch]:
+    """``items`` preprocessed by ``task`` into collated, length-sorted batches of ``batch_size``.
+
+    Text is cut at ``MAX_TOKENS`` tokens. Generative tasks get plain next-token batches (no chat
+    template), half as large: perplexity is measured on the raw text.
+    """
     if not items:
         return []
     if task.generative:
-        return _lm_batches(task, [str(x) for x in items])
+        return _lm_batches(task, [str(x) for x in items], max(1, batch_size // 2))
     from .batching import sorted_batches
 
     with warnings.catch_warnings():  # calibration text may be long; truncating it is intended
         warnings.simplefilter("ignore", TruncationWarning)
         examples = task.preprocess(list(items), max_length=MAX_TOKENS)
-    return [task.collate(b) for b in sorted_batches(examples, BATCH_SIZE)]
+    return [task.collate(b) for b in sorted_batches(examples, batch_size)]
 
 
-def _lm_batches(task: Task, texts: list[str]) -> list[Batch]:
-    """Plain next-token batches (no chat template): perplexity is measured on the raw text."""
+def _lm_batches(task: Task, texts: list[str], batch_size: int) -> list[Batch]:
     tokenizer = task.parts.tokenizer
     if tokenizer is None:
         return []
     ordered = sorted(texts, key=len, reverse=True)
     out: list[Batch] = []
-    for i in range(0, len(ordered), BATCH_SIZE // 2):
+    for i in range(0, len(ordered), batch_size):
         enc = tokenizer(
-            ordered[i : i + BATCH_SIZE // 2], truncation=True, max_length=MAX_TOKENS, padding=True, return_tensors="np"
+            ordered[i : i + batch_size], truncation=True, max_length=MAX_TOKENS, padding=True, return_tensors="np"
         )
         out.append(
             {"input_ids": enc["input_ids"].astype(np.int64), "attention_mask": enc["attention_mask"].astype(np.int64)}
@@ -85,7 +89,7 @@ def prepare_data(task: Task, items: Sequence[Any] | None) -> EvalData:
     if not items:
         data = EvalData(synthetic_timing=True)
         if task.input_kind == "text" and task.parts.tokenizer is not None:
-            data.timing = _batches(task, [" ".join(["the model reads this sentence"] * 8)] * 8)
+            data.timing = collate_batches(task, [" ".join(["the model reads this sentence"] * 8)] * 8)
         return data
     items = list(items)
     if len(items) < 8:
@@ -93,8 +97,15 @@ def prepare_data(task: Task, items: Sequence[Any] | None) -> EvalData:
     else:
         cut = len(items) - max(4, len(items) // 4)
         fit_items, eval_items = items[:cut], items[cut:]
-    evaluation = _batches(task, eval_items)
-    return EvalData(fit=_batches(task, fit_items), eval=evaluation, timing=evaluation[:6], eval_items=len(eval_items))
+    return split_data(task, fit_items, eval_items)
+
+
+def split_data(task: Task, fit_items: Sequence[Any], eval_items: Sequence[Any]) -> EvalData:
+    """Batches of ``fit_items`` for the strategies and of ``eval_items`` for quality (and timing)."""
+    evaluation = collate_batches(task, eval_items)
+    return EvalData(
+        fit=collate_batches(task, fit_items), eval=evaluation, timing=evaluation[:6], eval_items=len(eval_items)
+    )
 
 
 # ---------------------------------------------------------------------- quality

@@ -16,6 +16,8 @@ import pluggy
 if TYPE_CHECKING:
     from .backend import Backend
     from .loader import Loader
+    from .model import Model
+    from .optimize.candidate import Candidate
     from .parts import ModelParts
     from .predict_call import PredictCall
     from .strategy import Strategy
@@ -111,6 +113,20 @@ def aikit_predict(call: PredictCall) -> list[Any] | None:
     metrics, input redaction). A streamed call (``call.streaming``) has one input and sends text
     to ``call.on_text`` as it is decoded, before the results come back; wrap ``call.on_text`` to
     see or change those pieces. Must return one result per input. Stops at first non-None result.
+    """
+
+
+@hookspec
+def aikit_optimize_candidates(model: Model, objective: str, propose: Callable[[Candidate], None]) -> None:
+    """Propose variants for ``Model.optimize`` to try: call ``propose(aikit.Candidate(...))`` for each.
+
+    Called once per ``optimize`` run, on every plugin. ``model`` is the model as loaded (look at
+    ``model.task``, ``model.backend`` and ``model.parts`` to propose only what fits it);
+    ``objective`` is ``"throughput"``, ``"latency"``, ``"size"`` or ``"memory"``. A candidate names
+    a registered backend and a chain of registered strategies (with the options worth trying on
+    this machine); the search converts, compresses, measures quality on held-out inputs and times
+    it, so a proposal costs nothing unless it is tried. Candidates that cannot run here (backend
+    unavailable, strategy not for that backend) are listed in the report as rejected, not fatal.
     """
 
 

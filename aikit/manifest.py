@@ -90,6 +90,7 @@ class Manifest(_Data):
     source: SourceEntry | None = None
     transformations: list[dict[str, JsonValue]] = Field(default_factory=list)
     compression_report: JsonValue = None
+    optimization_report: JsonValue = None
     files: dict[str, Sha256]
     versions: dict[str, str] = Field(default_factory=dict)
     created: str | None = None

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .backend import Backend
     from .benchmark_report import BenchmarkReport
     from .evaluate import EvaluationReport
+    from .optimize.candidate import Candidate
     from .strategy import CompressionConfig
     from .task import Task
 
@@ -58,12 +59,14 @@ class Model:
         parts: ModelParts,
         transformations: Sequence[Mapping[str, Any]] = (),
         compression_report: Any = None,
+        optimization_report: Any = None,
     ) -> None:
         self.task = task
         self.backend = backend
         self.parts = parts
         self.transformations: tuple[dict[str, Any], ...] = tuple(dict(t) for t in transformations)
         self.compression_report = compression_report
+        self.optimization_report = optimization_report
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ building
@@ -159,6 +162,7 @@ class Model:
             parts=parts,
             transformations=manifest.get("transformations", []),
             compression_report=manifest.get("compression_report"),
+            optimization_report=manifest.get("optimization_report"),
         )
         if convert:
             return model.to(backend, device=options.device, threads=options.threads, dtype=options.dtype)
@@ -392,8 +396,9 @@ class Model:
         """A new model running on ``backend`` (``"torch"``, ``"onnxruntime"``, ``"cuda"``, ``"auto"``).
 
         Conversion starts from this model's torch module, so a compressed torch model carries its
-        compression over where the target backend supports it (the target raises
-        ``BackendError`` naming what it cannot convert).
+        compression over where every strategy applied to it says the target keeps it
+        (``Strategy.carries_to``); otherwise this raises ``BackendError`` naming the strategy, before
+        any work, instead of converting something other than this model.
         """
         options = BackendOptions(device=device, threads=threads, dtype=dtype, extra=dict(backend_options or {}))
         module = self.backend.torch_module()
@@ -412,6 +417,7 @@ class Model:
         backend_cls = _resolve_backend(parts, type(self.task), backend, options)
         if backend_cls.name == self.backend.name and options == BackendOptions():
             return self
+        _check_carried(self.transformations, backend_cls.name)
         new_backend = backend_cls.from_parts(parts, options)
         return Model(
             task=type(self.task)(parts),
@@ -443,6 +449,44 @@ class Model:
             calibration=calibration,
             max_quality_drop=max_quality_drop,
             measure_speed=measure_speed,
+            progress=progress,
+        )
+
+    def optimize(
+        self,
+        *,
+        calibration: Sequence[Any] | None,
+        max_quality_drop: float = 0.01,
+        objective: str = "throughput",
+        batch_size: int = 32,
+        budget_seconds: float | None = 600.0,
+        candidates: Sequence[Candidate] | None = None,
+        max_new_tokens: int = 32,
+        progress: bool | None = None,
+    ) -> Model:
+        """The fastest variant of this model on this machine whose quality drop stays within
+        ``max_quality_drop`` (the same per-task measure as ``compress``); this model is untouched.
+
+        ``objective``: ``"throughput"`` (inputs/s at ``batch_size``; decode tokens/s for text
+        generation), ``"latency"`` (median time for one input), ``"size"`` or ``"memory"``.
+        Candidates (a backend plus a chain of strategies) come from the installed plugins
+        (``aikit_optimize_candidates``), or only from ``candidates=``. Every fourth calibration
+        input is held out for quality; ``budget_seconds`` stops trying new candidates and Ctrl-C
+        stops at once, both returning the best found so far. The result's ``optimization_report``
+        lists every candidate with its quality, speed, size and why it lost; ``save`` stores the
+        chosen chain so ``Model.load`` reproduces it. See ``aikit.optimize.search``.
+        """
+        from .optimize.search import optimize_model
+
+        return optimize_model(
+            self,
+            calibration=calibration,
+            max_quality_drop=max_quality_drop,
+            objective=objective,
+            batch_size=batch_size,
+            budget_seconds=budget_seconds,
+            candidates=candidates,
+            max_new_tokens=max_new_tokens,
             progress=progress,
         )
 
@@ -547,6 +591,28 @@ def _bind_state_dict(parts: ModelParts, module: Any) -> None:
         raise ModelLoadError(f"the weights in {where} do not fit the given module: {exc}", source=where) from exc
     parts.module = module
     parts.config = getattr(module, "config", None)
+
+
+def _check_carried(transformations: Sequence[Mapping[str, Any]], target: str) -> None:
+    """Refuse a move to ``target`` that would lose a compression step (see ``Strategy.carries_to``)."""
+    host = get_host()
+    for step in transformations:
+        name = str(step.get("strategy", "?"))
+        cls = host.strategies.get(name)
+        if cls is None:
+            raise BackendError(
+                f"this model was compressed with {name!r}, which no installed plugin registers, so aikit cannot "
+                f"tell whether backend {target!r} keeps it; install the plugin that provides it"
+            )
+        if target not in cls.backends | cls.carries_to:
+            keeps = sorted(cls.backends | cls.carries_to)
+            raise BackendError(
+                f"moving this model to backend {target!r} would drop compression step {name!r}: that strategy runs on "
+                f"{', '.join(sorted(cls.backends)) or 'no backend'} and carries over to "
+                f"{', '.join(sorted(cls.carries_to)) or 'no other backend'}. Move the uncompressed model first and "
+                f"compress on {target!r} with one of its own strategies (or let model.optimize() choose), "
+                f"or keep this model on {', '.join(keeps)}"
+            )
 
 
 def _check_available(backend_cls: type[Backend]) -> None:

@@ -67,6 +67,7 @@ def save_model(model: Model, directory: str | os.PathLike[str]) -> Path:
             "source": parts.source.to_dict(),
             "transformations": list(model.transformations),
             "compression_report": _report_dict(model.compression_report),
+            "optimization_report": _report_dict(model.optimization_report),
         }
 
     return write_artifact(directory, fill)

@@ -79,6 +79,11 @@ class Strategy(ABC):
     - ``name``: the shorthand (equal to ``config_class.strategy``).
     - ``backends``: the backend names it can run on; checked before any work starts.
     - ``needs_calibration``: ``compress`` refuses to run it without calibration data.
+    - ``carries_to``: the other backends a model compressed by it may move to with ``Model.to``
+      while keeping what it did (e.g. pruned weights export to ONNX as they are). A move to any
+      backend outside ``backends | carries_to`` raises ``BackendError`` naming the strategy, so a
+      conversion never silently drops (for example de-quantizes) a compression step. The default,
+      empty, is the safe one for a new strategy.
 
     Optional, for the accuracy guard (``compress(max_quality_drop=...)``): a config field
     ``exclude: tuple[str, ...]`` (layers kept in full precision) and a method
@@ -90,6 +95,7 @@ class Strategy(ABC):
     config_class: ClassVar[type[CompressionConfig]]
     backends: ClassVar[frozenset[str]] = frozenset()
     needs_calibration: ClassVar[bool] = False
+    carries_to: ClassVar[frozenset[str]] = frozenset()
     description: ClassVar[str] = ""
 
     @abstractmethod

@@ -102,10 +102,10 @@ def bench_minilm(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def perplexity(model: aikit.Model, texts: list[str]) -> float:
     """Token-level perplexity of ``texts`` (each scored on its own, no chat template)."""
-    from aikit.compression_eval import _lm_batches, _lm_summary
+    from aikit.compression_eval import _lm_summary, collate_batches
 
     nll = tokens = 0.0
-    for batch in _lm_batches(model.task, texts):
+    for batch in collate_batches(model.task, texts):
         summary = _lm_summary(model.backend.forward(batch)["logits"], batch)
         nll += summary["nll"]
         tokens += summary["tokens"]

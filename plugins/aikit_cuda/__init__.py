@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from aikit import Backend, Strategy, hookimpl
+from aikit import Backend, Candidate, Model, Strategy, hookimpl
 
 from .backend import CudaBackend
 from .options import CudaOptions
@@ -35,3 +35,10 @@ def aikit_register_strategies(register: Callable[[type[Strategy]], None]) -> Non
     register(CudaInt8WeightOnlyStrategy)
     register(CudaInt4WeightOnlyStrategy)
     register(CudaFloat8Strategy)
+
+
+@hookimpl
+def aikit_optimize_candidates(model: Model, propose: Callable[[Candidate], None]) -> None:
+    from .candidates import propose_candidates
+
+    propose_candidates(model, propose)

@@ -12,12 +12,12 @@ from typing import Any
 
 import torch
 from aikit_torch.modules import (
-    WEIGHTS,
     build_skeleton,
     describe_module,
     is_transformers_model,
     parse_state,
     restore_transformations,
+    weights_file,
     weights_path,
 )
 
@@ -60,7 +60,8 @@ def save_quantized_module(module: torch.nn.Module, directory: Path) -> dict[str,
     if is_transformers_model(module):
         config: Any = module.config
         config.save_pretrained(directory)
-    save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(directory / WEIGHTS), metadata=metadata)
+    target = directory / weights_file(module)
+    save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(target), metadata=metadata)
     return {"module": describe_module(module), "weights": "torchao"}
 
 
@@ -77,7 +78,7 @@ def load_quantized_module(directory: Path, parts: ModelParts, state: Mapping[str
             metadata = handle.metadata() or {}
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - safe_open is not a dict
     except (SafetensorError, OSError) as exc:
-        raise ModelLoadError(f"artifact {directory}: cannot read {WEIGHTS}: {exc}", source=directory) from exc
+        raise ModelLoadError(f"artifact {directory}: cannot read {path.name}: {exc}", source=directory) from exc
     try:
         quantized, plain = support.unflatten_tensor_state_dict(tensors, metadata)
         module.load_state_dict({**plain, **quantized}, strict=True, assign=True)

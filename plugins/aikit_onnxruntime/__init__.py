@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from aikit import Backend, Loader, Strategy, hookimpl
+from aikit import Backend, Candidate, Loader, Model, Strategy, hookimpl
 
 from .backend import OrtBackend
 from .loader import OnnxFileLoader
@@ -29,3 +29,10 @@ def aikit_register_strategies(register: Callable[[type[Strategy]], None]) -> Non
 
     for strategy in STRATEGIES:
         register(strategy)
+
+
+@hookimpl
+def aikit_optimize_candidates(model: Model, propose: Callable[[Candidate], None]) -> None:
+    from .candidates import propose_candidates
+
+    propose_candidates(model, propose)

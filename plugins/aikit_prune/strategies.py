@@ -19,6 +19,8 @@ class StructuredStrategy(Strategy):
     name = "prune-structured"
     config_class = Structured
     backends: ClassVar[frozenset[str]] = frozenset({"torch"})
+    # The pruned model is a smaller model of plain layers: exports and device moves keep it.
+    carries_to: ClassVar[frozenset[str]] = frozenset({"onnxruntime", "cuda"})
     description = "remove attention heads, FFN neurons, layers (smaller matrices; optional self-distillation)"
 
     @override

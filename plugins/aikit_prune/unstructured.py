@@ -41,6 +41,8 @@ def _kth_magnitude(values: torch.Tensor, fraction: float) -> float:
 
 class _PruneStrategy(Strategy):
     backends: ClassVar[frozenset[str]] = frozenset({"torch"})
+    # Zeros are plain weight values: an ONNX export or a move to the GPU keeps them as they are.
+    carries_to: ClassVar[frozenset[str]] = frozenset({"onnxruntime", "cuda"})
 
     def guard_layers(self, backend: Backend, config: Any) -> list[str]:
         return prunable_linears(backend.torch_module(), config.exclude)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from aikit import Strategy, hookimpl
+from aikit import Candidate, Model, Strategy, hookimpl
 
 from .configs import Bf16, Fp16, Int4WeightOnly, Int8Dynamic, Int8Static, Int8WeightOnly
 from .strategies import STRATEGIES
@@ -21,3 +21,10 @@ __all__ = ["Bf16", "Fp16", "Int4WeightOnly", "Int8Dynamic", "Int8Static", "Int8W
 def aikit_register_strategies(register: Callable[[type[Strategy]], None]) -> None:
     for strategy in STRATEGIES:
         register(strategy)
+
+
+@hookimpl
+def aikit_optimize_candidates(model: Model, propose: Callable[[Candidate], None]) -> None:
+    from .candidates import propose_candidates
+
+    propose_candidates(model, propose)

@@ -23,6 +23,10 @@ from aikit.parts import ModelParts
 from aikit.plugins import get_strategy
 
 WEIGHTS = "model.safetensors"
+# A module whose layers aikit replaced (int8 / int4 modules, torchao tensors) is saved under this name:
+# transformers' from_pretrained would read model.safetensors, miss the replaced weights and fill them with
+# fresh random values while reporting success. Without model.safetensors it refuses the folder instead.
+COMPRESSED_WEIGHTS = "aikit-weights.safetensors"
 
 
 class ModuleSpec(BaseModel):
@@ -74,7 +78,7 @@ def save_module(module: torch.nn.Module, directory: Path) -> dict[str, Any]:
     if is_transformers_model(module):
         module.config.save_pretrained(directory)  # type: ignore[union-attr,operator]
     try:
-        save_model(module, str(directory / WEIGHTS))
+        save_model(module, str(directory / weights_file(module)))
     except (ValueError, RuntimeError) as exc:
         raise ArtifactError(f"cannot write the weights as safetensors: {exc}") from exc
     return describe_module(module)
@@ -134,11 +138,28 @@ def restore_transformations(directory: Path, parts: ModelParts, module: torch.nn
     return module
 
 
+def plain_layout(module: torch.nn.Module) -> bool:
+    """Whether the module holds only torch.nn / transformers layers and plain tensors, so that another
+    library rebuilding the model from its config reads every weight (no layer aikit replaced)."""
+    for sub in module.modules():
+        origin = type(sub).__module__
+        if not (origin.startswith("torch.nn.") or origin.startswith("transformers.")):
+            return False
+    return all(type(t) in (torch.Tensor, torch.nn.Parameter) for t in module.state_dict().values())
+
+
+def weights_file(module: torch.nn.Module) -> str:
+    """``model.safetensors``, or ``COMPRESSED_WEIGHTS`` for a transformers model whose layers aikit replaced."""
+    return WEIGHTS if not is_transformers_model(module) or plain_layout(module) else COMPRESSED_WEIGHTS
+
+
 def weights_path(directory: Path, parts: ModelParts) -> Path:
     """The weight file, which an artifact's manifest must list (``IntegrityError`` otherwise)."""
     if parts.manifest is None:  # called on a folder this process wrote, not on an artifact
-        return directory / WEIGHTS
-    return listed_file(directory, parts.manifest, WEIGHTS, what="the weights")
+        compressed = directory / COMPRESSED_WEIGHTS
+        return compressed if compressed.is_file() else directory / WEIGHTS
+    name = COMPRESSED_WEIGHTS if COMPRESSED_WEIGHTS in (parts.manifest.get("files") or {}) else WEIGHTS
+    return listed_file(directory, parts.manifest, name, what="the weights")
 
 
 def load_weights(directory: Path, parts: ModelParts, module: torch.nn.Module) -> torch.nn.Module:
@@ -147,10 +168,10 @@ def load_weights(directory: Path, parts: ModelParts, module: torch.nn.Module) ->
     try:
         load_model(module, str(path), strict=True)
     except (SafetensorError, OSError) as exc:  # truncated or malformed header, offsets, shapes
-        raise ModelLoadError(f"artifact {directory}: cannot read {WEIGHTS}: {exc}", source=directory) from exc
+        raise ModelLoadError(f"artifact {directory}: cannot read {path.name}: {exc}", source=directory) from exc
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:
         raise ModelLoadError(
-            f"artifact {directory}: the weights in {WEIGHTS} do not fit the saved structure: {exc}", source=directory
+            f"artifact {directory}: the weights in {path.name} do not fit the saved structure: {exc}", source=directory
         ) from exc
     return module.eval()
 
