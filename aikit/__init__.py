@@ -34,6 +34,7 @@ from .errors import (
     UnsafeModelError,
 )
 from .evaluate import EvaluationReport
+from .explain import Explainer, ExplainOptions, Explanation, FaithfulnessReport
 from .hookspecs import hookimpl
 from .loader import Loader
 from .model import Model
@@ -70,6 +71,10 @@ __all__ = [
     "Entity",
     "EvaluationReport",
     "Example",
+    "ExplainOptions",
+    "Explainer",
+    "Explanation",
+    "FaithfulnessReport",
     "Generation",
     "GenerationOptions",
     "ImagePreprocess",

@@ -399,7 +399,8 @@ def optimize_model(
     for c in proposals:
         if c.key() != baseline_key:
             unique.setdefault(c.key(), c)
-    todo = list(unique.values())
+    # Cheap first: plain moves, then chains, then chains that may run the (costly) accuracy guard.
+    todo = sorted(unique.values(), key=lambda c: (bool(c.strategies), c.guard))
     results = {c.key(): CandidateResult(label=c.label, backend=c.backend, note=c.note) for c in todo}
     report.candidates += list(results.values())
     built: dict[str, Model] = {}
