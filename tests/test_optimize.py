@@ -289,3 +289,30 @@ def test_built_in_strategies_declare_what_carries(embedder: aikit.Model) -> None
         quantized.to("onnxruntime")
     pruned = embedder.compress("prune-magnitude:sparsity=0.3", calibration=TEXTS, measure_speed=False)
     assert pruned.to("onnxruntime").backend_name == "onnxruntime"
+
+
+# --------------------------------------------------------------------- command line
+def test_cli_optimize_saves_the_choice_plots_and_prints_json(tiny_model_dir: Any, tmp_path: Path) -> None:
+    """Every candidate the installed plugins propose for a tiny encoder, end to end through the CLI."""
+    from typer.testing import CliRunner
+
+    from aikit.cli import app
+
+    calibration = tmp_path / "texts.txt"
+    calibration.write_text("\n".join(TEXTS[:48]) + "\n", encoding="utf-8")
+    args = [
+        "optimize", str(tiny_model_dir("bert-embedding")), "--task", "feature-extraction",
+        "--calibration", str(calibration), "--max-quality-drop", "0.05", "--budget-seconds", "300",
+        "-o", str(tmp_path / "out"), "--plot", str(tmp_path / "front.png"), "--json",
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output[result.output.index("{") :])
+    report = data["report"]
+    statuses = {c["label"]: c["status"] for c in report["candidates"]}
+    assert list(statuses.values()).count("chosen") == 1
+    assert any(label.startswith("onnxruntime") for label in statuses)
+    assert any("int8-dynamic" in label for label in statuses)
+    assert (tmp_path / "front.png").stat().st_size > 1000
+    saved = aikit.Model.load(tmp_path / "out")
+    assert saved.optimization_report["chosen"] == report["chosen"]
