@@ -496,6 +496,7 @@ def _final_round(
         return
     timed = search.race([model.backend, *(built[k].backend for k in finalists)])
     (t_ref, p_ref) = timed[0]
+    reference.throughput, reference.latency_p50_s = search.pass_work / t_ref, p_ref
     for key, (t_new, p_new) in zip(finalists, timed[1:]):
         r = results[key]
         r.speedup = (p_ref / p_new) if search.objective == "latency" else (t_ref / t_new)
@@ -503,7 +504,8 @@ def _final_round(
         r.throughput = search.pass_work / t_new
     report.notes.append(
         f"final round: {', '.join(results[k].label for k in finalists)} re-timed together with the reference "
-        f"({ROUNDS} interleaved rounds); their speedups come from that round"
+        f"({ROUNDS} interleaved rounds); their figures and the reference's come from that round, the others' "
+        "from their own race against the reference"
     )
     for key in set(built) - set(finalists):
         del built[key]
