@@ -134,3 +134,38 @@ def test_stop_finishes_queued_items_then_refuses(embedder: aikit.Model) -> None:
             batcher.submit(["d"])
     stopper.join(30)
     assert all(f.result(timeout=1).result.vector.size for f in futures)
+
+
+def test_admission_refuses_at_once_what_would_miss_the_deadline() -> None:
+    """Items whose estimated wait exceeds the deadline get OverloadedError in milliseconds, while the
+    queue still has places; once the backlog drains, new items are admitted again (recovery)."""
+    release = threading.Event()
+
+    def slow(items: list[Any], options: Mapping[str, Any]) -> Sequence[Any]:
+        release.wait(5)
+        time.sleep(0.1)
+        return list(items)
+
+    batcher = DynamicBatcher(slow, max_batch_size=2, max_wait_ms=1, max_queue=100, deadline_s=0.35)
+    try:
+        release.set()
+        for word in ("warm", "up"):  # the second call sets the pace (the first pays one-time costs)
+            (first,) = batcher.submit([word])
+            first.result(timeout=10)
+        assert batcher.estimated_wait_s(2) == pytest.approx(0.1, abs=0.05)
+        release.clear()  # hold the worker so the backlog stays
+        futures = batcher.submit(["a", "b"]) + batcher.submit(["c", "d"])
+        time.sleep(0.05)
+        t0 = time.monotonic()
+        with pytest.raises(OverloadedError, match="deadline") as info:
+            # c, d wait (a, b are in the model): with e..j that is 4 batches at ~0.1 s, over 0.35 s
+            batcher.submit(["e", "f", "g", "h", "i", "j"])
+        assert time.monotonic() - t0 < 0.05 and info.value.retry_after_s >= 1.0
+        assert batcher.depth < 100  # refused by time, not by the item bound
+        release.set()
+        assert [f.result(timeout=10) for f in futures]
+        later = batcher.submit(["k"])
+        assert later[0].result(timeout=10).result == "k"
+    finally:
+        release.set()
+        batcher.stop(timeout=10)

@@ -9,6 +9,11 @@ its own, so a bad item fails only its own request.
 Work that runs outside the worker (a streamed generation in its own thread) takes a place in
 the same bound with ``hold``, so one limit, ``max_queue``, covers everything admitted and not
 yet finished that is not in a batch.
+
+Admission is also bounded in time: with ``deadline_s``, items whose estimated wait (the batches
+ahead of them, at the recent seconds per batch, plus their own) exceeds the deadline are refused
+at once, since they would only time out after holding a place. Refusing at admission is what
+keeps the 503 fast and the accepted requests' latency bounded under overload.
 """
 
 from __future__ import annotations
@@ -109,6 +114,7 @@ class DynamicBatcher:
         max_queue: int,
         observe_batch: BatchObserver | None = None,
         name: str = "aikit-batcher",
+        deadline_s: float | None = None,
     ) -> None:
         self._predict = predict_fn
         self.max_batch_size = max_batch_size
@@ -120,6 +126,9 @@ class DynamicBatcher:
         self._cond = threading.Condition()
         self._stopping = False
         self._last_batch_s = 0.05  # seeds Retry-After until a real batch has been timed
+        self.deadline_s = deadline_s
+        self._batch_s: float | None = None  # moving average of seconds per model call; None until two ran
+        self._calls = 0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -184,6 +193,22 @@ class DynamicBatcher:
                 f"of {self.max_queue} places); retry later",
                 retry_after_s=self.retry_after_s(),
             )
+        wait = self.estimated_wait_s(count)
+        if self.deadline_s is not None and wait is not None and wait > self.deadline_s:
+            raise OverloadedError(
+                f"the server is overloaded: {len(self._queue)} items are waiting, an estimated {wait:.1f} s of work "
+                f"ahead of this request, more than its {self.deadline_s:g} s deadline; retry later",
+                retry_after_s=self.retry_after_s(),
+            )
+
+    def estimated_wait_s(self, count: int) -> float | None:
+        """Seconds until ``count`` new items would be answered: the batches ahead of them and their own,
+        at the recent seconds per batch (streams running outside the worker are not counted).
+        None until two batches have been timed (the first one's time is not a pace)."""
+        if self._batch_s is None:
+            return None
+        batches = -(-(len(self._queue) + count) // self.max_batch_size)  # ceiling division
+        return batches * self._batch_s
 
     def retry_after_s(self) -> float:
         """A hint for clients: about how long until the current queue has drained (>= 1 s)."""
@@ -281,6 +306,12 @@ class DynamicBatcher:
 
     def _note(self, size: int, seconds: float) -> None:
         self._last_batch_s = seconds
+        # The first call pays one-time costs (lazy initialisation, allocator warm-up): not a pace.
+        # Full-size batches set the pace the estimate assumes; a lone item is cheaper than a full
+        # batch, so small ones only raise the average (never pull it below what a full batch costs).
+        self._calls += 1
+        if self._calls > 1 and (self._batch_s is None or size >= self.max_batch_size or seconds > self._batch_s):
+            self._batch_s = seconds if self._batch_s is None else 0.7 * self._batch_s + 0.3 * seconds
         if self._observe is not None:
             try:
                 self._observe(size, seconds)

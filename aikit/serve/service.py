@@ -92,6 +92,7 @@ class ModelService:
             max_wait_ms=s.max_wait_ms,
             max_queue=s.max_queue,
             observe_batch=self.metrics.observe_batch,
+            deadline_s=s.timeout_s,
         )
 
     def stop(self, timeout: float | None = None) -> None:

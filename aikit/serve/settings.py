@@ -25,6 +25,8 @@ class ServeSettings:
       ``max_batch_size=1`` turns batching off.
     - ``max_queue``: items that may wait for the model; more are refused at once with ``503``.
     - ``timeout_s``: per-request deadline (queue plus inference); past it the client gets ``504``.
+      It also bounds admission: a request whose estimated wait (the batches queued ahead of it at
+      the recent seconds per batch) exceeds it gets ``503`` with ``Retry-After`` at once.
     - ``max_body_bytes``: larger request bodies get ``413`` before they are read.
     - ``max_inputs``: inputs one request may carry (``/v1/predict`` ``inputs``, ``/v1/embeddings``
       ``input``); more get ``413`` naming the limit. ``None`` means ``max_queue``, and a value above
