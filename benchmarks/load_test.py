@@ -18,6 +18,7 @@ import asyncio
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -89,12 +90,30 @@ class Server:
         return list(payload["embedding"])
 
     def stop(self) -> None:
-        self.proc.terminate()
+        """Stop the server and every process it started (LitServe forks workers that a plain
+        ``terminate`` of the parent left running, reparented to init): the server runs in its own
+        session, so the whole process group is signalled."""
+        stop_group(self.proc)
+
+
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    for sig, wait in ((signal.SIGTERM, 30.0), (signal.SIGKILL, 10.0)):
         try:
-            self.proc.wait(timeout=60)
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return  # the whole group is gone
+        try:
+            proc.wait(timeout=wait)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+            continue
+        # The leader exited; workers of the group may still be shutting down.
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
 
 
 def start_server(kind: str, port: int, *, max_queue: int = 1024) -> Server:
@@ -125,7 +144,7 @@ def start_server(kind: str, port: int, *, max_queue: int = 1024) -> Server:
     else:
         cmd = [sys.executable, __file__, "--litserve-server", str(port)]
         path, ready = "/predict", "/health"
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     import httpx
 
@@ -134,7 +153,7 @@ def start_server(kind: str, port: int, *, max_queue: int = 1024) -> Server:
         if proc.poll() is not None:
             raise RuntimeError(f"{kind} exited with {proc.returncode} before it was ready")
         if time.monotonic() > deadline:
-            proc.kill()
+            stop_group(proc)
             raise RuntimeError(f"{kind} was not ready within 300 s")
         try:
             if httpx.get(url + ready, timeout=2).status_code == 200:
@@ -292,6 +311,8 @@ def main() -> None:
     if args.litserve_server:
         litserve_main(args.litserve_server, max_batch_size=32)
         return
+    # SIGTERM (a CI timeout, kill) must also run the finally blocks that stop the servers.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
     import aikit
     from aikit.defaults import default_model_path
