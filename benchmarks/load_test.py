@@ -274,7 +274,9 @@ async def overload(
         for k in range(20):
             r = await http.post(server.path, json=server.body(texts[k]))
             recovered += r.status_code == 200
-    pct = lambda xs, q: round(float(np.percentile(xs, q) * 1000.0), 1) if xs else None  # noqa: E731
+    def pct(xs: list[float], q: float) -> float | None:
+        return round(float(np.percentile(xs, q) * 1000.0), 1) if xs else None
+
     return {
         "rate_per_s": round(rate, 1),
         "sent": n,
