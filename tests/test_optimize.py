@@ -316,3 +316,26 @@ def test_cli_optimize_saves_the_choice_plots_and_prints_json(tiny_model_dir: Any
     assert (tmp_path / "front.png").stat().st_size > 1000
     saved = aikit.Model.load(tmp_path / "out")
     assert saved.optimization_report["chosen"] == report["chosen"]
+
+
+@pytest.mark.parametrize("objective", ["latency", "memory"])
+def test_latency_and_memory_objectives_rank_by_their_own_figure(embedder: aikit.Model, objective: str) -> None:
+    candidates = [
+        aikit.Candidate(backend="torch", strategies=("int8-dynamic",)),
+        aikit.Candidate(backend="onnxruntime"),
+    ]
+    model = embedder.optimize(
+        calibration=TEXTS, max_quality_drop=0.05, objective=objective, candidates=candidates, progress=False
+    )
+    report = model.optimization_report
+    assert report.objective == objective and report.chosen_result is not None
+    built = [c for c in report.candidates if c.status in ("chosen", "within budget") and c.label != "torch (as loaded)"]
+    assert built and all(c.latency_p50_s and c.latency_p50_s > 0 for c in built)
+    if objective == "memory":
+        assert all(c.memory_bytes is not None for c in built)
+        if report.chosen != "torch (as loaded)":
+            assert report.chosen_result.memory_bytes == min(c.memory_bytes or 0 for c in built)
+    else:
+        # latency: the chosen one has the highest speedup, which is measured on median single-input time
+        best = max(report.candidates, key=lambda c: c.speedup or 0.0)
+        assert report.chosen == best.label
