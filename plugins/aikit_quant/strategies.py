@@ -310,6 +310,8 @@ class _CastStrategy(Strategy):
     """Casts every floating-point weight; the torch backend saves and restores the dtype itself."""
 
     backends: ClassVar[frozenset[str]] = TORCH
+    # A half-precision module runs as it is on the GPU; the onnxruntime backend runs float32 graphs only.
+    carries_to: ClassVar[frozenset[str]] = frozenset({"cuda"})
     dtype_name: ClassVar[str]
 
     @override
