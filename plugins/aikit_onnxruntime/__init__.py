@@ -25,10 +25,12 @@ def aikit_register_loaders(register: Callable[[type[Loader]], None]) -> None:
 
 @hookimpl
 def aikit_register_strategies(register: Callable[[type[Strategy]], None]) -> None:
+    from .gguf_strategy import OrtGgufNativeStrategy
     from .strategies import STRATEGIES
 
     for strategy in STRATEGIES:
         register(strategy)
+    register(OrtGgufNativeStrategy)
 
 
 @hookimpl

@@ -1,0 +1,266 @@
+"""Put a GGUF file's own quantized blocks back into the float32 ONNX graph exported from its de-quantized weights.
+
+``Model.load("x.gguf")`` de-quantizes every tensor to float32 (transformers' GGUF reader, which uses
+``gguf.quants.dequantize``) and the ONNX export then holds those float32 values, possibly
+regrouped: onnxruntime-genai's builder concatenates q/k/v into one MatMul, and transformers
+permutes the rows of Llama's q/k weights. Rows survive all of that intact, so each MatMul weight
+is traced back to the file **by content**: every row of the transposed weight (one output
+feature) is looked up among the de-quantized rows of the GGUF's mapped tensors, and the MatMul is
+replaced by ``MatMulNBits`` holding those rows' blocks (:mod:`.gguf_blocks`) only when
+
+- every row was found, all in tensors of one GGUF type, and
+- the blocks found de-quantize to exactly the float32 weight in the graph (checked, not assumed).
+
+Anything else keeps its float32 MatMul and is reported with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .gguf_blocks import BLOCK, NATIVE_TYPES, PackedWeight, pack_rows
+from .quantize import resolve_exclusions
+
+__all__ = ["GgufIndex", "NativeReport", "gguf_native_graph"]
+
+logger = logging.getLogger("aikit.onnxruntime")
+
+
+@dataclass
+class NativeReport:
+    """What :func:`gguf_native_graph` did: ``mapped`` node -> GGUF type, ``kept`` node -> reason,
+    and ``float_bytes`` (float32 weight bytes left in kept MatMuls)."""
+
+    mapped: dict[str, str] = field(default_factory=dict)
+    kept: dict[str, str] = field(default_factory=dict)
+    float_bytes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mapped": dict(self.mapped), "kept": dict(self.kept), "float_bytes": self.float_bytes}
+
+    def notes(self, name: str) -> list[str]:
+        """One line per fact a compression report should show (types mapped, what stayed float32, its cost)."""
+        types = Counter(self.mapped.values())
+        lines = [
+            f"{name}: {len(self.mapped)} MatMuls run the GGUF's own blocks ("
+            + ", ".join(f"{n} {t}" for t, n in sorted(types.items()))
+            + ")"
+        ]
+        if self.kept:
+            reasons = Counter(self.kept.values())
+            lines.append(
+                f"{name}: {len(self.kept)} MatMuls kept in float32 ({self.float_bytes / 1e6:.1f} MB of weights): "
+                + "; ".join(f"{n}x {r}" for r, n in reasons.most_common())
+            )
+        return lines
+
+
+class GgufIndex:
+    """Row fingerprints of a GGUF file's tensors of the mapped types, to trace float32 weights back to blocks.
+
+    Fingerprints are Python hashes of each de-quantized row's bytes; a hit is only a candidate,
+    confirmed by :meth:`rows_for` de-quantizing the gathered blocks and comparing them exactly.
+    """
+
+    def __init__(self, path: Path, *, types: Sequence[str] = tuple(NATIVE_TYPES)) -> None:
+        from gguf import GGUFReader
+
+        self.path = path
+        self._reader = GGUFReader(str(path))
+        self._tensors: list[Any] = []
+        self._rows: dict[int, tuple[int, int]] = {}
+        self.other_types: Counter[str] = Counter()
+        for tensor in self._reader.tensors:
+            kind = tensor.tensor_type.name
+            if len(tensor.shape) != 2:
+                continue
+            if kind not in types:
+                self.other_types[kind] += 1
+                continue
+            t = len(self._tensors)
+            self._tensors.append(tensor)
+            for r, row in enumerate(self._dequantize(t)):
+                self._rows.setdefault(hash(row.tobytes()), (t, r))
+
+    def _dequantize(self, t: int, rows: NDArray[np.intp] | None = None) -> NDArray[np.float32]:
+        from gguf import dequantize
+
+        tensor = self._tensors[t]
+        data = tensor.data if rows is None else tensor.data[rows]
+        return np.asarray(dequantize(data, tensor.tensor_type), dtype=np.float32)
+
+    def rows_for(self, weight_t: NDArray[np.float32]) -> tuple[str, NDArray[np.uint8]] | str:
+        """GGUF type and raw block rows (``[N, bytes]``) whose de-quantized values equal ``weight_t``
+        (``[N, K]``, one row per output feature) exactly; otherwise the reason they were not found."""
+        where = [self._rows.get(hash(row.tobytes())) for row in weight_t]
+        if any(w is None for w in where):
+            missing = sum(w is None for w in where)
+            others = ", ".join(sorted(self.other_types)) or "none"
+            return (
+                f"weight not from a mapped GGUF tensor ({missing}/{len(where)} rows unmatched; "
+                f"other GGUF types in the file: {others})"
+            )
+        hits = [w for w in where if w is not None]
+        kinds = {self._tensors[t].tensor_type.name for t, _ in hits}
+        if len(kinds) != 1:
+            return f"rows from GGUF tensors of several types ({', '.join(sorted(kinds))})"
+        raw_parts: list[NDArray[np.uint8]] = []
+        deq_parts: list[NDArray[np.float32]] = []
+        # consecutive rows of one tensor are gathered together (q/k/v concatenations are runs)
+        start = 0
+        while start < len(hits):
+            t = hits[start][0]
+            end = start
+            while end < len(hits) and hits[end][0] == t:
+                end += 1
+            idx = np.array([r for _, r in hits[start:end]], dtype=np.intp)
+            raw_parts.append(np.asarray(self._tensors[t].data[idx], dtype=np.uint8))
+            deq_parts.append(self._dequantize(t, idx))
+            start = end
+        if not np.array_equal(np.concatenate(deq_parts), weight_t):
+            return "GGUF blocks do not reproduce the graph's weight exactly"
+        return next(iter(kinds)), np.concatenate(raw_parts)
+
+
+def _nbits_nodes(
+    node: Any, weight: PackedWeight, k: int, n: int, accuracy_level: int, block_sums: str | None
+) -> tuple[list[Any], list[Any]]:
+    """``MatMulNBits`` (plus, for split ``Q4_1``, ``+ (x @ E) @ offsets``) replacing MatMul ``node``."""
+    from onnx import helper, numpy_helper
+
+    base = node.input[1]
+    inits = [
+        numpy_helper.from_array(weight.packed, f"{base}.gguf_q"),
+        numpy_helper.from_array(weight.scales, f"{base}.gguf_scales"),
+    ]
+    inputs = [node.input[0], inits[0].name, inits[1].name]
+    if weight.zero_points is not None:
+        inits.append(numpy_helper.from_array(weight.zero_points, f"{base}.gguf_zero_points"))
+        inputs.append(inits[-1].name)
+    out = node.output[0]
+    main = out if weight.offsets is None else f"{out}.gguf_scaled"
+    nodes = [
+        helper.make_node(
+            "MatMulNBits",
+            inputs,
+            [main],
+            name=f"{node.name}_gguf",
+            domain="com.microsoft",
+            K=k,
+            N=n,
+            bits=weight.bits,
+            block_size=BLOCK,
+            accuracy_level=accuracy_level,
+        )
+    ]
+    if weight.offsets is not None:
+        assert block_sums is not None
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(weight.offsets.T), f"{base}.gguf_offsets"))
+        nodes += [
+            helper.make_node(
+                "MatMul", [node.input[0], block_sums], [f"{out}.gguf_block_sums"], name=f"{node.name}_gguf_sums"
+            ),
+            helper.make_node(
+                "MatMul", [f"{out}.gguf_block_sums", inits[-1].name], [f"{out}.gguf_offset"], name=f"{node.name}_gguf_m"
+            ),
+            helper.make_node("Add", [main, f"{out}.gguf_offset"], [out], name=f"{node.name}_gguf_add"),
+        ]
+    return nodes, inits
+
+
+def gguf_native_graph(
+    src: Path,
+    dst: Path,
+    index: GgufIndex,
+    *,
+    accuracy_level: int,
+    types: Sequence[str],
+    exclude: Sequence[str] = (),
+    progress: Any = None,
+) -> NativeReport:
+    """Write ``src`` to ``dst`` with every traceable MatMul weight as the GGUF's own blocks (see the module doc).
+
+    ``types``: GGUF types to map (a subset of ``NATIVE_TYPES``); ``exclude``: node names / fnmatch
+    patterns kept in float32; ``progress(done, total)`` is called per MatMul.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    uses = Counter(i for n in graph.node for i in n.input)
+    candidates = [
+        n
+        for n in graph.node
+        if n.op_type == "MatMul"
+        and len(n.input) == 2
+        and n.input[1] in inits
+        and inits[n.input[1]].data_type == onnx.TensorProto.FLOAT
+        and len(inits[n.input[1]].dims) == 2
+    ]
+    excluded = set(resolve_exclusions([n.name for n in candidates], exclude))
+    report = NativeReport()
+    new_nodes: dict[str, tuple[list[Any], list[Any]]] = {}
+    sums: dict[int, str] = {}
+    for i, node in enumerate(candidates):
+        tensor = inits[node.input[1]]
+        k, n = (int(d) for d in tensor.dims)
+        reason: str | None = None
+        if node.name in excluded:
+            reason = "excluded"
+        elif k % BLOCK:
+            reason = f"K={k} is not a multiple of {BLOCK}"
+        found: tuple[str, NDArray[np.uint8]] | str = reason or ""
+        if reason is None:
+            found = index.rows_for(np.ascontiguousarray(numpy_helper.to_array(tensor).T))
+            if isinstance(found, tuple) and found[0] not in types:
+                found = f"GGUF {found[0]} not mapped at accuracy_level={accuracy_level}"
+        if isinstance(found, str):
+            report.kept[node.name] = found
+            report.float_bytes += k * n * 4
+        else:
+            kind, raw = found
+            weight = pack_rows(kind, raw)
+            block_sums = None
+            if weight.offsets is not None:
+                if k not in sums:  # E [K, K/32]: 1 where element k is in block j; x @ E sums each block
+                    name = f"gguf_block_sums_{k}"
+                    eye = np.repeat(np.eye(k // BLOCK, dtype=np.float32), BLOCK, axis=0)
+                    graph.initializer.append(numpy_helper.from_array(eye, name))
+                    sums[k] = name
+                block_sums = sums[k]
+            new_nodes[node.name] = _nbits_nodes(node, weight, k, n, accuracy_level, block_sums)
+            report.mapped[node.name] = kind
+        if progress is not None:
+            progress(i + 1, len(candidates))
+    rebuilt: list[Any] = []
+    dropped: Counter[str] = Counter()
+    for node in graph.node:
+        if node.name in new_nodes:
+            nodes, tensors = new_nodes[node.name]
+            rebuilt += nodes
+            graph.initializer.extend(tensors)
+            dropped[node.input[1]] += 1
+        else:
+            rebuilt.append(node)
+    del graph.node[:]
+    graph.node.extend(rebuilt)
+    # a float32 weight still read elsewhere (a tied embedding's Gather) stays; others go
+    keep = [t for t in graph.initializer if not (t.name in dropped and dropped[t.name] >= uses[t.name])]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
+    for leftover in dst.parent.glob(f"{dst.name}*"):
+        leftover.unlink()
+    onnx.save(model, str(dst), save_as_external_data=True, all_tensors_to_one_file=True, location=f"{dst.name}.data")
+    return report

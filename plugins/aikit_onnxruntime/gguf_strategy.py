@@ -1,0 +1,167 @@
+"""``ort-gguf-native``: a GGUF model's ONNX graph running the file's own quantized blocks (``MatMulNBits``).
+
+Unlike ``ort-int4-weight-only``, nothing is re-quantized: each MatMul whose weight came from a
+``Q4_0`` / ``Q4_1`` (and, at ``accuracy_level=4``, ``Q8_0``) tensor gets exactly that tensor's
+blocks (:mod:`.gguf_native`), so the graph computes the same weights as the de-quantized float32
+model and greedy decoding follows it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from typing_extensions import override
+
+from aikit.backend import Backend
+from aikit.errors import CompressionError, ConfigError
+from aikit.strategy import CompressionConfig, CompressionContext, Strategy
+
+from .cache import cached_entry, entry_key
+from .strategies import ORT
+
+__all__ = ["OrtGgufNative", "OrtGgufNativeStrategy", "gguf_source"]
+
+_REPORT = "gguf_native.json"
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrtGgufNative(CompressionConfig):
+    """Map the source GGUF's blocks onto ``MatMulNBits``.
+
+    ``gguf``: the GGUF file; empty means the one the model was loaded from.
+    ``accuracy_level``: ``0`` computes in float32 (the de-quantized model's results up to summation
+    order); ``4`` quantizes activations to int8 per block (what llama.cpp's CPU kernels do: faster,
+    no longer the float32 model's exact logits) and also maps ``Q8_0`` tensors, whose 8-bit kernel
+    in ONNX Runtime 1.32 has no fast float32 path (a 49152x576 head took 355 ms per call at level 0
+    against 7.5 ms as a float32 MatMul, 2 ms at level 4).
+    ``exclude``: MatMul node names / fnmatch patterns kept in float32.
+    """
+
+    strategy: ClassVar[str] = "ort-gguf-native"
+    gguf: str = ""
+    accuracy_level: int = 0
+    exclude: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.gguf, str):
+            raise ConfigError(f"{self.strategy}: gguf must be a path string, got {self.gguf!r}")
+        if self.accuracy_level not in (0, 4):
+            raise ConfigError(
+                f"{self.strategy}: accuracy_level must be 0 (float32) or 4 (int8), got {self.accuracy_level!r}"
+            )
+        if not isinstance(self.exclude, tuple) or not all(isinstance(e, str) and e for e in self.exclude):
+            raise ConfigError(
+                f"{self.strategy}: exclude must be a tuple of node names or patterns, got {self.exclude!r}"
+            )
+
+    def mapped_types(self) -> tuple[str, ...]:
+        """The GGUF types this setting turns into ``MatMulNBits``."""
+        return ("Q4_0", "Q4_1", "Q8_0") if self.accuracy_level == 4 else ("Q4_0", "Q4_1")
+
+
+def gguf_source(backend: Backend, context: CompressionContext, config: OrtGgufNative) -> Path:
+    """The GGUF file to read: ``config.gguf``, else the backend's recorded source, else the loaded model's source."""
+    candidates: list[str] = [config.gguf] if config.gguf else []
+    facts = getattr(backend, "facts", {})
+    if isinstance(facts, dict) and isinstance(facts.get("source_gguf"), str):
+        candidates.append(facts["source_gguf"])
+    source = getattr(getattr(context.task, "parts", None), "source", None)
+    if source is not None and source.kind == "gguf":
+        candidates.append(source.location)
+    for candidate in candidates:
+        path = Path(candidate).expanduser()
+        if path.is_file():
+            return path.resolve()
+    raise CompressionError(
+        "ort-gguf-native needs the GGUF file the model came from: load it with Model.load('model.gguf') "
+        "or pass compress('ort-gguf-native', gguf='path/to/model.gguf')"
+        + (f" (not found: {', '.join(candidates)})" if candidates else "")
+    )
+
+
+class OrtGgufNativeStrategy(Strategy):
+    name = "ort-gguf-native"
+    config_class = OrtGgufNative
+    backends: ClassVar[frozenset[str]] = ORT
+    description = "ONNX Runtime MatMulNBits holding the source GGUF's own Q4_0/Q4_1/Q8_0 blocks (no re-quantization)"
+
+    @override
+    def apply(self, backend: Backend, config: CompressionConfig, context: CompressionContext) -> Backend:
+        """A new backend whose graphs hold the GGUF's blocks; notes name what stayed float32 and its size."""
+        from .backend import OrtBackend, graph_bytes
+        from .gguf_native import GgufIndex, gguf_native_graph
+
+        if not isinstance(backend, OrtBackend):
+            raise CompressionError(f"{self.name} needs a model on the onnxruntime backend, not {backend.name!r}")
+        assert isinstance(config, OrtGgufNative)
+        gguf = gguf_source(backend, context, config)
+        sources = {name: backend.graph_path(name) for name in backend.facts["graphs"]}
+        stamp = {name: f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for name, p in sources.items()}
+        g = gguf.stat()
+        weights = str([sorted(stamp.items()), f"{gguf}:{g.st_size}:{g.st_mtime_ns}"])
+        key = entry_key(weights=weights, task=self.name, settings=config.to_dict())
+
+        def build(tmp: Path) -> dict[str, Any]:
+            index = GgufIndex(gguf)
+            facts = dict(backend.facts)
+            facts["graphs"] = {name: f"{name}.onnx" for name in sources}
+            reports = {}
+            for name, src in sources.items():
+                reports[name] = gguf_native_graph(
+                    src,
+                    tmp / f"{name}.onnx",
+                    index,
+                    accuracy_level=config.accuracy_level,
+                    types=config.mapped_types(),
+                    exclude=config.exclude,
+                    progress=context.progress,
+                ).to_dict()
+            (tmp / _REPORT).write_text(json.dumps(reports, indent=1), encoding="utf-8")
+            facts["dtype"] = "gguf-native"
+            facts["source_gguf"] = str(gguf)
+            facts["quantization"] = [*backend.facts.get("quantization", []), config.to_dict()]
+            return facts
+
+        folder, facts = cached_entry(key, build)
+        if (backend.folder / "genai_config.json").is_file() and not (folder / "genai_config.json").exists():
+            import shutil
+
+            shutil.copyfile(backend.folder / "genai_config.json", folder / "genai_config.json")
+        new = backend.with_graphs(folder, facts)
+        notes = getattr(context, "notes", None)
+        if isinstance(notes, list):
+            notes += self.notes(folder)
+            before = sum(graph_bytes(p) for p in sources.values())
+            after = sum(graph_bytes(new.graph_path(n)) for n in sources)
+            notes.append(f"{self.name}: ONNX graph size {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB")
+        return new
+
+    def notes(self, folder: Path) -> list[str]:
+        """Report lines recorded when ``folder`` was built: what mapped, what stayed float32 and why."""
+        from .gguf_native import NativeReport
+
+        try:
+            reports = json.loads((folder / _REPORT).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return []
+        lines: list[str] = []
+        for graph, data in reports.items():
+            report = NativeReport(mapped=data["mapped"], kept=data["kept"], float_bytes=data["float_bytes"])
+            lines += report.notes(self.name if len(reports) == 1 else f"{self.name} ({graph})")
+        return lines
+
+    def guard_layers(self, backend: Backend, config: CompressionConfig) -> list[str]:
+        """MatMuls with constant weights (the ones that may map), less those ``config`` excludes."""
+        from .backend import OrtBackend
+        from .quantize import quantizable_nodes, resolve_exclusions
+
+        if not isinstance(backend, OrtBackend):
+            return []
+        names: list[str] = []
+        for graph in backend.facts["graphs"]:
+            names += quantizable_nodes(backend.graph_path(graph), ("MatMul",))
+        excluded = set(resolve_exclusions(names, getattr(config, "exclude", ())))
+        return [n for n in names if n not in excluded]

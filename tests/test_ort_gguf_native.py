@@ -1,0 +1,219 @@
+"""``ort-gguf-native``: GGUF Q4_0 / Q4_1 / Q8_0 blocks run as ``MatMulNBits`` without re-quantization.
+
+Unit tests build synthetic blocks with ``gguf.quants.quantize`` and check, through ONNX Runtime,
+that the packed operator computes exactly ``gguf.quants.dequantize``'s weights (identity input,
+so the output *is* the weight matrix). The slow tests run the packaged SmolLM2 (a Q4_1 GGUF):
+greedy decoding must give the same 32 tokens as the de-quantized float32 model on torch, and
+the first step's logits must agree within 2e-3 (summation order only; about 2.5e-4 measured).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+pytest.importorskip("onnxruntime")
+gguf = pytest.importorskip("gguf")
+
+from aikit_onnxruntime.gguf_blocks import pack_rows  # noqa: E402
+from aikit_onnxruntime.gguf_native import GgufIndex, gguf_native_graph  # noqa: E402
+
+K, N = 96, 48
+
+
+def _blocks(kind: str, seed: int, n: int = N) -> NDArray[np.uint8]:
+    rng = np.random.default_rng(seed)
+    w = (rng.standard_normal((n, K)) * 0.05).astype(np.float32)
+    w[0, :32] = 0.125  # a flat block: Q4_1 stores d == 0, every weight m
+    return np.asarray(gguf.quants.quantize(w, getattr(gguf.GGMLQuantizationType, kind)))
+
+
+def _dequant(kind: str, raw: NDArray[np.uint8]) -> NDArray[np.float32]:
+    return np.asarray(gguf.quants.dequantize(raw, getattr(gguf.GGMLQuantizationType, kind)), dtype=np.float32)
+
+
+def _session(model: Any) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def _single_node(kind: str, raw: NDArray[np.uint8], q4_1: str) -> NDArray[np.float32]:
+    """The weight one ``MatMulNBits`` node computes from ``pack_rows`` (``[N, K]``, via an identity input)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    packed = pack_rows(kind, raw, q4_1=q4_1)
+    inits = [numpy_helper.from_array(packed.packed, "B"), numpy_helper.from_array(packed.scales, "S")]
+    if packed.zero_points is not None:
+        inits.append(numpy_helper.from_array(packed.zero_points, "Z"))
+    node = helper.make_node(
+        "MatMulNBits",
+        ["A", *(t.name for t in inits)],
+        ["Y"],
+        domain="com.microsoft",
+        K=K,
+        N=N,
+        bits=packed.bits,
+        block_size=32,
+    )
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("A", TensorProto.FLOAT, ["b", K])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["b", N])],
+        inits,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    )
+    out = _session(model).run(None, {"A": np.eye(K, dtype=np.float32)})[0]
+    weight = np.asarray(out, dtype=np.float32).T
+    if packed.offsets is not None:  # the split Q4_1 form adds m outside the operator
+        weight = weight + np.repeat(packed.offsets, 32, axis=1)
+    return weight
+
+
+@pytest.mark.parametrize("kind", ["Q4_0", "Q8_0"])
+def test_single_node_reproduces_dequantize_exactly(kind: str) -> None:
+    raw = _blocks(kind, 1)
+    np.testing.assert_array_equal(_single_node(kind, raw, "split"), _dequant(kind, raw))
+
+
+def test_q4_1_forms_reproduce_dequantize() -> None:
+    raw = _blocks("Q4_1", 2)
+    want = _dequant("Q4_1", raw)
+    # split: d * q in the operator, + m after: the same two float32 operations dequantize does
+    np.testing.assert_array_equal(_single_node("Q4_1", raw, "split"), want)
+    # float zero point -m/d: d * (q + m/d) is d * q + m up to float32 rounding of the weight
+    np.testing.assert_allclose(_single_node("Q4_1", raw, "zero-point"), want, rtol=0, atol=1e-6)
+
+
+def _write_gguf(path: Path, tensors: dict[str, tuple[str, NDArray[Any]]]) -> None:
+    writer = gguf.GGUFWriter(str(path), "llama")
+    for name, (kind, data) in tensors.items():
+        writer.add_tensor(name, data, raw_dtype=getattr(gguf.GGMLQuantizationType, kind))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def test_graph_rewrite_traces_permuted_and_concatenated_rows(tmp_path: Path) -> None:
+    """Rows regrouped as exporters do (q/k/v concatenated, rows permuted) still map, exactly; other types stay."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    q, k, down = _blocks("Q4_1", 3), _blocks("Q4_1", 4, n=16), _blocks("Q4_0", 5)
+    head = _blocks("Q8_0", 6)
+    f16 = (np.random.default_rng(7).standard_normal((N, K)) * 0.05).astype(np.float16)
+    _write_gguf(
+        tmp_path / "m.gguf",
+        {"q": ("Q4_1", q), "k": ("Q4_1", k), "down": ("Q4_0", down), "head": ("Q8_0", head), "other": ("F16", f16)},
+    )
+    perm = np.random.default_rng(8).permutation(N)
+    weights = {
+        "qk": np.concatenate([_dequant("Q4_1", q)[perm], _dequant("Q4_1", k)]),  # [N + 16, K]
+        "down": _dequant("Q4_0", down),
+        "head": _dequant("Q8_0", head),
+        "other": f16.astype(np.float32),
+    }
+    nodes, inits, outs = [], [], []
+    for name, w in weights.items():
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(w.T), f"{name}.weight"))
+        nodes.append(helper.make_node("MatMul", ["A", f"{name}.weight"], [name], name=f"/{name}/MatMul"))
+        outs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["b", w.shape[0]]))
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("A", TensorProto.FLOAT, ["b", K])], outs, inits
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "src.onnx"))
+
+    report = gguf_native_graph(
+        tmp_path / "src.onnx",
+        tmp_path / "dst.onnx",
+        GgufIndex(tmp_path / "m.gguf"),
+        accuracy_level=0,
+        types=("Q4_0", "Q4_1"),
+    )
+    assert report.mapped == {"/qk/MatMul": "Q4_1", "/down/MatMul": "Q4_0"}
+    assert "Q8_0 not mapped" in report.kept["/head/MatMul"]
+    assert "not from a mapped GGUF tensor" in report.kept["/other/MatMul"]
+    assert report.float_bytes == 2 * N * K * 4
+    rewritten = onnx.load(str(tmp_path / "dst.onnx"))
+    assert sum(n.op_type == "MatMulNBits" for n in rewritten.graph.node) == 2
+    got = dict(
+        zip([o.name for o in outs], _session(rewritten).run(None, {"A": np.eye(K, dtype=np.float32)}), strict=True)
+    )
+    for name, w in weights.items():
+        np.testing.assert_array_equal(got[name].T, w, err_msg=name)
+
+    with_head = gguf_native_graph(
+        tmp_path / "src.onnx",
+        tmp_path / "dst8.onnx",
+        GgufIndex(tmp_path / "m.gguf"),
+        accuracy_level=0,
+        types=("Q4_0", "Q4_1", "Q8_0"),
+    )
+    assert with_head.mapped["/head/MatMul"] == "Q8_0"
+
+
+# ------------------------------------------------------------------ the packaged SmolLM2 (Q4_1 GGUF)
+
+PROMPTS = ("The capital of France is", "def fibonacci(n):", "Once upon a time, a small robot")
+
+
+def _greedy(model: Any, text: str, steps: int = 32) -> list[int]:
+    from aikit.options import GenerationOptions
+
+    ids = np.array([model.parts.tokenizer(text)["input_ids"]], dtype=np.int64)
+    feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    return [int(t[0]) for t in model.backend.generate(feed, GenerationOptions(max_new_tokens=steps))]
+
+
+@pytest.fixture(scope="module")
+def native(smollm2: Any) -> Any:
+    return smollm2.to("onnxruntime").compress("ort-gguf-native", measure_speed=False)
+
+
+@pytest.fixture(scope="module")
+def reference(smollm2: Any) -> dict[str, list[int]]:
+    return {p: _greedy(smollm2, p) for p in PROMPTS}
+
+
+@pytest.mark.slow
+def test_smollm2_greedy_tokens_match_the_float32_model(
+    smollm2: Any, native: Any, reference: dict[str, list[int]]
+) -> None:
+    import torch
+
+    for prompt in PROMPTS:
+        assert _greedy(native, prompt) == reference[prompt], prompt
+        ids = np.array([smollm2.parts.tokenizer(prompt)["input_ids"]], dtype=np.int64)
+        with torch.inference_mode():
+            want = smollm2.backend.torch_module()(input_ids=torch.from_numpy(ids)).logits.float().numpy()
+        got = native.backend.decoder.logits(ids, np.ones_like(ids))
+        assert float(np.abs(got - want).max()) < 2e-3, prompt
+    notes = " ".join(native.compression_report.notes)
+    assert "150 MatMuls run the GGUF's own blocks (150 Q4_1)" in notes
+    assert "Q8_0 not mapped" in notes  # the tied Q8_0 head stays float32 at accuracy_level=0, and says so
+
+
+@pytest.mark.slow
+def test_smollm2_requantized_int4_departs(smollm2: Any, reference: dict[str, list[int]]) -> None:
+    """The same check fails for ``ort-int4-weight-only`` (re-quantized weights): the test can tell."""
+    int4 = smollm2.to("onnxruntime").compress("ort-int4-weight-only", measure_speed=False)
+    assert any(_greedy(int4, p) != reference[p] for p in PROMPTS)
+
+
+@pytest.mark.slow
+def test_smollm2_native_round_trip(native: Any, reference: dict[str, list[int]], tmp_path: Path) -> None:
+    import aikit
+
+    back = aikit.Model.load(native.save(tmp_path / "smol-gguf-native"))
+    for prompt in PROMPTS:
+        assert _greedy(back, prompt) == reference[prompt], prompt
