@@ -461,7 +461,7 @@ class Model:
         batch_size: int = 32,
         budget_seconds: float | None = 600.0,
         candidates: Sequence[Candidate] | None = None,
-        max_new_tokens: int = 32,
+        max_new_tokens: int = 16,
         progress: bool | None = None,
     ) -> Model:
         """The fastest variant of this model on this machine whose quality drop stays within

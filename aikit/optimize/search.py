@@ -142,12 +142,13 @@ class _Search:
             self.unit = "items/s"
         self.pass_work = float(len(items)) if not self.generative else 0.0
         self.converted: dict[str, Model | str] = {}
+        self.deadline: float | None = None  # perf_counter time at which budget_seconds runs out
 
     # ------------------------------------------------------------------ data
     def _prompts(self, held: Sequence[Any]) -> list[dict[str, Any]]:
         """Batch-1 prompts of at most 32 tokens for decode timing (plain text, no chat template)."""
         tokenizer = self.model.parts.tokenizer
-        texts = [str(t) for t in held[:2]] or ["The model reads this sentence and continues it."]
+        texts = [str(t) for t in held[:1]] or ["The model reads this sentence and continues it."]
         out = []
         for text in texts:
             enc = tokenizer(text, truncation=True, max_length=32, return_tensors="np")
@@ -258,7 +259,7 @@ class _Search:
             timing.singles.append(time.perf_counter() - start)
         return timing
 
-    def race(self, backends: Sequence[Backend]) -> list[tuple[float, float]]:
+    def race(self, backends: Sequence[Backend], rounds: int = ROUNDS) -> list[tuple[float, float]]:
         """``(best total seconds, p50 single seconds)`` per backend, timed interleaved after a warm-up.
 
         The first backend is the reference. A backend over ``TOO_SLOW`` times slower than it in the
@@ -271,7 +272,9 @@ class _Search:
         racing = [i for i in range(len(backends)) if i == 0 or totals[i] <= TOO_SLOW * totals[0]]
         for i in racing:
             totals[i], singles[i] = math.inf, []
-        for r in range(ROUNDS):
+        for r in range(rounds):
+            if r and self.deadline is not None and time.perf_counter() > self.deadline:
+                break  # past budget_seconds: one round after the warm-up is the least that counts
             order = list(racing)
             if r % 2:
                 order.reverse()  # alternate the order so drift (thermal, caches) does not favour one side
@@ -335,7 +338,7 @@ def optimize_model(
     batch_size: int = 32,
     budget_seconds: float | None = 600.0,
     candidates: Sequence[Candidate] | None = None,
-    max_new_tokens: int = 32,
+    max_new_tokens: int = 16,
     progress: bool | None = None,
     on_candidate: Callable[[CandidateResult], None] | None = None,
 ) -> Model:
@@ -389,7 +392,10 @@ def optimize_model(
     reference.strategies = list(model.transformations)
     reference.quality_drop, reference.speedup, reference.status = 0.0, 1.0, WITHIN_BUDGET
     reference.size_bytes = model.backend.weight_bytes()
-    ((ref_total, ref_p50),) = search.race([model.backend])
+    if budget_seconds is not None:
+        search.deadline = start + budget_seconds
+    # One round after the warm-up: the reference is re-timed in every race a candidate runs.
+    ((ref_total, ref_p50),) = search.race([model.backend], rounds=1)
     reference.throughput = search.pass_work / ref_total
     reference.latency_p50_s = ref_p50
     report.candidates.append(reference)
