@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 pytest.importorskip("onnxruntime")
 gguf = pytest.importorskip("gguf")
 
-from aikit_onnxruntime.gguf_blocks import pack_rows  # noqa: E402
+from aikit_onnxruntime.gguf_blocks import PackedWeight, pack_rows  # noqa: E402
 from aikit_onnxruntime.gguf_native import GgufIndex, gguf_native_graph  # noqa: E402
 
 K, N = 96, 48
@@ -44,11 +44,20 @@ def _session(model: Any) -> Any:
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def _single_node(kind: str, raw: NDArray[np.uint8], q4_1: str) -> NDArray[np.float32]:
+def _single_node(kind: str, raw: NDArray[np.uint8], q4_1: str = "split", q8_0: str = "8bit") -> NDArray[np.float32]:
     """The weight one ``MatMulNBits`` node computes from ``pack_rows`` (``[N, K]``, via an identity input)."""
+    whole = pack_rows(kind, raw, q4_1=q4_1, q8_0=q8_0)
+    weight = _run_node(whole)
+    if whole.high is not None:  # the two-4bit Q8_0 form: the high nibbles' operator is added
+        weight = weight + _run_node(whole.high)
+    if whole.offsets is not None:  # the split Q4_1 form adds m outside the operator
+        weight = weight + np.repeat(whole.offsets, 32, axis=1)
+    return weight
+
+
+def _run_node(packed: PackedWeight) -> NDArray[np.float32]:
     from onnx import TensorProto, helper, numpy_helper
 
-    packed = pack_rows(kind, raw, q4_1=q4_1)
     inits = [numpy_helper.from_array(packed.packed, "B"), numpy_helper.from_array(packed.scales, "S")]
     if packed.zero_points is not None:
         inits.append(numpy_helper.from_array(packed.zero_points, "Z"))
@@ -73,25 +82,22 @@ def _single_node(kind: str, raw: NDArray[np.uint8], q4_1: str) -> NDArray[np.flo
         graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
     )
     out = _session(model).run(None, {"A": np.eye(K, dtype=np.float32)})[0]
-    weight = np.asarray(out, dtype=np.float32).T
-    if packed.offsets is not None:  # the split Q4_1 form adds m outside the operator
-        weight = weight + np.repeat(packed.offsets, 32, axis=1)
-    return weight
+    return np.asarray(out, dtype=np.float32).T
 
 
-@pytest.mark.parametrize("kind", ["Q4_0", "Q8_0"])
-def test_single_node_reproduces_dequantize_exactly(kind: str) -> None:
+@pytest.mark.parametrize(("kind", "q8_0"), [("Q4_0", "8bit"), ("Q8_0", "8bit"), ("Q8_0", "two-4bit")])
+def test_single_node_reproduces_dequantize_exactly(kind: str, q8_0: str) -> None:
     raw = _blocks(kind, 1)
-    np.testing.assert_array_equal(_single_node(kind, raw, "split"), _dequant(kind, raw))
+    np.testing.assert_array_equal(_single_node(kind, raw, q8_0=q8_0), _dequant(kind, raw))
 
 
 def test_q4_1_forms_reproduce_dequantize() -> None:
     raw = _blocks("Q4_1", 2)
     want = _dequant("Q4_1", raw)
     # split: d * q in the operator, + m after: the same two float32 operations dequantize does
-    np.testing.assert_array_equal(_single_node("Q4_1", raw, "split"), want)
+    np.testing.assert_array_equal(_single_node("Q4_1", raw, q4_1="split"), want)
     # float zero point -m/d: d * (q + m/d) is d * q + m up to float32 rounding of the weight
-    np.testing.assert_allclose(_single_node("Q4_1", raw, "zero-point"), want, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(_single_node("Q4_1", raw, q4_1="zero-point"), want, rtol=0, atol=1e-6)
 
 
 def _write_gguf(path: Path, tensors: dict[str, tuple[str, NDArray[Any]]]) -> None:
@@ -160,6 +166,10 @@ def test_graph_rewrite_traces_permuted_and_concatenated_rows(tmp_path: Path) -> 
         types=("Q4_0", "Q4_1", "Q8_0"),
     )
     assert with_head.mapped["/head/MatMul"] == "Q8_0"
+    two_halves = onnx.load(str(tmp_path / "dst8.onnx"))
+    assert sum(n.op_type == "MatMulNBits" for n in two_halves.graph.node) == 4  # Q8_0 as two exact 4-bit halves
+    head = _session(two_halves).run(["head"], {"A": np.eye(K, dtype=np.float32)})[0]
+    np.testing.assert_array_equal(head.T, weights["head"])
 
 
 # ------------------------------------------------------------------ the packaged SmolLM2 (Q4_1 GGUF)
@@ -199,8 +209,8 @@ def test_smollm2_greedy_tokens_match_the_float32_model(
         got = native.backend.decoder.logits(ids, np.ones_like(ids))
         assert float(np.abs(got - want).max()) < 2e-3, prompt
     notes = " ".join(native.compression_report.notes)
-    assert "150 MatMuls run the GGUF's own blocks (150 Q4_1)" in notes
-    assert "Q8_0 not mapped" in notes  # the tied Q8_0 head stays float32 at accuracy_level=0, and says so
+    assert "151 MatMuls run the GGUF's own blocks (150 Q4_1, 1 Q8_0)" in notes
+    assert "1 Q8_0" in notes  # the tied Q8_0 head runs its own blocks too (two exact 4-bit halves)
 
 
 @pytest.mark.slow

@@ -133,46 +133,51 @@ class GgufIndex:
 def _nbits_nodes(
     node: Any, weight: PackedWeight, k: int, n: int, accuracy_level: int, block_sums: str | None
 ) -> tuple[list[Any], list[Any]]:
-    """``MatMulNBits`` (plus, for split ``Q4_1``, ``+ (x @ E) @ offsets``) replacing MatMul ``node``."""
+    """The nodes and initializers replacing MatMul ``node``: ``MatMulNBits``, plus ``block_sums @ offsets``
+    for split ``Q4_1`` (``block_sums`` names ``x @ E``) or a second ``MatMulNBits`` for two-4bit
+    ``Q8_0``, added to its output."""
     from onnx import helper, numpy_helper
 
-    base = node.input[1]
-    inits = [
-        numpy_helper.from_array(weight.packed, f"{base}.gguf_q"),
-        numpy_helper.from_array(weight.scales, f"{base}.gguf_scales"),
-    ]
-    inputs = [node.input[0], inits[0].name, inits[1].name]
-    if weight.zero_points is not None:
-        inits.append(numpy_helper.from_array(weight.zero_points, f"{base}.gguf_zero_points"))
-        inputs.append(inits[-1].name)
-    out = node.output[0]
-    main = out if weight.offsets is None else f"{out}.gguf_scaled"
-    nodes = [
-        helper.make_node(
-            "MatMulNBits",
-            inputs,
-            [main],
-            name=f"{node.name}_gguf",
-            domain="com.microsoft",
-            K=k,
-            N=n,
-            bits=weight.bits,
-            block_size=BLOCK,
-            accuracy_level=accuracy_level,
+    base, out = node.input[1], node.output[0]
+    nodes: list[Any] = []
+    inits: list[Any] = []
+    terms: list[str] = []
+    for part, packed in (("", weight), ("_high", weight.high)):
+        if packed is None:
+            continue
+        tensors = [
+            numpy_helper.from_array(packed.packed, f"{base}.gguf{part}_q"),
+            numpy_helper.from_array(packed.scales, f"{base}.gguf{part}_scales"),
+        ]
+        if packed.zero_points is not None:
+            tensors.append(numpy_helper.from_array(packed.zero_points, f"{base}.gguf{part}_zero_points"))
+        inits += tensors
+        terms.append(f"{out}.gguf{part}")
+        nodes.append(
+            helper.make_node(
+                "MatMulNBits",
+                [node.input[0], *(t.name for t in tensors)],
+                [terms[-1]],
+                name=f"{node.name}_gguf{part}",
+                domain="com.microsoft",
+                K=k,
+                N=n,
+                bits=packed.bits,
+                block_size=BLOCK,
+                accuracy_level=accuracy_level,
+            )
         )
-    ]
     if weight.offsets is not None:
         assert block_sums is not None
         inits.append(numpy_helper.from_array(np.ascontiguousarray(weight.offsets.T), f"{base}.gguf_offsets"))
-        nodes += [
-            helper.make_node(
-                "MatMul", [node.input[0], block_sums], [f"{out}.gguf_block_sums"], name=f"{node.name}_gguf_sums"
-            ),
-            helper.make_node(
-                "MatMul", [f"{out}.gguf_block_sums", inits[-1].name], [f"{out}.gguf_offset"], name=f"{node.name}_gguf_m"
-            ),
-            helper.make_node("Add", [main, f"{out}.gguf_offset"], [out], name=f"{node.name}_gguf_add"),
-        ]
+        nodes.append(
+            helper.make_node("MatMul", [block_sums, inits[-1].name], [f"{out}.gguf_m"], name=f"{node.name}_gguf_m")
+        )
+        terms.append(f"{out}.gguf_m")
+    if len(terms) == 1:
+        nodes[0].output[0] = out
+    else:
+        nodes.append(helper.make_node("Add", terms, [out], name=f"{node.name}_gguf_add"))
     return nodes, inits
 
 
@@ -188,8 +193,10 @@ def gguf_native_graph(
 ) -> NativeReport:
     """Write ``src`` to ``dst`` with every traceable MatMul weight as the GGUF's own blocks (see the module doc).
 
-    ``types``: GGUF types to map (a subset of ``NATIVE_TYPES``); ``exclude``: node names / fnmatch
-    patterns kept in float32; ``progress(done, total)`` is called per MatMul.
+    ``types``: GGUF types to map (a subset of ``NATIVE_TYPES``); ``Q8_0`` takes the ``"8bit"`` form
+    at ``accuracy_level=4`` (ONNX Runtime's fast int8 path) and ``"two-4bit"`` otherwise.
+    ``exclude``: node names / fnmatch patterns kept in float32; ``progress(done, total)`` is called
+    per MatMul.
     """
     import onnx
     from onnx import numpy_helper
@@ -210,7 +217,8 @@ def gguf_native_graph(
     excluded = set(resolve_exclusions([n.name for n in candidates], exclude))
     report = NativeReport()
     new_nodes: dict[str, tuple[list[Any], list[Any]]] = {}
-    sums: dict[int, str] = {}
+    eyes: dict[int, str] = {}
+    sums: dict[tuple[str, int], str] = {}
     for i, node in enumerate(candidates):
         tensor = inits[node.input[1]]
         k, n = (int(d) for d in tensor.dims)
@@ -223,22 +231,30 @@ def gguf_native_graph(
         if reason is None:
             found = index.rows_for(np.ascontiguousarray(numpy_helper.to_array(tensor).T))
             if isinstance(found, tuple) and found[0] not in types:
-                found = f"GGUF {found[0]} not mapped at accuracy_level={accuracy_level}"
+                found = f"GGUF {found[0]} not mapped (types asked for: {', '.join(types)})"
         if isinstance(found, str):
             report.kept[node.name] = found
             report.float_bytes += k * n * 4
         else:
             kind, raw = found
-            weight = pack_rows(kind, raw)
+            weight = pack_rows(kind, raw, q8_0="8bit" if accuracy_level == 4 else "two-4bit")
             block_sums = None
+            prefix: list[Any] = []
             if weight.offsets is not None:
-                if k not in sums:  # E [K, K/32]: 1 where element k is in block j; x @ E sums each block
-                    name = f"gguf_block_sums_{k}"
+                x = node.input[0]
+                if k not in eyes:  # E [K, K/32]: 1 where element k is in block j; x @ E sums each block
+                    eyes[k] = f"gguf_block_indicator_{k}"
                     eye = np.repeat(np.eye(k // BLOCK, dtype=np.float32), BLOCK, axis=0)
-                    graph.initializer.append(numpy_helper.from_array(eye, name))
-                    sums[k] = name
-                block_sums = sums[k]
-            new_nodes[node.name] = _nbits_nodes(node, weight, k, n, accuracy_level, block_sums)
+                    graph.initializer.append(numpy_helper.from_array(eye, eyes[k]))
+                if (x, k) not in sums:  # one x @ E per input: q/k/v, gate and up read the same x
+                    sums[x, k] = f"{x}.gguf_block_sums"
+                    prefix.append(
+                        onnx.helper.make_node("MatMul", [x, eyes[k]], [sums[x, k]], name=f"{node.name}_gguf_sums")
+                    )
+                block_sums = sums[x, k]
+            nodes, tensors = _nbits_nodes(node, weight, k, n, accuracy_level, block_sums)
+            # the block sums go before the first consumer in graph (topological) order
+            new_nodes[node.name] = (prefix + nodes, tensors)
             report.mapped[node.name] = kind
         if progress is not None:
             progress(i + 1, len(candidates))

@@ -33,10 +33,9 @@ class OrtGgufNative(CompressionConfig):
 
     ``gguf``: the GGUF file; empty means the one the model was loaded from.
     ``accuracy_level``: ``0`` computes in float32 (the de-quantized model's results up to summation
-    order); ``4`` quantizes activations to int8 per block (what llama.cpp's CPU kernels do: faster,
-    no longer the float32 model's exact logits) and also maps ``Q8_0`` tensors, whose 8-bit kernel
-    in ONNX Runtime 1.32 has no fast float32 path (a 49152x576 head took 355 ms per call at level 0
-    against 7.5 ms as a float32 MatMul, 2 ms at level 4).
+    order; ``Q8_0`` runs as two exact 4-bit halves, since ONNX Runtime 1.32's 8-bit kernel has no
+    fast float32 path); ``4`` quantizes activations to int8 per block (what llama.cpp's CPU kernels
+    do: faster, no longer the float32 model's logits; ``Q8_0`` runs as one 8-bit operator).
     ``exclude``: MatMul node names / fnmatch patterns kept in float32.
     """
 
@@ -59,7 +58,7 @@ class OrtGgufNative(CompressionConfig):
 
     def mapped_types(self) -> tuple[str, ...]:
         """The GGUF types this setting turns into ``MatMulNBits``."""
-        return ("Q4_0", "Q4_1", "Q8_0") if self.accuracy_level == 4 else ("Q4_0", "Q4_1")
+        return ("Q4_0", "Q4_1", "Q8_0")
 
 
 def gguf_source(backend: Backend, context: CompressionContext, config: OrtGgufNative) -> Path:
@@ -86,7 +85,7 @@ class OrtGgufNativeStrategy(Strategy):
     name = "ort-gguf-native"
     config_class = OrtGgufNative
     backends: ClassVar[frozenset[str]] = ORT
-    description = "ONNX Runtime MatMulNBits holding the source GGUF's own Q4_0/Q4_1/Q8_0 blocks (no re-quantization)"
+    description = "ONNX Runtime MatMulNBits holding the source GGUF's own Q4_0/Q4_1/Q8_0 blocks (not re-quantized)"
 
     @override
     def apply(self, backend: Backend, config: CompressionConfig, context: CompressionContext) -> Backend:
