@@ -41,6 +41,15 @@ def propose_candidates(model: Model, propose: Callable[[Candidate], None]) -> No
                 note="dynamic int8 (one activation range per tensor)",
             )
         )
+        propose(
+            Candidate(
+                backend="onnxruntime",
+                backend_options=options,
+                strategies=("ort-int8-rows",),
+                guard=True,
+                note="int8 with one activation range per token (keeps quality where one range per tensor does not)",
+            )
+        )
     propose(
         Candidate(backend="onnxruntime", strategies=("ort-int8-weight-only",), note="int8 weights, int8 math per block")
     )
