@@ -25,6 +25,9 @@ from .strategies import ORT
 __all__ = ["OrtGgufNative", "OrtGgufNativeStrategy", "gguf_source"]
 
 _REPORT = "gguf_native.json"
+# Part of the cache key: bump when the graph this strategy writes changes for the same inputs
+# (the key's library versions leave aikit's own out, so a cached old layout would be reused).
+_LAYOUT = 2
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,7 +104,7 @@ class OrtGgufNativeStrategy(Strategy):
         stamp = {name: f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for name, p in sources.items()}
         g = gguf.stat()
         weights = str([sorted(stamp.items()), f"{gguf}:{g.st_size}:{g.st_mtime_ns}"])
-        key = entry_key(weights=weights, task=self.name, settings=config.to_dict())
+        key = entry_key(weights=weights, task=self.name, settings={**config.to_dict(), "layout": _LAYOUT})
 
         def build(tmp: Path) -> dict[str, Any]:
             index = GgufIndex(gguf)
