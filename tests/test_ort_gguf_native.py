@@ -227,3 +227,20 @@ def test_smollm2_native_round_trip(native: Any, reference: dict[str, list[int]],
     back = aikit.Model.load(native.save(tmp_path / "smol-gguf-native"))
     for prompt in PROMPTS:
         assert _greedy(back, prompt) == reference[prompt], prompt
+
+
+@pytest.mark.slow
+def test_smollm2_optimize_candidates_and_saved_fp32_graph(smollm2: Any, tmp_path: Path) -> None:
+    """A GGUF model gets both ``ort-gguf-native`` proposals; a saved float32 graph still finds its GGUF
+    (the artifact's manifest keeps the source it was loaded from)."""
+    from aikit_onnxruntime.gguf_candidates import propose_gguf_candidates
+
+    import aikit
+    from aikit import Candidate
+
+    proposed: list[Candidate] = []
+    propose_gguf_candidates(smollm2, proposed.append)
+    assert [c.strategies for c in proposed] == [("ort-gguf-native",), ("ort-gguf-native:accuracy_level=4",)]
+    fp32 = aikit.Model.load(smollm2.to("onnxruntime").save(tmp_path / "smol-fp32"))
+    native = fp32.compress("ort-gguf-native", measure_speed=False)
+    assert "151 MatMuls run the GGUF's own blocks" in " ".join(native.compression_report.notes)
