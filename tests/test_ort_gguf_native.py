@@ -134,9 +134,21 @@ def test_graph_rewrite_traces_permuted_and_concatenated_rows(tmp_path: Path) -> 
         inits.append(numpy_helper.from_array(np.ascontiguousarray(w.T), f"{name}.weight"))
         nodes.append(helper.make_node("MatMul", ["A", f"{name}.weight"], [name], name=f"/{name}/MatMul"))
         outs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["b", w.shape[0]]))
-    graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("A", TensorProto.FLOAT, ["b", K])], outs, inits
-    )
+    # a tied embedding: the same Q8_0 table gathered by token id
+    inits.append(numpy_helper.from_array(weights["head"], "embed.weight"))
+    nodes.append(helper.make_node("Gather", ["embed.weight", "ids"], ["embedded"], name="/embed/Gather"))
+    outs.append(helper.make_tensor_value_info("embedded", TensorProto.FLOAT, ["t", K]))
+    # onnxruntime-genai's form of the tie: Gather(Transpose(lm_head weight))
+    nodes.append(helper.make_node("Transpose", ["head.weight"], ["head.table"], name="/tied/Transpose", perm=[1, 0]))
+    nodes.append(helper.make_node("Gather", ["head.table", "ids"], ["tied"], name="/tied/Gather"))
+    outs.append(helper.make_tensor_value_info("tied", TensorProto.FLOAT, ["t", K]))
+    ins = [
+        helper.make_tensor_value_info("A", TensorProto.FLOAT, ["b", K]),
+        helper.make_tensor_value_info("ids", TensorProto.INT64, ["t"]),
+    ]
+    graph = helper.make_graph(nodes, "g", ins, outs, inits)
+    ids = np.arange(N, dtype=np.int64)[::-1].copy()
+    feed = {"A": np.eye(K, dtype=np.float32), "ids": ids}
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "src.onnx"))
 
     report = gguf_native_graph(
@@ -150,13 +162,13 @@ def test_graph_rewrite_traces_permuted_and_concatenated_rows(tmp_path: Path) -> 
     assert "Q8_0 not mapped" in report.kept["/head/MatMul"]
     assert "not from a mapped GGUF tensor" in report.kept["/other/MatMul"]
     assert report.float_bytes == 2 * N * K * 4
+    assert report.gathers == {}  # Q8_0 not asked for
     rewritten = onnx.load(str(tmp_path / "dst.onnx"))
     assert sum(n.op_type == "MatMulNBits" for n in rewritten.graph.node) == 2
-    got = dict(
-        zip([o.name for o in outs], _session(rewritten).run(None, {"A": np.eye(K, dtype=np.float32)}), strict=True)
-    )
+    got = dict(zip([o.name for o in outs], _session(rewritten).run(None, feed), strict=True))
     for name, w in weights.items():
         np.testing.assert_array_equal(got[name].T, w, err_msg=name)
+    np.testing.assert_array_equal(got["embedded"], weights["head"][ids])
 
     with_head = gguf_native_graph(
         tmp_path / "src.onnx",
@@ -168,8 +180,14 @@ def test_graph_rewrite_traces_permuted_and_concatenated_rows(tmp_path: Path) -> 
     assert with_head.mapped["/head/MatMul"] == "Q8_0"
     two_halves = onnx.load(str(tmp_path / "dst8.onnx"))
     assert sum(n.op_type == "MatMulNBits" for n in two_halves.graph.node) == 4  # Q8_0 as two exact 4-bit halves
-    head = _session(two_halves).run(["head"], {"A": np.eye(K, dtype=np.float32)})[0]
+    head, embedded, tied = _session(two_halves).run(["head", "embedded", "tied"], feed)
     np.testing.assert_array_equal(head.T, weights["head"])
+    # tied tables are gathered from their blocks too (exact), and their float32 copies are gone
+    assert with_head.gathers == {"/embed/Gather": "Q8_0", "/tied/Gather": "Q8_0"}
+    np.testing.assert_array_equal(embedded, weights["head"][ids])
+    np.testing.assert_array_equal(tied, weights["head"][ids])
+    assert not {"embed.weight", "head.weight"} & {t.name for t in two_halves.graph.initializer}
+    assert "Transpose" not in {n.op_type for n in two_halves.graph.node}
 
 
 # ------------------------------------------------------------------ the packaged SmolLM2 (Q4_1 GGUF)
@@ -211,6 +229,7 @@ def test_smollm2_greedy_tokens_match_the_float32_model(
     notes = " ".join(native.compression_report.notes)
     assert "151 MatMuls run the GGUF's own blocks (150 Q4_1, 1 Q8_0)" in notes
     assert "1 Q8_0" in notes  # the tied Q8_0 head runs its own blocks too (two exact 4-bit halves)
+    assert "1 embedding lookups read the GGUF's blocks (GatherBlockQuantized, Q8_0)" in notes
 
 
 @pytest.mark.slow

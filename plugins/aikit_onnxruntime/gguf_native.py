@@ -36,15 +36,22 @@ logger = logging.getLogger("aikit.onnxruntime")
 
 @dataclass
 class NativeReport:
-    """What :func:`gguf_native_graph` did: ``mapped`` node -> GGUF type, ``kept`` node -> reason,
-    and ``float_bytes`` (float32 weight bytes left in kept MatMuls)."""
+    """What :func:`gguf_native_graph` did: ``mapped`` MatMul -> GGUF type, ``kept`` MatMul -> reason,
+    ``float_bytes`` (float32 weight bytes left in kept MatMuls) and ``gathers`` (embedding lookups
+    now reading the blocks: Gather -> GGUF type)."""
 
     mapped: dict[str, str] = field(default_factory=dict)
     kept: dict[str, str] = field(default_factory=dict)
     float_bytes: int = 0
+    gathers: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mapped": dict(self.mapped), "kept": dict(self.kept), "float_bytes": self.float_bytes}
+        return {
+            "mapped": dict(self.mapped),
+            "kept": dict(self.kept),
+            "float_bytes": self.float_bytes,
+            "gathers": dict(self.gathers),
+        }
 
     def notes(self, name: str) -> list[str]:
         """One line per fact a compression report should show (types mapped, what stayed float32, its cost)."""
@@ -54,6 +61,12 @@ class NativeReport:
             + ", ".join(f"{n} {t}" for t, n in sorted(types.items()))
             + ")"
         ]
+        if self.gathers:
+            lines.append(
+                f"{name}: {len(self.gathers)} embedding lookups read the GGUF's blocks (GatherBlockQuantized, "
+                + ", ".join(sorted(set(self.gathers.values())))
+                + ")"
+            )
         if self.kept:
             reasons = Counter(self.kept.values())
             lines.append(
@@ -181,6 +194,33 @@ def _nbits_nodes(
     return nodes, inits
 
 
+# GGUF types GatherBlockQuantized holds exactly (uint8 data, its default zero point 2^(bits-1)):
+# Q8_0 as q + 128 with 8 bits, Q4_0 as its nibbles with 4 bits. Q4_1's m has no place there.
+_GATHER_TYPES = ("Q8_0", "Q4_0")
+
+
+def _gather_node(node: Any, kind: str, raw: NDArray[np.uint8]) -> tuple[list[Any], list[Any]]:
+    """``GatherBlockQuantized`` replacing Gather ``node`` over a ``Q8_0`` / ``Q4_0`` table (rows = tokens)."""
+    from onnx import helper, numpy_helper
+
+    weight = pack_rows(kind, raw, q8_0="8bit")
+    base = node.input[0]
+    data = numpy_helper.from_array(weight.packed.reshape(weight.n, -1), f"{base}.gguf_table")
+    scales = numpy_helper.from_array(weight.scales, f"{base}.gguf_table_scales")
+    gather = helper.make_node(
+        "GatherBlockQuantized",
+        [data.name, node.input[1], scales.name],
+        [node.output[0]],
+        name=f"{node.name}_gguf",
+        domain="com.microsoft",
+        bits=weight.bits,
+        block_size=BLOCK,
+        gather_axis=0,
+        quantize_axis=1,
+    )
+    return [gather], [data, scales]
+
+
 def gguf_native_graph(
     src: Path,
     dst: Path,
@@ -196,7 +236,8 @@ def gguf_native_graph(
     ``types``: GGUF types to map (a subset of ``NATIVE_TYPES``); ``Q8_0`` takes the ``"8bit"`` form
     at ``accuracy_level=4`` (ONNX Runtime's fast int8 path) and ``"two-4bit"`` otherwise.
     ``exclude``: node names / fnmatch patterns kept in float32; ``progress(done, total)`` is called
-    per MatMul.
+    per MatMul. Row-gathers (``Gather`` on axis 0) of a table traced to ``Q8_0`` / ``Q4_0`` blocks
+    (a tied embedding) become ``GatherBlockQuantized``, exact too, so the float32 table can go.
     """
     import onnx
     from onnx import numpy_helper
@@ -209,6 +250,7 @@ def gguf_native_graph(
         n
         for n in graph.node
         if n.op_type == "MatMul"
+        and n.name  # nodes are replaced by name
         and len(n.input) == 2
         and n.input[1] in inits
         and inits[n.input[1]].data_type == onnx.TensorProto.FLOAT
@@ -216,7 +258,7 @@ def gguf_native_graph(
     ]
     excluded = set(resolve_exclusions([n.name for n in candidates], exclude))
     report = NativeReport()
-    new_nodes: dict[str, tuple[list[Any], list[Any]]] = {}
+    new_nodes: dict[str, tuple[list[Any], list[Any], str]] = {}  # node -> nodes, initializers, weight read
     eyes: dict[int, str] = {}
     sums: dict[tuple[str, int], str] = {}
     for i, node in enumerate(candidates):
@@ -254,23 +296,59 @@ def gguf_native_graph(
                 block_sums = sums[x, k]
             nodes, tensors = _nbits_nodes(node, weight, k, n, accuracy_level, block_sums)
             # the block sums go before the first consumer in graph (topological) order
-            new_nodes[node.name] = (prefix + nodes, tensors)
+            new_nodes[node.name] = (prefix + nodes, tensors, node.input[1])
             report.mapped[node.name] = kind
         if progress is not None:
             progress(i + 1, len(candidates))
+    producers = {o: n for n in graph.node for o in n.output}
+    for node in graph.node:
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        if node.op_type != "Gather" or axis != 0 or not node.name or node.name in excluded:
+            continue
+        # the table is an initializer, or (onnxruntime-genai's tied embedding) Transpose(lm_head weight)
+        source, transpose = node.input[0], None
+        before = producers.get(source)
+        if (
+            source not in inits
+            and before is not None
+            and before.op_type == "Transpose"
+            and before.name
+            and uses[source] == 1
+        ):
+            perm = next((list(a.ints) for a in before.attribute if a.name == "perm"), [1, 0])
+            if perm == [1, 0] and before.input[0] in inits:
+                source, transpose = before.input[0], before
+        if source not in inits:
+            continue
+        table = inits[source]
+        if table.data_type != onnx.TensorProto.FLOAT or len(table.dims) != 2:
+            continue
+        values = numpy_helper.to_array(table)
+        values = np.ascontiguousarray(values.T) if transpose is not None else values
+        if values.shape[1] % BLOCK:
+            continue
+        found = index.rows_for(values)
+        if isinstance(found, tuple) and found[0] in _GATHER_TYPES and found[0] in types:
+            nodes, tensors = _gather_node(node, *found)
+            if transpose is not None:  # the Transpose goes, and with it its read of the weight
+                new_nodes[transpose.name] = ([], [], source)
+                new_nodes[node.name] = (nodes, tensors, "")
+            else:
+                new_nodes[node.name] = (nodes, tensors, source)
+            report.gathers[node.name] = found[0]
     rebuilt: list[Any] = []
     dropped: Counter[str] = Counter()
     for node in graph.node:
         if node.name in new_nodes:
-            nodes, tensors = new_nodes[node.name]
+            nodes, tensors, weight_name = new_nodes[node.name]
             rebuilt += nodes
             graph.initializer.extend(tensors)
-            dropped[node.input[1]] += 1
+            dropped[weight_name] += 1
         else:
             rebuilt.append(node)
     del graph.node[:]
     graph.node.extend(rebuilt)
-    # a float32 weight still read elsewhere (a tied embedding's Gather) stays; others go
+    # a float32 weight still read by a node left as it was stays; others go
     keep = [t for t in graph.initializer if not (t.name in dropped and dropped[t.name] >= uses[t.name])]
     del graph.initializer[:]
     graph.initializer.extend(keep)

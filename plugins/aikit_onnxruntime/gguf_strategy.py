@@ -27,7 +27,7 @@ __all__ = ["OrtGgufNative", "OrtGgufNativeStrategy", "gguf_source"]
 _REPORT = "gguf_native.json"
 # Part of the cache key: bump when the graph this strategy writes changes for the same inputs
 # (the key's library versions leave aikit's own out, so a cached old layout would be reused).
-_LAYOUT = 2
+_LAYOUT = 4
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,7 +151,12 @@ class OrtGgufNativeStrategy(Strategy):
             return []
         lines: list[str] = []
         for graph, data in reports.items():
-            report = NativeReport(mapped=data["mapped"], kept=data["kept"], float_bytes=data["float_bytes"])
+            report = NativeReport(
+                mapped=data["mapped"],
+                kept=data["kept"],
+                float_bytes=data["float_bytes"],
+                gathers=data.get("gathers", {}),
+            )
             lines += report.notes(self.name if len(reports) == 1 else f"{self.name} ({graph})")
         return lines
 
