@@ -61,6 +61,12 @@ def test_minilm_mixed_config_quality(minilm_plain: aikit.Model) -> None:
     assert cos.min() >= 0.99 and cos.mean() >= 0.997  # measured 0.997 / 0.998 on 200 sentences
 
 
+def test_fused_graph_says_qkv_stay_float(minilm: aikit.Model) -> None:
+    fused = minilm.to("onnxruntime", threads=2)  # BERT fusions on: Q/K/V inside Attention
+    rows = fused.compress("ort-int8-rows", measure_speed=False)
+    assert any("6 fused Attention nodes keep their Q/K/V" in n for n in rows.compression_report.notes)
+
+
 def test_save_load_round_trip_is_identical(minilm_rows: aikit.Model, tmp_path: Path) -> None:
     minilm_rows.save(tmp_path / "rows")
     again = aikit.Model.load(tmp_path / "rows", threads=2)

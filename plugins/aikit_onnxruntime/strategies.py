@@ -55,7 +55,8 @@ class OrtInt8Rows(CompressionConfig):
     cheaper, less exact on one-signed inputs); the others get an asymmetric (min/max) range.
     ``per_tensor``: nodes that keep ONNX Runtime's one range per call (``DynamicQuantizeMatMul``:
     fastest, for nodes whose inputs have no outlier tokens); they win over ``symmetric``.
-    ``reduce_range``: 7-bit weights, for CPUs without VNNI whose u8 x s8 kernel can saturate.
+    ``reduce_range``: 7-bit weights, for CPUs without VNNI (AVX2 only), whose u8 x s8 kernel adds
+    pairs of products in saturating int16.
     ``exclude``: nodes kept in float32.
     """
 
@@ -200,6 +201,28 @@ class OrtInt8RowsStrategy(_OrtStrategy):
     config_class = OrtInt8Rows
     op_types = ("MatMul",)
     description = "ONNX Runtime int8 GEMM with per-token activation ranges (per-channel int8 weights)"
+
+    @override
+    def apply(self, backend: Backend, config: CompressionConfig, context: CompressionContext) -> Backend:
+        from .backend import OrtBackend
+
+        new = super().apply(backend, config, context)
+        # Said on every call (a cached graph skips quantize_graph): fused Attention nodes hold
+        # their Q/K/V weights themselves, and this strategy rewrites MatMuls only.
+        if not isinstance(backend, OrtBackend):  # pragma: no cover - super().apply refused it already
+            return new
+        attention = [
+            n
+            for g in backend.facts["graphs"]
+            for n in quantize.quantizable_nodes(backend.graph_path(g), ("Attention",))
+        ]
+        notes = getattr(context, "notes", None)
+        if attention and isinstance(notes, list):
+            notes.append(
+                f"ort-int8-rows: {len(attention)} fused Attention nodes keep their Q/K/V weights in float32; "
+                "convert with backend_options={'fusions': False} to quantize them too"
+            )
+        return new
 
     @override
     def quantize_graph(self, src: Path, dst: Path, config: Any, backend: Any, context: CompressionContext) -> None:
