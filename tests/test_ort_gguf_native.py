@@ -66,22 +66,22 @@ def _run_node(packed: PackedWeight) -> NDArray[np.float32]:
         ["A", *(t.name for t in inits)],
         ["Y"],
         domain="com.microsoft",
-        K=K,
-        N=N,
+        K=packed.k,
+        N=packed.n,
         bits=packed.bits,
         block_size=32,
     )
     graph = helper.make_graph(
         [node],
         "g",
-        [helper.make_tensor_value_info("A", TensorProto.FLOAT, ["b", K])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["b", N])],
+        [helper.make_tensor_value_info("A", TensorProto.FLOAT, ["b", packed.k])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["b", packed.n])],
         inits,
     )
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
     )
-    out = _session(model).run(None, {"A": np.eye(K, dtype=np.float32)})[0]
+    out = _session(model).run(None, {"A": np.eye(packed.k, dtype=np.float32)})[0]
     return np.asarray(out, dtype=np.float32).T
 
 
@@ -89,6 +89,44 @@ def _run_node(packed: PackedWeight) -> NDArray[np.float32]:
 def test_single_node_reproduces_dequantize_exactly(kind: str, q8_0: str) -> None:
     raw = _blocks(kind, 1)
     np.testing.assert_array_equal(_single_node(kind, raw, q8_0=q8_0), _dequant(kind, raw))
+
+
+def test_q4_k_reproduces_dequantize_exactly() -> None:
+    """Q4_K super-blocks (random bytes: every scale/min bit pattern, finite d and dmin) map exactly."""
+    rng = np.random.default_rng(9)
+    raw = rng.integers(0, 256, (N, 2, 144), dtype=np.uint8)  # K = 512: two super-blocks per row
+    raw[..., 0:4] = (rng.standard_normal((N, 2, 2)) * 0.01).astype(np.float16).view(np.uint8)
+    rows = raw.reshape(N, 288)
+    packed = pack_rows("Q4_K", rows)
+    assert packed.k == 512 and packed.offsets is not None
+    weight = _run_node(packed) + np.repeat(packed.offsets, 32, axis=1)
+    np.testing.assert_array_equal(weight, _dequant("Q4_K", rows))
+
+
+def test_graph_rewrite_maps_q4_k(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(10)
+    raw = rng.integers(0, 256, (N, 2, 144), dtype=np.uint8)
+    raw[..., 0:4] = (rng.standard_normal((N, 2, 2)) * 0.01).astype(np.float16).view(np.uint8)
+    rows = raw.reshape(N, 288)
+    _write_gguf(tmp_path / "k.gguf", {"w": ("Q4_K", rows)})
+    weight = _dequant("Q4_K", rows)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["A", "w"], ["Y"], name="/w/MatMul")],
+        "g",
+        [helper.make_tensor_value_info("A", TensorProto.FLOAT, ["b", 512])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["b", N])],
+        [numpy_helper.from_array(np.ascontiguousarray(weight.T), "w")],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "src.onnx"))
+    report = gguf_native_graph(
+        tmp_path / "src.onnx", tmp_path / "dst.onnx", GgufIndex(tmp_path / "k.gguf"), accuracy_level=0, types=("Q4_K",)
+    )
+    assert report.mapped == {"/w/MatMul": "Q4_K"}
+    got = _session(onnx.load(str(tmp_path / "dst.onnx"))).run(None, {"A": np.eye(512, dtype=np.float32)})[0]
+    np.testing.assert_array_equal(got.T, weight)
 
 
 def test_q4_1_forms_reproduce_dequantize() -> None:

@@ -5,7 +5,12 @@ feature, each row a run of blocks of 32. The block formats mapped here and the w
 
 - ``Q4_0``: ``d`` (float16), 16 bytes of nibbles; ``w = d * (q - 8)``, ``q`` in 0..15;
 - ``Q4_1``: ``d``, ``m`` (float16), 16 bytes of nibbles; ``w = d * q + m``;
-- ``Q8_0``: ``d`` (float16), 32 signed bytes; ``w = d * q``, ``q`` in -128..127.
+- ``Q8_0``: ``d`` (float16), 32 signed bytes; ``w = d * q``, ``q`` in -128..127;
+- ``Q4_K``: super-blocks of 256 = 8 sub-blocks of 32: ``d``, ``dmin`` (float16), 12 bytes of 6-bit
+  sub-block scales ``sc`` and mins ``m``, 128 bytes of nibbles; ``w = (d * sc) * q - dmin * m``.
+  Per sub-block of 32 that is the ``Q4_1`` shape again (scale ``d * sc``, offset ``-dmin * m``);
+  its 128 bytes hold, per 64 elements, sub-block ``2c`` in the low nibbles of 32 bytes and
+  sub-block ``2c + 1`` in their high nibbles.
 
 In a GGUF Q4 block byte ``j`` holds element ``j`` in its low nibble and element ``j + 16`` in its
 high nibble. ``MatMulNBits`` (``block_size=32``) computes ``w = scale * (q - zero_point)`` from
@@ -33,8 +38,12 @@ low nibble and ``2j + 1`` in its high one; zero points are either packed ``uint8
   ``d * q + m`` by float32 rounding only (about one unit in the last place of the weight). A block
   with ``d == 0`` (every weight ``m``) becomes ``q = 0``, ``scale = m``, ``zero_point = -1``.
 
-Other types (K-quants, Q5, F16 ...) are not block-of-32 affine codes ``MatMulNBits`` can hold
-without re-quantizing; :data:`NATIVE_TYPES` lists the ones this module maps.
+- ``Q4_K`` → the split form of ``Q4_1`` with ``scale = d * sc`` and ``offsets = -(dmin * m)``, both
+  computed as ``gguf.quants.dequantize`` computes them, so an identity input reproduces it bit for bit.
+
+Other types (Q5_*, Q6_K and the other K-quants, F16 ...) are not 4- or 8-bit codes with one
+scale per 32 elements that ``MatMulNBits`` can hold without re-quantizing; :data:`NATIVE_TYPES`
+lists the ones this module maps.
 """
 
 from __future__ import annotations
@@ -48,8 +57,8 @@ from numpy.typing import NDArray
 __all__ = ["BLOCK", "NATIVE_TYPES", "PackedWeight", "pack_rows"]
 
 BLOCK = 32
-# GGUF type name -> (bytes per block, MatMulNBits bits)
-NATIVE_TYPES: dict[str, tuple[int, int]] = {"Q4_0": (18, 4), "Q4_1": (20, 4), "Q8_0": (34, 8)}
+# GGUF type name -> (bytes per GGUF block, MatMulNBits bits); a Q4_K block covers 256 elements
+NATIVE_TYPES: dict[str, tuple[int, int]] = {"Q4_0": (18, 4), "Q4_1": (20, 4), "Q8_0": (34, 8), "Q4_K": (144, 4)}
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,8 @@ def pack_rows(qtype: str, rows: NDArray[Any], *, q4_1: str = "split", q8_0: str 
         raise ValueError(f"{qtype} rows must be [N, whole {size}-byte blocks], got shape {rows.shape}")
     n, blocks = rows.shape[0], rows.shape[1] // size
     raw = rows.reshape(n, blocks, size)
+    if qtype == "Q4_K":
+        return _pack_q4_k(raw)
     d = raw[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
     if qtype == "Q8_0":
         q = raw[..., 2:].copy().view(np.int8)
@@ -128,3 +139,21 @@ def pack_rows(qtype: str, rows: NDArray[Any], *, q4_1: str = "split", q8_0: str 
     scale = np.where(flat, m, d).astype(np.float32)
     codes = np.where(flat[..., None], np.uint8(0), codes).astype(np.uint8)
     return PackedWeight(bits, _pack4(codes), scale, zero.astype(np.float32))
+
+
+def _pack_q4_k(raw: NDArray[np.uint8]) -> PackedWeight:
+    """``Q4_K`` super-blocks (``[N, S, 144]``) in the split form: 8 blocks of 32 per super-block."""
+    n, supers = raw.shape[0], raw.shape[1]
+    d = raw[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)[..., None]
+    dmin = raw[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32)[..., None]
+    packed_scales = raw[..., 4:16].reshape(n, supers, 3, 4)
+    lo, hi, mixed = packed_scales[..., 0, :], packed_scales[..., 1, :], packed_scales[..., 2, :]
+    # 6-bit scales and mins, unpacked as gguf.quants.Q4_K.get_scale_min does
+    sc = np.concatenate([lo & 0x3F, (mixed & 0x0F) | ((lo >> 2) & 0x30)], axis=-1).astype(np.float32)
+    mins = np.concatenate([hi & 0x3F, (mixed >> 4) | ((hi >> 2) & 0x30)], axis=-1).astype(np.float32)
+    scale = (d * sc).reshape(n, supers * 8)
+    offsets = -(dmin * mins).reshape(n, supers * 8)
+    qs = raw[..., 16:].reshape(n, supers, 4, 1, 32) >> np.array([0, 4], dtype=np.uint8).reshape(1, 1, 1, 2, 1)
+    codes = (qs & np.uint8(0x0F)).reshape(n, supers * 8, 32).astype(np.uint8)
+    zeros = np.zeros((n, (supers * 8 + 1) // 2), dtype=np.uint8)
+    return PackedWeight(4, _pack4(codes), scale.astype(np.float32), zeros, offsets.astype(np.float32))

@@ -1,9 +1,9 @@
 """``ort-gguf-native``: a GGUF model's ONNX graph running the file's own quantized blocks (``MatMulNBits``).
 
 Unlike ``ort-int4-weight-only``, nothing is re-quantized: each MatMul whose weight came from a
-``Q4_0`` / ``Q4_1`` (and, at ``accuracy_level=4``, ``Q8_0``) tensor gets exactly that tensor's
-blocks (:mod:`.gguf_native`), so the graph computes the same weights as the de-quantized float32
-model and greedy decoding follows it.
+``Q4_0`` / ``Q4_1`` / ``Q8_0`` / ``Q4_K`` tensor gets exactly that tensor's blocks
+(:mod:`.gguf_native`), so the graph computes the same weights as the de-quantized float32 model
+and greedy decoding follows it.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ __all__ = ["OrtGgufNative", "OrtGgufNativeStrategy", "gguf_source"]
 _REPORT = "gguf_native.json"
 # Part of the cache key: bump when the graph this strategy writes changes for the same inputs
 # (the key's library versions leave aikit's own out, so a cached old layout would be reused).
-_LAYOUT = 4
+_LAYOUT = 5
 
 
 @dataclass(frozen=True, kw_only=True)
 class OrtGgufNative(CompressionConfig):
-    """Map the source GGUF's blocks onto ``MatMulNBits``.
+    """Map the source GGUF's ``Q4_0`` / ``Q4_1`` / ``Q8_0`` / ``Q4_K`` blocks onto ``MatMulNBits``.
 
     ``gguf``: the GGUF file; empty means the one the model was loaded from.
     ``accuracy_level``: ``0`` computes in float32 (the de-quantized model's results up to summation
@@ -61,7 +61,7 @@ class OrtGgufNative(CompressionConfig):
 
     def mapped_types(self) -> tuple[str, ...]:
         """The GGUF types this setting turns into ``MatMulNBits``."""
-        return ("Q4_0", "Q4_1", "Q8_0")
+        return ("Q4_0", "Q4_1", "Q8_0", "Q4_K")
 
 
 def gguf_source(backend: Backend, context: CompressionContext, config: OrtGgufNative) -> Path:
