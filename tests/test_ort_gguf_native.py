@@ -301,3 +301,11 @@ def test_smollm2_optimize_candidates_and_saved_fp32_graph(smollm2: Any, tmp_path
     fp32 = aikit.Model.load(smollm2.to("onnxruntime").save(tmp_path / "smol-fp32"))
     native = fp32.compress("ort-gguf-native", measure_speed=False)
     assert "151 MatMuls run the GGUF's own blocks" in " ".join(native.compression_report.notes)
+
+
+@pytest.mark.slow
+def test_model_without_a_gguf_is_refused(minilm: Any) -> None:
+    from aikit.errors import CompressionError
+
+    with pytest.raises(CompressionError, match="needs the GGUF file the model came from"):
+        minilm.to("onnxruntime").compress("ort-gguf-native", measure_speed=False)
