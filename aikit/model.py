@@ -606,12 +606,13 @@ def _check_carried(transformations: Sequence[Mapping[str, Any]], target: str) ->
             )
         if target not in cls.backends | cls.carries_to:
             keeps = sorted(cls.backends | cls.carries_to)
+            own = sorted(n for n, s in host.strategies.items() if target in s.backends)
             raise BackendError(
                 f"moving this model to backend {target!r} would drop compression step {name!r}: that strategy runs on "
                 f"{', '.join(sorted(cls.backends)) or 'no backend'} and carries over to "
                 f"{', '.join(sorted(cls.carries_to)) or 'no other backend'}. Move the uncompressed model first and "
-                f"compress on {target!r} with one of its own strategies (or let model.optimize() choose), "
-                f"or keep this model on {', '.join(keeps)}"
+                f"compress on {target!r} with one of its own strategies ({', '.join(own) or 'none registered'}), "
+                f"let model.optimize() compare both routes, or keep this model on {', '.join(keeps)}"
             )
 
 

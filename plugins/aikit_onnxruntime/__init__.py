@@ -36,5 +36,7 @@ def aikit_register_strategies(register: Callable[[type[Strategy]], None]) -> Non
 @hookimpl
 def aikit_optimize_candidates(model: Model, propose: Callable[[Candidate], None]) -> None:
     from .candidates import propose_candidates
+    from .gguf_candidates import propose_gguf_candidates
 
+    propose_gguf_candidates(model, propose)  # first: the file's own weights, when the model came from a GGUF
     propose_candidates(model, propose)
