@@ -21,8 +21,10 @@ Writes JSON (``--json``) with the load average before the run, CPU flags and ver
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -120,7 +122,7 @@ def bench_embed(n: int, calibration: int, rounds: int, threads: int, budget: flo
     return {"rows": rows, "search_seconds": search_s, "report": report.to_dict(), "n": n, "calibration": calibration}
 
 
-def bench_gen(new_tokens: int, rounds: int, threads: int, budget: float) -> dict[str, Any]:
+def bench_gen(new_tokens: int, rounds: int, threads: int, budget: float, with_llama: bool) -> dict[str, Any]:
     import aikit
     from aikit.defaults import default_model_path
     from aikit.sample_text import load_sentences
@@ -147,6 +149,8 @@ def bench_gen(new_tokens: int, rounds: int, threads: int, budget: float) -> dict
     }
     notes = []
     try:
+        if not with_llama:
+            raise ImportError("llama.cpp not requested (--llama)")
         from llama_cpp import Llama  # type: ignore[import-not-found,unused-ignore]
 
         llm = Llama(model_path=str(gguf), n_threads=threads, n_ctx=512, verbose=False)
@@ -155,12 +159,17 @@ def bench_gen(new_tokens: int, rounds: int, threads: int, budget: float) -> dict
             out = llm.create_chat_completion(
                 messages=[{"role": "user", "content": PROMPT}], max_tokens=new_tokens, temperature=0.0
             )
+            assert isinstance(out, dict)  # not streamed
             counts["llama.cpp (GGUF Q4_1)"] = int(out["usage"]["completion_tokens"])
 
         fns["llama.cpp (GGUF Q4_1)"] = llama_run
-    except ImportError:
-        notes.append("llama-cpp-python is not installed: llama.cpp not measured")
-    genai = _genai_runner(model, threads, new_tokens, counts, notes)
+    except ImportError as exc:
+        notes.append(f"llama.cpp not measured: {exc}")
+    try:
+        genai = _genai_runner(model, threads, new_tokens, counts, notes)
+    except Exception as exc:  # the reference tool failing must not throw away the search above
+        notes.append(f"onnxruntime-genai's builder failed here: {type(exc).__name__}: {exc}")
+        genai = None
     if genai is not None:
         fns["onnxruntime-genai builder int4"] = genai
     best = interleaved(fns, rounds)
@@ -174,16 +183,39 @@ def _genai_runner(
     """onnxruntime-genai's own builder, int4, on the de-quantized weights saved as a HF folder."""
     try:
         import onnxruntime_genai as og
-        from onnxruntime_genai.models.builder import create_model
     except ImportError:
         notes.append("onnxruntime-genai is not installed: not measured")
         return None
+    import subprocess
+
+    from safetensors.torch import save_model
+
     tmp = Path(tempfile.mkdtemp(prefix="genai-bench-"))
+    atexit.register(shutil.rmtree, tmp, True)  # removed however the benchmark ends
+    hf = tmp / "hf"
+    hf.mkdir()
     module = model.backend.torch_module()
-    module.save_pretrained(tmp / "hf")
-    model.parts.tokenizer.save_pretrained(tmp / "hf")
-    create_model("", str(tmp / "hf"), str(tmp / "int4"), "int4", "cpu", str(tmp / "cache"), int4_accuracy_level=4)
-    og_model = og.Model(str(tmp / "int4"))
+    # As aikit's own builder call does: transformers refuses save_pretrained on a GGUF-loaded model.
+    module.config.save_pretrained(hf)
+    save_model(module, str(hf / "model.safetensors"))
+    model.parts.tokenizer.save_pretrained(hf)
+    config = json.loads((hf / "config.json").read_text())
+    config.pop("quantization_config", None)
+    if not config.get("architectures"):
+        config["architectures"] = [type(module).__name__]
+    (hf / "config.json").write_text(json.dumps(config))
+    cmd = [
+        sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf), "-o", str(tmp / "int4"),
+        "-p", "int4", "-e", "cpu", "-c", str(tmp / "cache"), "--extra_options", "int4_accuracy_level=4",
+    ]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        notes.append("onnxruntime-genai's builder failed: " + (done.stderr or done.stdout)[-400:])
+        return None
+    og_config = og.Config(str(tmp / "int4"))
+    og_config.clear_providers()
+    og_config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))
+    og_model = og.Model(og_config)
     tokenizer = og.Tokenizer(og_model)
     prompt = model.parts.tokenizer.apply_chat_template(
         [{"role": "user", "content": PROMPT}], tokenize=False, add_generation_prompt=True
@@ -251,6 +283,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--budget", type=float, default=600.0)
     parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument(
+        "--llama",
+        action="store_true",
+        help="also time llama.cpp (llama-cpp-python); off by default: a build that crashes takes the run with it",
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--render", type=Path, help="print the markdown of a --json result and exit")
     args = parser.parse_args()
@@ -261,7 +298,7 @@ def main() -> None:
     if "embed" in args.sections:
         results["embed"] = bench_embed(args.n, args.calibration, args.rounds, args.threads, args.budget)
     if "gen" in args.sections:
-        results["gen"] = bench_gen(args.new_tokens, args.rounds, args.threads, args.budget)
+        results["gen"] = bench_gen(args.new_tokens, args.rounds, args.threads, args.budget, args.llama)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))
     print(render(results))
