@@ -24,7 +24,7 @@ def aikit_predict(call: PredictCall) -> list[Any]:
             model.backend,
             call.inputs,
             options=call.options,
-            batch_size=call.batch_size or task.default_batch_size,
+            batch_size=call.batch_size or task.batch_size,
             max_length=call.max_length,
             progress=call.progress,
         )

@@ -458,7 +458,7 @@ class Model:
         calibration: Sequence[Any] | None,
         max_quality_drop: float = 0.01,
         objective: str = "throughput",
-        batch_size: int = 32,
+        batch_size: int | None = None,
         budget_seconds: float | None = 600.0,
         candidates: Sequence[Candidate] | None = None,
         max_new_tokens: int = 16,
@@ -469,6 +469,8 @@ class Model:
 
         ``objective``: ``"throughput"`` (inputs/s at ``batch_size``; decode tokens/s for text
         generation), ``"latency"`` (median time for one input), ``"size"`` or ``"memory"``.
+        ``batch_size`` None means the task's default, and then (for throughput) the chosen model's
+        default batch size is itself measured among that, half and a quarter of it.
         Candidates (a backend plus a chain of strategies) come from the installed plugins
         (``aikit_optimize_candidates``), or only from ``candidates=``. Every fourth calibration
         input is held out for quality; ``budget_seconds`` stops trying new candidates and Ctrl-C

@@ -62,6 +62,15 @@ class Task(ABC):
     def __init__(self, parts: ModelParts) -> None:
         self.parts = parts
 
+    @property
+    def batch_size(self) -> int:
+        """Batch size ``predict`` uses when the caller gives none: one measured on this model by
+        ``Model.optimize`` (``task_state["batch_size"]``, saved with the artifact), else the task's default."""
+        tuned = self.parts.task_state.get("batch_size")
+        return (
+            tuned if isinstance(tuned, int) and not isinstance(tuned, bool) and tuned > 0 else self.default_batch_size
+        )
+
     @classmethod
     def matches(cls, parts: ModelParts) -> bool:
         """Whether the loaded model's config says it does this task (used when no task is given)."""

@@ -339,3 +339,19 @@ def test_latency_and_memory_objectives_rank_by_their_own_figure(embedder: aikit.
         # latency: the chosen one has the highest speedup, which is measured on median single-input time
         best = max(report.candidates, key=lambda c: c.speedup or 0.0)
         assert report.chosen == best.label
+
+
+def test_the_default_batch_size_is_measured_and_saved(embedder: aikit.Model, tmp_path: Path) -> None:
+    candidates = [aikit.Candidate(backend="torch", strategies=("int8-dynamic",))]
+    model = embedder.optimize(calibration=TEXTS, max_quality_drop=0.05, candidates=candidates, progress=False)
+    report = model.optimization_report
+    assert report.batch_size_chosen in (8, 16, 32)  # the task's 32, half and a quarter of it
+    assert model.task.batch_size == report.batch_size_chosen
+    assert any("batch size measured" in n for n in report.notes)
+    assert embedder.task.batch_size == 32  # the original is untouched
+    again = aikit.Model.load(model.save(tmp_path / "tuned"))
+    assert again.task.batch_size == report.batch_size_chosen
+    fixed = embedder.optimize(
+        calibration=TEXTS, max_quality_drop=0.05, candidates=candidates, batch_size=4, progress=False
+    )
+    assert fixed.optimization_report.batch_size_chosen is None and fixed.task.batch_size == 32

@@ -22,7 +22,9 @@ def register(app: typer.Typer) -> None:
         output: Path | None = typer.Option(None, "--output", "-o", help="Folder to save the chosen model to."),
         max_quality_drop: float = typer.Option(0.01, help="Largest quality drop allowed (the task's measure)."),
         objective: str = typer.Option("throughput", help="throughput, latency, size or memory."),
-        batch_size: int = typer.Option(32, help="Batch size throughput is measured at."),
+        batch_size: int | None = typer.Option(
+            None, help="Batch size throughput is measured at (default: the task's, and the best batch is measured)."
+        ),
         budget_seconds: float = typer.Option(600.0, help="Stop trying new candidates after this many seconds."),
         task: str | None = typer.Option(None, help="Task name (inferred when omitted)."),
         plot: Path | None = typer.Option(None, help="Draw the quality-vs-speed front to this PNG/SVG file."),

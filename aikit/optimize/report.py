@@ -64,6 +64,8 @@ class OptimizationReport:
 
     ``held_out`` describes the split quality was measured on; ``partial`` is true when the search
     stopped early (``budget_seconds`` reached or Ctrl-C) and ``stopped_because`` says why.
+    ``batch_size_chosen`` is the batch size measured fastest for the chosen model (when
+    ``optimize`` was not given one), which its ``predict`` then uses by default.
     """
 
     objective: str
@@ -78,6 +80,7 @@ class OptimizationReport:
     seconds: float = 0.0
     partial: bool = False
     stopped_because: str | None = None
+    batch_size_chosen: int | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
