@@ -260,7 +260,7 @@ def render(results: dict[str, Any]) -> str:
             f"| {r['name']} | {r['sentences_per_s']:.1f} | {r['ratio']:.2f}x | {r['cos_min']:.4f} | {r['cos_mean']:.4f} |"
             for r in e["rows"]
         ]
-        lines.append("")
+        lines += ["", *_search_table(e["report"]), ""]
     if "gen" in results:
         g = results["gen"]
         lines += [
@@ -270,8 +270,31 @@ def render(results: dict[str, Any]) -> str:
             "|---|---:|",
         ]
         lines += [f"| {r['name']} | {r['tokens_per_s']:.1f} |" for r in g["rows"]]
+        lines += ["", *_search_table(g["report"])]
         lines += [f"\n{n}" for n in g.get("notes", [])]
     return "\n".join(lines)
+
+
+def _search_table(report: dict[str, Any]) -> list[str]:
+    """The search's own table: every candidate, its status, held-out quality drop and speedup."""
+    unit = report["throughput_unit"]
+    out = [
+        f"The search ({report['objective']}, max_quality_drop={report['max_quality_drop']}, "
+        f"{report['quality_metric']}; held out: {report['held_out'].split(';')[0]}):",
+        "",
+        f"| candidate | status | quality drop | speedup | {unit} | size MB | why |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    order = {"chosen": 0, "within budget": 1, "rejected": 2, "not tried": 3}
+    ranked = sorted(report["candidates"], key=lambda c: (order.get(c["status"], 4), -(c["speedup"] or 0.0)))
+    for c in ranked:
+        drop = "-" if c["quality_drop"] is None else f"{c['quality_drop']:.4f}"
+        speed = "-" if c["speedup"] is None else f"{c['speedup']:.2f}x"
+        rate = "-" if c["throughput"] is None else f"{c['throughput']:.1f}"
+        size = "-" if c["size_bytes"] is None else f"{c['size_bytes'] / 1e6:.1f}"
+        label = c["label"].replace("|", "\\|")
+        out.append(f"| {label} | {c['status']} | {drop} | {speed} | {rate} | {size} | {c['reason'] or ''} |")
+    return out
 
 
 def main() -> None:
