@@ -50,4 +50,3 @@ def load_sentences(n: int | None = None, *, seed: int = 0, min_chars: int = 15, 
             out.append(s)
     random.Random(seed).shuffle(out)
     return out if n is None else out[:n]
-

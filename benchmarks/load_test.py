@@ -274,6 +274,7 @@ async def overload(
         for k in range(20):
             r = await http.post(server.path, json=server.body(texts[k]))
             recovered += r.status_code == 200
+
     def pct(xs: list[float], q: float) -> float | None:
         return round(float(np.percentile(xs, q) * 1000.0), 1) if xs else None
 

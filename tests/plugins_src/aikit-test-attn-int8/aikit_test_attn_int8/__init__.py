@@ -54,7 +54,7 @@ class AttnInt8Strategy(aikit.Strategy):
         import copy
 
         module = copy.deepcopy(backend.torch_module())
-        for name, sub in list(module.named_modules()):
+        for sub in list(module.modules()):
             for child in PROJECTIONS:
                 linear = getattr(sub, child, None)
                 if linear is not None and type(linear).__name__ == "Linear":
