@@ -20,7 +20,7 @@ from aikit.errors import CompressionError, ConfigError
 from aikit.strategy import CompressionConfig, CompressionContext, Strategy
 
 from .cache import cached_entry, entry_key
-from .strategies import ORT
+from .strategies import ORT, with_cached_graphs
 
 __all__ = ["OrtGgufNative", "OrtGgufNativeStrategy", "gguf_source"]
 
@@ -128,11 +128,7 @@ class OrtGgufNativeStrategy(Strategy):
             return facts
 
         folder, facts = cached_entry(key, build)
-        if (backend.folder / "genai_config.json").is_file() and not (folder / "genai_config.json").exists():
-            import shutil
-
-            shutil.copyfile(backend.folder / "genai_config.json", folder / "genai_config.json")
-        new = backend.with_graphs(folder, facts)
+        new = with_cached_graphs(backend, folder, facts)
         notes = getattr(context, "notes", None)
         if isinstance(notes, list):
             notes += self.notes(folder)

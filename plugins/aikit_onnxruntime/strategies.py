@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from typing_extensions import override
 
@@ -22,6 +22,9 @@ from aikit.strategy import CompressionConfig, CompressionContext, Strategy
 
 from . import quantize
 from .cache import cached_entry, entry_key
+
+if TYPE_CHECKING:
+    from .backend import OrtBackend
 
 __all__ = ["STRATEGIES", "OrtInt4WeightOnly", "OrtInt8Dynamic", "OrtInt8Rows", "OrtInt8Static", "OrtInt8WeightOnly"]
 
@@ -115,6 +118,16 @@ class OrtInt4WeightOnly(OrtInt8WeightOnly):
     strategy: ClassVar[str] = "ort-int4-weight-only"
 
 
+def with_cached_graphs(backend: OrtBackend, folder: Path, facts: dict[str, Any]) -> OrtBackend:
+    """``backend`` running the graphs of cache entry ``folder`` (with ``facts``); a decoder's
+    onnxruntime-genai config travels along, so the compressed graph stays runnable by genai."""
+    if (backend.folder / "genai_config.json").is_file() and not (folder / "genai_config.json").exists():
+        import shutil
+
+        shutil.copyfile(backend.folder / "genai_config.json", folder / "genai_config.json")
+    return backend.with_graphs(folder, facts)
+
+
 class _OrtStrategy(Strategy):
     backends: ClassVar[frozenset[str]] = ORT
     op_types: ClassVar[tuple[str, ...]] = _INT8_OPS
@@ -143,11 +156,7 @@ class _OrtStrategy(Strategy):
             return facts
 
         folder, facts = cached_entry(key, build)
-        if (backend.folder / "genai_config.json").is_file() and not (folder / "genai_config.json").exists():
-            import shutil
-
-            shutil.copyfile(backend.folder / "genai_config.json", folder / "genai_config.json")
-        new = backend.with_graphs(folder, facts)
+        new = with_cached_graphs(backend, folder, facts)
         notes = getattr(context, "notes", None)
         if isinstance(notes, list):
             before = sum(graph_bytes(p) for p in sources.values())
