@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import CompressionError, ConfigError, PerformanceWarning
-from .plugins import get_host, get_strategy
+from .plugins import get_host, get_strategy, strategies_for
 from .strategy import CompressionConfig, CompressionContext, Strategy
 
 if TYPE_CHECKING:
@@ -113,12 +113,11 @@ def resolve_configs(strategies: Iterable[str | CompressionConfig]) -> list[Compr
 
 def check_plan(configs: Sequence[CompressionConfig], backend: str, has_calibration: bool) -> list[Strategy]:
     """Check every step before any work: the backend can run it and calibration data is there."""
-    host = get_host()
     strategies = []
     for config in configs:
         cls = get_strategy(config.strategy)
         if backend not in cls.backends:
-            here = sorted(n for n, s in host.strategies.items() if backend in s.backends)
+            here = strategies_for(backend)
             raise CompressionError(
                 f"strategy {cls.name!r} runs on backend(s) {', '.join(sorted(cls.backends)) or 'none'}, "
                 f"not on {backend!r}. Either load the model with backend={sorted(cls.backends)[0]!r} first "
@@ -255,13 +254,12 @@ def _guard(
     metrics, metric, drop = drop_of(new)
     if drop <= bound:
         return new, config, []
-    layers_of = getattr(strategy, "guard_layers", None)
-    if not callable(layers_of) or not can_guard(strategy, config):
+    if not can_guard(strategy, config):
         raise CompressionError(
             f"{config.strategy}: quality drop {drop:.4f} ({metric}; {_fmt(metrics)}) exceeds max_quality_drop={bound}, "
             "and this strategy cannot keep layers in full precision; use a milder setting or a larger bound"
         )
-    candidates: list[str] = list(layers_of(base, config))
+    candidates: list[str] = list(strategy.guard_layers(base, config))  # type: ignore[attr-defined]  # can_guard checked it
     already = tuple(getattr(config, "exclude", ()))
     sensitivity: dict[str, float] = {}
     for i, name in enumerate(candidates):  # quality drop with only this layer compressed

@@ -21,7 +21,7 @@ from typing_extensions import override
 from .errors import BackendError, BackendUnavailableError, ConfigError, InputError, ModelLoadError
 from .options import BackendOptions, LoadOptions, options_from_kwargs
 from .parts import ModelParts
-from .plugins import get_backend, get_host, get_task, resolve_task
+from .plugins import get_backend, get_host, get_task, resolve_task, strategies_for
 from .predict_call import PredictCall, StreamClosed
 from .resources import check_memory
 
@@ -608,7 +608,7 @@ def _check_carried(transformations: Sequence[Mapping[str, Any]], target: str) ->
             )
         if target not in cls.backends | cls.carries_to:
             keeps = sorted(cls.backends | cls.carries_to)
-            own = sorted(n for n, s in host.strategies.items() if target in s.backends)
+            own = strategies_for(target)
             raise BackendError(
                 f"moving this model to backend {target!r} would drop compression step {name!r}: that strategy runs on "
                 f"{', '.join(sorted(cls.backends)) or 'no backend'} and carries over to "

@@ -47,6 +47,7 @@ __all__ = [
     "get_task",
     "reset_host",
     "resolve_task",
+    "strategies_for",
 ]
 
 ENTRY_POINT_GROUP = "aikit"
@@ -338,6 +339,11 @@ def get_strategy(name: str) -> type[Strategy]:
     """The strategy class registered as ``name`` (e.g. ``"int8-dynamic"``)."""
     result: type[Strategy] = get_host()._get("strategies", name)
     return result
+
+
+def strategies_for(backend: str) -> list[str]:
+    """Names of the registered strategies that run on ``backend``, sorted (for error messages)."""
+    return sorted(n for n, s in get_host().strategies.items() if backend in s.backends)
 
 
 def get_loader(name: str) -> type[Loader]:

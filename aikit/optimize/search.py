@@ -122,6 +122,8 @@ class _Search:
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
         fit, held = split_calibration(calibration)
+        self.fit_count, self.held_count = len(fit), len(held)
+        self.metric: str | None = None  # the task's bounded quality metric, once one candidate was scored
         self.data = ev.split_data(model.task, fit, held)
         if not self.data.eval:
             raise InputError(
@@ -136,12 +138,13 @@ class _Search:
             self.timing_batches: list[dict[str, Any]] = []
             self.singles: list[dict[str, Any]] = []
             self.unit = "tokens/s"
+            self.pass_work = 0.0  # tokens per timed pass: set by the first ``measure``
         else:
             items = list(calibration)[:TIMING_ITEMS]
             self.timing_batches = ev.collate_batches(model.task, items, batch_size)
             self.singles = ev.collate_batches(model.task, held[:LATENCY_ITEMS], 1)
             self.unit = "items/s"
-        self.pass_work = float(len(items)) if not self.generative else 0.0
+            self.pass_work = float(len(items))
         self.converted: dict[str, Model | str] = {}
         self.deadline: float | None = None  # perf_counter time at which budget_seconds runs out
 
@@ -371,8 +374,7 @@ def optimize_model(
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
     )
-    fit_n = sum(1 for i in range(len(calibration)) if i % HOLD_OUT_EVERY != HOLD_OUT_EVERY - 1)
-    held_n = len(calibration) - fit_n
+    fit_n, held_n = search.fit_count, search.held_count
     report = OptimizationReport(
         objective=objective,
         max_quality_drop=float(max_quality_drop),
@@ -468,11 +470,11 @@ def optimize_model(
     for result in report.candidates:
         if result.status == NOT_TRIED and report.partial:
             result.reason = result.reason or f"not tried: {report.stopped_because}"
-    report.quality_metric = getattr(search, "metric", None)
+    report.quality_metric = search.metric
     winner_key = _choose(search, reference, results, built)
     chosen = model if winner_key is None else built[winner_key]
-    (reference if winner_key is None else results[winner_key]).status = CHOSEN
-    report.chosen = (reference if winner_key is None else results[winner_key]).label
+    winner = reference if winner_key is None else results[winner_key]
+    winner.status, report.chosen = CHOSEN, winner.label
     parts = chosen.parts
     if tune_batch and not search.generative and not report.partial:
         tuned = _tune_batch_size(search, chosen, batch_size, list(calibration))

@@ -20,7 +20,7 @@ from aikit.errors import CompressionError, ConfigError
 from aikit.strategy import CompressionConfig, CompressionContext, Strategy
 
 from .cache import cached_entry, entry_key
-from .strategies import ORT, with_cached_graphs
+from .strategies import ORT, guard_nodes, with_cached_graphs
 
 __all__ = ["OrtGgufNative", "OrtGgufNativeStrategy", "gguf_source"]
 
@@ -158,13 +158,4 @@ class OrtGgufNativeStrategy(Strategy):
 
     def guard_layers(self, backend: Backend, config: CompressionConfig) -> list[str]:
         """MatMuls with constant weights (the ones that may map), less those ``config`` excludes."""
-        from .backend import OrtBackend
-        from .quantize import quantizable_nodes, resolve_exclusions
-
-        if not isinstance(backend, OrtBackend):
-            return []
-        names: list[str] = []
-        for graph in backend.facts["graphs"]:
-            names += quantizable_nodes(backend.graph_path(graph), ("MatMul",))
-        excluded = set(resolve_exclusions(names, getattr(config, "exclude", ())))
-        return [n for n in names if n not in excluded]
+        return guard_nodes(backend, ("MatMul",), getattr(config, "exclude", ()))

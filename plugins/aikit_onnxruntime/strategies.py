@@ -128,6 +128,20 @@ def with_cached_graphs(backend: OrtBackend, folder: Path, facts: dict[str, Any])
     return backend.with_graphs(folder, facts)
 
 
+def guard_nodes(backend: Backend, op_types: tuple[str, ...], exclude: tuple[str, ...]) -> list[str]:
+    """``op_types`` nodes with constant weights in every graph of an ORT ``backend``, in graph order,
+    less those ``exclude`` names: what the accuracy guard may keep in float32."""
+    from .backend import OrtBackend
+
+    if not isinstance(backend, OrtBackend):
+        return []
+    names: list[str] = []
+    for graph in backend.facts["graphs"]:
+        names += quantize.quantizable_nodes(backend.graph_path(graph), op_types)
+    excluded = set(quantize.resolve_exclusions(names, exclude))
+    return [n for n in names if n not in excluded]
+
+
 class _OrtStrategy(Strategy):
     backends: ClassVar[frozenset[str]] = ORT
     op_types: ClassVar[tuple[str, ...]] = _INT8_OPS
@@ -166,15 +180,7 @@ class _OrtStrategy(Strategy):
 
     def guard_layers(self, backend: Backend, config: CompressionConfig) -> list[str]:
         """Quantizable node names in ``backend``'s graphs, less those ``config`` excludes."""
-        from .backend import OrtBackend
-
-        if not isinstance(backend, OrtBackend):
-            return []
-        names: list[str] = []
-        for graph in backend.facts["graphs"]:
-            names += quantize.quantizable_nodes(backend.graph_path(graph), self.op_types)
-        excluded = set(quantize.resolve_exclusions(names, getattr(config, "exclude", ())))
-        return [n for n in names if n not in excluded]
+        return guard_nodes(backend, self.op_types, getattr(config, "exclude", ()))
 
     def slowdown_reason(self) -> str:
         from aikit.sysinfo import cpu_flags, has_int8_dot_product
