@@ -556,7 +556,7 @@ def _tune_batch_size(
 ) -> tuple[int, dict[int, float]] | None:
     """The fastest of ``largest``, ``largest / 2`` and ``largest / 4`` for ``chosen``, timed interleaved.
 
-    Smaller batches can be faster on a CPU (on one 2-core Xeon, int8 MiniLM ran 1.4x faster at
+    Smaller batches can be faster on a CPU (on one 2-core Xeon, int8 MiniLM ran 1.33x faster at
     batch 8 than at 32: a layer's activations stay in cache), so the batch ``predict`` uses by
     default is measured, not assumed. Returns None when there is nothing to choose between.
     """
