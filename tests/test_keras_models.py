@@ -264,3 +264,121 @@ def test_missing_keras_says_what_to_install(cnn_file: Any, tmp_path: Path) -> No
     done = _run(LOAD.format(path=str(path)), {"PYTHONPATH": str(tmp_path)})
     assert "MissingDependencyError" in done.stdout, done.stdout + done.stderr
     assert "pip install 'aikit[keras]'" in done.stdout
+
+
+# ---------------------------------------------------------------------- ONNX Runtime
+# The onnxruntime backend runs a validated ONNX export of the Keras model (plugins/aikit_keras/onnx_export.py).
+# "Equal" on ONNX Runtime means probabilities within ORT_TOL of softmax(keras_model.predict(...)): the
+# graph computes the same float32 ops with other kernels (measured differences are below 1e-6).
+ORT_TOL = 1e-5
+
+
+def _ort_input_shape(model: Any) -> list[Any]:
+    return list(model.backend.sessions["model"].get_inputs()[0].shape)
+
+
+def test_cnn_on_onnxruntime_equals_keras(cnn_file: Any, digits: Any, tmp_path: Path, private_aikit_cache: Any) -> None:
+    pytest.importorskip("onnxruntime")
+    path, keras_model = cnn_file
+    preprocess = aikit.ImagePreprocess(size=(8, 8), grayscale=True, scale=1 / 16)
+    model = aikit.Model.load(
+        path, task="image-classification", preprocess=preprocess, labels=DIGIT_LABELS, backend="onnxruntime"
+    )
+    assert model.backend_name == "onnxruntime"
+    # The graph takes aikit's channels-first pixels; the channels-last transpose is inside it.
+    assert _ort_input_shape(model)[1:] == [1, 8, 8]
+    assert model.backend.facts["validation"]["export"]["logits"] < 1e-4
+    images = list(digits.images[1500:1564])
+    expected = _softmax(keras_model.predict((digits.images[1500:1564] / 16.0)[..., None], verbose=0))
+    np.testing.assert_allclose(_probs(model.predict(images, batch_size=16), DIGIT_LABELS), expected, atol=ORT_TOL)
+    reloaded = aikit.Model.load(model.save(tmp_path / "artifact"))  # an ONNX artifact: no Keras needed to run it
+    assert reloaded.backend_name == "onnxruntime" and not (tmp_path / "artifact" / "model.keras").exists()
+    np.testing.assert_allclose(_probs(reloaded.predict(images), DIGIT_LABELS), expected, atol=ORT_TOL)
+
+
+def test_mlp_moved_to_onnxruntime_equals_keras(mlp_file: Any, digits: Any, private_aikit_cache: Any) -> None:
+    pytest.importorskip("onnxruntime")
+    path, keras_model = mlp_file
+    model = aikit.Model.load(path, task="image-classification", preprocess=_flat_pixels, labels=DIGIT_LABELS)
+    ort = model.to("onnxruntime")
+    assert ort.backend_name == "onnxruntime" and model.backend_name == "keras"
+    images = list(digits.images[1500:1600])
+    expected = _softmax(keras_model.predict(digits.data[1500:1600] / 16.0, verbose=0))
+    np.testing.assert_allclose(_probs(ort.predict(images, batch_size=7), DIGIT_LABELS), expected, atol=ORT_TOL)
+
+
+def test_lstm_on_onnxruntime_equals_keras_at_every_length(lstm_dir: Any, private_aikit_cache: Any) -> None:
+    """The LSTM's time loop is unrolled by tracing: the graph is exported at the tokenizer's limit (64)
+    with padding inside it, and must still equal Keras on batches of other lengths."""
+    pytest.importorskip("onnxruntime")
+    path, keras_model, tokenizer, texts = lstm_dir
+    names = [m.__name__ for m in MODULES]
+    model = aikit.Model.load(path, task="text-classification", labels=names, backend="onnxruntime")
+    assert model.backend.facts["sequence_length"] == tokenizer.model_max_length == 64
+    for sample in (texts[::7][:40], texts[1::11][:9], ["x"]):
+        ids = tokenizer(sample, padding=True, return_tensors="np")["input_ids"]
+        expected = _softmax(keras_model.predict(ids, verbose=0))
+        np.testing.assert_allclose(_probs(model.predict(sample, batch_size=8), names), expected, atol=ORT_TOL)
+    # Longer than the graph: the task truncates to the tokenizer's limit, as on the keras backend.
+    long_text = " ".join(texts[:12])
+    ids = tokenizer([long_text], truncation=True, max_length=64, return_tensors="np")["input_ids"]
+    assert ids.shape[1] == 64
+    with pytest.warns(aikit.TruncationWarning):
+        got = _probs([model.predict(long_text)], names)
+    np.testing.assert_allclose(got, _softmax(keras_model.predict(ids, verbose=0)), atol=ORT_TOL)
+
+
+def test_unmasked_padding_fails_validation(keras: Any, lstm_dir: Any, tmp_path: Path, private_aikit_cache: Any) -> None:
+    """An LSTM that reads its padding (no mask_zero) changes when the fixed-length graph pads its input:
+    the export is refused instead of served wrong."""
+    pytest.importorskip("onnxruntime")
+    _, _, tokenizer, _ = lstm_dir
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((None,), dtype="int32", name="input_ids")
+    hidden = keras.layers.LSTM(8)(keras.layers.Embedding(len(tokenizer), 8)(inputs))
+    folder = tmp_path / "unmasked"
+    folder.mkdir()
+    keras.Model(inputs, keras.layers.Dense(3)(hidden)).save(folder / "unmasked.keras")
+    tokenizer.save_pretrained(folder)
+    with pytest.raises(aikit.BackendError, match="does not reproduce"):
+        aikit.Model.load(folder / "unmasked.keras", task="text-classification", backend="onnxruntime")
+
+
+def test_channels_first_keras_model_is_not_transposed(keras: Any, tmp_path: Path, private_aikit_cache: Any) -> None:
+    pytest.importorskip("onnxruntime")
+    keras.utils.set_random_seed(4)
+    net = keras.Sequential(
+        [
+            keras.Input((3, 6, 5)),
+            keras.layers.Conv2D(4, 3, data_format="channels_first", activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3),
+        ]
+    )
+    net.save(tmp_path / "cf.keras")
+    preprocess = aikit.ImagePreprocess(size=(6, 5))
+    model = aikit.Model.load(
+        tmp_path / "cf.keras", task="image-classification", preprocess=preprocess, backend="onnxruntime"
+    )
+    assert _ort_input_shape(model)[1:] == [3, 6, 5]
+    images = [np.random.default_rng(i).integers(0, 256, (12, 10, 3), dtype=np.uint8) for i in range(4)]
+    expected = _softmax(net.predict(np.stack([preprocess(im) for im in images]), verbose=0))
+    got = np.array([[r.scores[label] for label in sorted(r.scores)] for r in model.predict(images)])
+    np.testing.assert_allclose(got, expected, atol=ORT_TOL)
+
+
+def test_a_layer_onnx_cannot_express_is_named(keras: Any, tmp_path: Path, private_aikit_cache: Any) -> None:
+    """MelSpectrogram computes an STFT of complex values, which torch's ONNX exporter refuses."""
+    pytest.importorskip("onnxruntime")
+    inputs = keras.Input((256,))
+    mel = keras.layers.MelSpectrogram(fft_length=64, sequence_stride=32, num_mel_bins=8, sampling_rate=8000)(inputs)
+    net = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(mel)))
+    path = tmp_path / "mel.keras"
+    net.save(path)
+
+    def samples(item: Any) -> np.ndarray:
+        return np.asarray(item, dtype=np.float32).reshape(256)
+
+    with pytest.raises(aikit.BackendError, match=r"Keras layer 'mel_spectrogram' \(MelSpectrogram\)") as caught:
+        aikit.Model.load(path, task="image-classification", preprocess=samples, backend="onnxruntime")
+    assert "backend='keras'" in str(caught.value)

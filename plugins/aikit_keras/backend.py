@@ -26,9 +26,9 @@ from aikit.options import BackendOptions
 from aikit.parts import ModelParts
 
 from ._import import import_keras, keras_unavailable_reason
-from .loader import KERAS_EXTRA, read_keras_file
+from .loader import mark_keras_parts, read_keras_file
 
-__all__ = ["KerasBackend"]
+__all__ = ["KerasBackend", "arrange_inputs", "declared_inputs", "feature_names", "to_declared_layout"]
 
 KERAS_FILE = "model.keras"
 
@@ -36,6 +36,67 @@ KERAS_FILE = "model.keras"
 def _is_keras_model(module: Any) -> bool:
     keras = import_keras()
     return isinstance(module, keras.Model)
+
+
+def declared_inputs(module: Any) -> tuple[list[str], list[tuple[int | None, ...]]]:
+    """The names and shapes of a Keras model's ``keras.Input`` layers (empty for an unbuilt model)."""
+    inputs = getattr(module, "inputs", None) or []
+    return [str(t.name) for t in inputs], [tuple(t.shape) for t in inputs]
+
+
+def arrange_inputs(
+    names: list[str], shapes: list[tuple[int | None, ...]], tensors: Mapping[str, torch.Tensor]
+) -> list[torch.Tensor]:
+    """The positional arguments for a Keras model declaring ``names`` / ``shapes``, from a task's features.
+
+    A single-input model gets the task's one feature, or the one named like its input, else
+    ``input_ids`` / ``pixel_values``; a multi-input model gets its inputs by name. Images are put in
+    the layout the model declares (``to_declared_layout``). Raises ``BackendError`` naming what is
+    missing when the features do not fit the model. Plain Python decisions on shapes only, so the
+    ONNX export (plugins/aikit_keras/onnx_export.py) records the same layout as a static transpose.
+    """
+    picked = feature_names(names, tensors)
+    return [to_declared_layout(tensors[n], s) for n, s in zip(picked, shapes or [()])]
+
+
+def feature_names(names: list[str], tensors: Mapping[str, Any]) -> list[str]:
+    """Which of the task's features ``arrange_inputs`` feeds the model, in the model's input order."""
+    if len(names) <= 1:
+        if len(tensors) == 1:
+            return [next(iter(tensors))]
+        if names and names[0] in tensors:
+            return [names[0]]
+        found = [k for k in ("input_ids", "pixel_values") if k in tensors]
+        if not found:
+            raise BackendError(f"cannot tell which of the features {sorted(tensors)} feeds the Keras model")
+        return found[:1]
+    missing = [n for n in names if n not in tensors]
+    if missing:
+        raise BackendError(
+            f"the Keras model's inputs are named {names}; the task gave {sorted(tensors)} (missing {missing})"
+        )
+    return list(names)
+
+
+def to_declared_layout(value: torch.Tensor, declared: tuple[int | None, ...]) -> torch.Tensor:
+    """Channels-first ``(B, C, H, W)`` images become channels-last when the model declares ``(H, W, C)``.
+
+    aikit's image tasks hand every backend channels-first arrays (``ImagePreprocess``, HF processors);
+    Keras image models are channels-last by default. A shape that fits the declaration as it is
+    (a channels-first model) is left alone.
+    """
+    if value.ndim != 4 or len(declared) != 4:
+        return value
+
+    def fits(shape: tuple[int, ...], wanted: tuple[int | None, ...]) -> bool:
+        return all(w is None or w == s for s, w in zip(shape, wanted))
+
+    _, c, h, w = (int(d) for d in value.shape)
+    if fits((c, h, w), declared[1:]):  # already what the model declares
+        return value
+    if fits((h, w, c), declared[1:]):
+        return value.permute(0, 2, 3, 1)
+    return value
 
 
 class KerasBackend(TorchBackend):
@@ -61,10 +122,7 @@ class KerasBackend(TorchBackend):
                 f"backend {self.name!r} runs Keras models in their own dtype; got dtype={options.dtype!r}"
             )
         super().__init__(module, options)
-        self._input_names: list[str] = [str(t.name) for t in getattr(module, "inputs", None) or []]
-        self._input_shapes: list[tuple[int | None, ...]] = [
-            tuple(t.shape) for t in getattr(module, "inputs", None) or []
-        ]
+        self._input_names, self._input_shapes = declared_inputs(module)
 
     @classmethod
     @override
@@ -79,48 +137,8 @@ class KerasBackend(TorchBackend):
         return cls(parts.module, options)
 
     def model_inputs(self, tensors: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
-        """The positional arguments for the Keras model, from a task's named features.
-
-        Raises ``BackendError`` naming the missing input when the features do not fit the model.
-        """
-        names = self._input_names
-        if len(names) <= 1:
-            if len(tensors) == 1:
-                chosen = next(iter(tensors.values()))
-            elif names and names[0] in tensors:
-                chosen = tensors[names[0]]
-            else:
-                found = [tensors[k] for k in ("input_ids", "pixel_values") if k in tensors]
-                if not found:
-                    raise BackendError(f"cannot tell which of the features {sorted(tensors)} feeds the Keras model")
-                chosen = found[0]
-            return [self._layout(chosen, self._input_shapes[0] if self._input_shapes else ())]
-        missing = [n for n in names if n not in tensors]
-        if missing:
-            raise BackendError(
-                f"the Keras model's inputs are named {names}; the task gave {sorted(tensors)} (missing {missing})"
-            )
-        return [self._layout(tensors[n], s) for n, s in zip(names, self._input_shapes)]
-
-    @staticmethod
-    def _layout(value: torch.Tensor, declared: tuple[int | None, ...]) -> torch.Tensor:
-        """Channels-first ``(B, C, H, W)`` images become channels-last when the model declares ``(H, W, C)``.
-
-        aikit's image tasks hand every backend channels-first arrays (``ImagePreprocess``, HF processors);
-        Keras image models are channels-last by default.
-        """
-        if value.ndim != 4 or len(declared) != 4:
-            return value
-
-        def fits(shape: tuple[int, ...], wanted: tuple[int | None, ...]) -> bool:
-            return all(w is None or w == s for s, w in zip(shape, wanted))
-
-        _, c, h, w = (int(d) for d in value.shape)
-        if fits((c, h, w), declared[1:]):  # already what the model declares
-            return value
-        if fits((h, w, c), declared[1:]):
-            return value.permute(0, 2, 3, 1)
-        return value
+        """The positional arguments for the Keras model, from a task's named features (``arrange_inputs``)."""
+        return arrange_inputs(self._input_names, self._input_shapes, tensors)
 
     def torch_forward(self, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The model's first output for named features, differentiable (``aikit.explain`` uses it)."""
@@ -161,7 +179,7 @@ class KerasBackend(TorchBackend):
                 "reloaded with Keras' safe mode on. Load the original .keras file with trust_remote_code=True",
                 source=directory,
             ) from exc
-        parts.extras[KERAS_EXTRA] = {"trust_remote_code": False}
+        mark_keras_parts(parts, trust_remote_code=False)
         return cls(module, options)
 
     @override

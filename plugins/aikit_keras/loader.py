@@ -30,10 +30,23 @@ from aikit.remote_code import check_remote_code
 
 from ._import import import_keras
 
-__all__ = ["KERAS_EXTRA", "KerasFileLoader", "read_keras_file"]
+__all__ = ["KERAS_EXTRA", "ONNX_EXPORT_EXTRA", "KerasFileLoader", "mark_keras_parts", "read_keras_file"]
 
 # ``ModelParts.extras`` key marking parts that hold a Keras model (the keras backend is chosen for them).
 KERAS_EXTRA = "keras"
+# ``aikit_onnxruntime.exporting.EXPORT_RECIPE``: how the onnxruntime backend exports a Keras model.
+# Spelled out so that this plugin does not import the onnxruntime plugin.
+ONNX_EXPORT_EXTRA = "onnx_export"
+
+
+def mark_keras_parts(parts: ModelParts, *, trust_remote_code: bool) -> None:
+    """Mark ``parts`` as holding a Keras model: the keras backend and the Keras ONNX export apply."""
+    from .onnx_export import KerasExportRecipe
+
+    parts.extras[KERAS_EXTRA] = {"trust_remote_code": trust_remote_code}
+    parts.extras[ONNX_EXPORT_EXTRA] = KerasExportRecipe()
+
+
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 
@@ -94,7 +107,7 @@ class KerasFileLoader(Loader):
             module=module,
             task_hint=task,
         )
-        parts.extras[KERAS_EXTRA] = {"trust_remote_code": options.trust_remote_code}
+        mark_keras_parts(parts, trust_remote_code=options.trust_remote_code)
         folder = path.parent
         if any((folder / name).is_file() for name in _TOKENIZER_FILES):
             import transformers

@@ -1,9 +1,15 @@
-"""``export_parts``: the cached export behind ``OrtBackend.from_parts`` for torch payloads."""
+"""``export_parts``: the cached export behind ``OrtBackend.from_parts`` for torch payloads.
+
+A format plugin whose modules need their own export (Keras models take channels-last images and
+unroll recurrent layers: plugins/aikit_keras/onnx_export.py) puts an ``ExportRecipe`` in
+``parts.extras[EXPORT_RECIPE]``; the cache, the compressed-module note and the facts' use are the
+same as for every other export, and the recipe must validate what it writes.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aikit.errors import BackendError
 from aikit.parts import ModelParts
@@ -12,7 +18,22 @@ from aikit.plugins import resolve_task
 from .cache import cached_entry, entry_key, module_digest
 from .settings import OrtSettings
 
-__all__ = ["export_parts"]
+__all__ = ["EXPORT_RECIPE", "ExportRecipe", "export_parts"]
+
+EXPORT_RECIPE = "onnx_export"
+
+
+class ExportRecipe(Protocol):
+    """A plugin's own export of ``parts.module`` (see the module docstring)."""
+
+    def cache_key(self, module: Any) -> str:
+        """What decides ``module``'s graph besides its weights (``module_digest``), e.g. its architecture."""
+        ...
+
+    def build(self, folder: Path, task: Any, parts: ModelParts, settings: OrtSettings) -> dict[str, Any]:
+        """Write ``model.onnx`` for ``parts.module`` into ``folder``, validated against it; return the facts
+        (``kind``, ``graphs``, ``validation``) as ``build.build_export`` does."""
+        ...
 
 
 def _compressed_modules(module: Any) -> list[str]:
@@ -35,12 +56,17 @@ def export_parts(parts: ModelParts, settings: OrtSettings) -> tuple[Path, dict[s
         raise BackendError(f"the onnxruntime backend needs a torch.nn.Module to export, got {type(module).__name__}")
     task_cls = resolve_task(parts, None)
     task = task_cls(parts)
-    key = entry_key(weights=module_digest(module), task=task.name, settings=export_settings(settings))
+    recipe: ExportRecipe | None = parts.extras.get(EXPORT_RECIPE)
+    weights = module_digest(module) + (recipe.cache_key(module) if recipe is not None else "")
+    key = entry_key(weights=weights, task=task.name, settings=export_settings(settings))
     config = getattr(module, "config", None)
 
     def build(tmp: Path) -> dict[str, Any]:
         try:
-            facts = build_export(tmp, module, task, parts, settings)
+            if recipe is not None:
+                facts = recipe.build(tmp, task, parts, settings)
+            else:
+                facts = build_export(tmp, module, task, parts, settings)
         except BackendError as exc:
             swapped = _compressed_modules(module)
             if swapped:
