@@ -169,3 +169,55 @@ def test_admission_refuses_at_once_what_would_miss_the_deadline() -> None:
     finally:
         release.set()
         batcher.stop(timeout=10)
+
+
+def test_the_wait_estimate_counts_the_batch_in_the_model_at_the_slowest_recent_pace() -> None:
+    """The estimate is pessimistic on purpose: what is left of the running batch, then every batch
+    ahead at the slowest of the recent full batches (an accepted request that then misses its
+    deadline is worse than a refusal)."""
+    gate = threading.Event()
+    delays = iter([0.0, 0.05, 0.2, 0.05])  # warm-up, then one slow full batch among fast ones
+
+    def timed(items: list[Any], options: Mapping[str, Any]) -> Sequence[Any]:
+        if items == ["hold"]:
+            gate.wait(10)
+        else:
+            time.sleep(next(delays))
+        return list(items)
+
+    batcher = DynamicBatcher(timed, max_batch_size=2, max_wait_ms=1, max_queue=100)
+    try:
+        assert batcher.estimated_wait_s(1) is None  # no pace yet: only the item bound applies
+        for pair in (["w"], ["a", "b"], ["c", "d"], ["e", "f"]):
+            for f in batcher.submit(pair):
+                f.result(timeout=10)
+        assert batcher.estimated_wait_s(1) == pytest.approx(0.2, abs=0.05)  # the slowest, not the mean
+        (held,) = batcher.submit(["hold"])
+        time.sleep(0.05)  # the worker is now inside the held call, started ~0.05 s ago
+        wait = batcher.estimated_wait_s(3)  # ~0.15 s left of the running call + 2 batches of 0.2 s
+        assert wait is not None and 0.45 <= wait <= 0.6
+        gate.set()
+        assert held.result(timeout=10).result == "hold"
+    finally:
+        gate.set()
+        batcher.stop(timeout=10)
+
+
+def test_run_exclusive_runs_on_the_worker_between_batches_and_reports_errors() -> None:
+    seen: list[str] = []
+
+    def record(items: list[Any], options: Mapping[str, Any]) -> Sequence[Any]:
+        seen.append(threading.current_thread().name)
+        return list(items)
+
+    batcher = DynamicBatcher(record, max_batch_size=4, max_wait_ms=1, max_queue=8, name="the-worker")
+    try:
+        assert batcher.run_exclusive(lambda: threading.current_thread().name).result(timeout=10) == "the-worker"
+        with pytest.raises(ZeroDivisionError):
+            batcher.run_exclusive(lambda: 1 / 0).result(timeout=10)
+        assert batcher.submit(["still works"])[0].result(timeout=10).result == "still works"
+        assert seen == ["the-worker"]
+    finally:
+        batcher.stop(timeout=10)
+    with pytest.raises(OverloadedError):
+        batcher.run_exclusive(lambda: None)

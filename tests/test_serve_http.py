@@ -65,6 +65,25 @@ def test_health_ready_info_and_openapi(served: httpx.Client, embedder: aikit.Mod
         assert route in paths
 
 
+def test_warm_up_measures_items_per_model_call_unless_someone_chose_it(
+    served: httpx.Client, embedder: aikit.Model
+) -> None:
+    """A text encoder whose batch size nobody chose gets the fastest of max_batch_size, /2, /4 per
+    call, timed at warm-up on real sentences; a size set in the settings is used as it is."""
+    settings = served.get("/info").json()["settings"]
+    rates = {int(k): v for k, v in settings["model_batch_rates"].items()}
+    assert sorted(rates) == [4, 8, 16] and all(r > 0 for r in rates.values())
+    assert settings["model_batch_size"] == max(rates, key=lambda k: rates[k])
+    chosen = ServeSettings(max_batch_size=16, model_batch_size=2)
+    with LocalServer(create_app(embedder, chosen)) as server, httpx.Client(base_url=server.url, timeout=30) as c:
+        _wait_ready(c)
+        info = c.get("/info").json()["settings"]
+        assert info["model_batch_size"] == 2 and info["model_batch_rates"] == {}
+        texts = [" ".join(TINY_WORDS[i : i + 3 + i % 5]) for i in range(6)]
+        got = np.asarray([o["embedding"] for o in c.post("/v1/predict", json={"inputs": texts}).json()["outputs"]])
+        np.testing.assert_allclose(got, embedder.embed(texts), atol=1e-5)
+
+
 def test_predict_matches_in_process_predict_and_sends_timing_headers(
     served: httpx.Client, embedder: aikit.Model
 ) -> None:

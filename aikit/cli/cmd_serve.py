@@ -18,6 +18,11 @@ def register(app: typer.Typer) -> None:
         threads: int | None = typer.Option(None, help="Intra-op threads of the backend."),
         max_batch_size: int = typer.Option(32, help="Largest batch the dynamic batcher forms (1 = no batching)."),
         max_wait_ms: float = typer.Option(5.0, help="Longest an item waits for a batch to fill."),
+        model_batch_size: str = typer.Option(
+            "auto",
+            help="Items per model call within a batch (length-sorted): a number, or 'auto' (the model's "
+            "own, else measured at warm-up for text encoders).",
+        ),
         max_queue: int = typer.Option(256, help="Items that may wait; beyond this requests get 503 at once."),
         timeout: float = typer.Option(30.0, help="Per-request deadline in seconds (504 after it)."),
         max_body_bytes: int = typer.Option(1_000_000, help="Largest request body (413 above it)."),
@@ -45,6 +50,7 @@ def register(app: typer.Typer) -> None:
             host=host,
             port=port,
             max_batch_size=max_batch_size,
+            model_batch_size=_model_batch_size(model_batch_size),
             max_wait_ms=max_wait_ms,
             max_queue=max_queue,
             timeout_s=timeout,
@@ -117,3 +123,15 @@ def register(app: typer.Typer) -> None:
 def _default_name(source: str) -> str:
     path = Path(source)
     return path.stem if path.suffix in (".gguf", ".onnx") else (path.name or source)
+
+
+def _model_batch_size(value: str) -> int | None:
+    """``--model-batch-size``: ``auto`` (None) or a positive integer (checked by ``ServeSettings``)."""
+    if value == "auto":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"--model-batch-size must be a number or 'auto', got {value!r}") from None

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import AikitError, ConfigError, InputError
 from ..options import GenerationOptions
+from .batch_size import candidate_sizes, fastest_batch_size
 from .candidate import Candidate
 from .report import CHOSEN, NOT_TRIED, REJECTED, WITHIN_BUDGET, CandidateResult, OptimizationReport
 
@@ -477,7 +478,9 @@ def optimize_model(
     winner.status, report.chosen = CHOSEN, winner.label
     parts = chosen.parts
     if tune_batch and not search.generative and not report.partial:
-        tuned = _tune_batch_size(search, chosen, batch_size, list(calibration))
+        # Timed on the calibration's first inputs, like the candidates.
+        timed = list(calibration)[:TIMING_ITEMS]
+        tuned = fastest_batch_size(chosen, timed, candidate_sizes(batch_size), rounds=ROUNDS)
         if tuned is not None:
             best, rates = tuned
             report.batch_size_chosen = best
@@ -549,31 +552,3 @@ def _choose(
         if score < best_score:
             best_key, best_score = key, score
     return best_key
-
-
-def _tune_batch_size(
-    search: _Search, chosen: Model, largest: int, items: list[Any]
-) -> tuple[int, dict[int, float]] | None:
-    """The fastest of ``largest``, ``largest / 2`` and ``largest / 4`` for ``chosen``, timed interleaved.
-
-    Smaller batches can be faster on a CPU (on one 2-core Xeon, int8 MiniLM ran 1.33x faster at
-    batch 8 than at 32: a layer's activations stay in cache), so the batch ``predict`` uses by
-    default is measured, not assumed. Returns None when there is nothing to choose between.
-    """
-    from .. import compression_eval as ev
-
-    sizes = sorted({max(1, largest // 4), max(1, largest // 2), largest})
-    if len(sizes) < 2:
-        return None
-    timed = items[:TIMING_ITEMS]
-    batches = {bs: ev.collate_batches(chosen.task, timed, bs) for bs in sizes}
-    best = dict.fromkeys(sizes, math.inf)
-    for r in range(ROUNDS + 1):  # round 0 warms up
-        for bs in sizes if r % 2 else reversed(sizes):
-            begin = time.perf_counter()
-            for batch in batches[bs]:
-                chosen.backend.forward(batch)
-            if r:
-                best[bs] = min(best[bs], time.perf_counter() - begin)
-    rates = {bs: len(timed) / t for bs, t in best.items()}
-    return max(rates, key=lambda bs: rates[bs]), rates

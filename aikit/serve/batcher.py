@@ -10,10 +10,13 @@ Work that runs outside the worker (a streamed generation in its own thread) take
 the same bound with ``hold``, so one limit, ``max_queue``, covers everything admitted and not
 yet finished that is not in a batch.
 
-Admission is also bounded in time: with ``deadline_s``, items whose estimated wait (the batches
-ahead of them, at the recent seconds per batch, plus their own) exceeds the deadline are refused
-at once, since they would only time out after holding a place. Refusing at admission is what
-keeps the 503 fast and the accepted requests' latency bounded under overload.
+Admission is also bounded in time: with ``deadline_s``, items whose estimated wait (what is left
+of the batch in the model, the batches ahead of them and their own, each at the slowest of the
+recent full batches) exceeds the deadline are refused at once, since they would only time out
+after holding a place. Refusing at admission is what keeps the 503 fast and the accepted
+requests' latency bounded under overload. The estimate is deliberately pessimistic (the slowest
+recent batch, not the average): under overload an accepted request that then misses its
+deadline (504) costs the client more than a refusal it can retry elsewhere.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ from ..errors import ServingError
 
 __all__ = ["BatchOutcome", "DynamicBatcher", "Hold", "OverloadedError", "RequestTooLargeError"]
 logger = logging.getLogger("aikit.serve")
+
+# How many recent model calls the admission estimate looks back on (it takes the slowest).
+_PACE_WINDOW = 8
 
 PredictFn = Callable[[list[Any], Mapping[str, Any]], Sequence[Any]]
 BatchObserver = Callable[[int, float], None]
@@ -127,8 +133,11 @@ class DynamicBatcher:
         self._stopping = False
         self._last_batch_s = 0.05  # seeds Retry-After until a real batch has been timed
         self.deadline_s = deadline_s
-        self._batch_s: float | None = None  # moving average of seconds per model call; None until two ran
+        # Seconds of the recent model calls that set the pace (see ``_note``); empty until two ran.
+        self._paces: collections.deque[float] = collections.deque(maxlen=_PACE_WINDOW)
         self._calls = 0
+        self._busy_since: float | None = None  # when the batch now in the model started
+        self._exclusive: collections.deque[tuple[Callable[[], Any], Future[Any]]] = collections.deque()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -202,18 +211,34 @@ class DynamicBatcher:
             )
 
     def estimated_wait_s(self, count: int) -> float | None:
-        """Seconds until ``count`` new items would be answered: the batches ahead of them and their own,
-        at the recent seconds per batch (streams running outside the worker are not counted).
-        None until two batches have been timed (the first one's time is not a pace)."""
-        if self._batch_s is None:
+        """Seconds until ``count`` new items would be answered: the rest of the batch in the model,
+        the batches ahead of them and their own, at the slowest recent pace (streams running outside
+        the worker are not counted). None until two batches have been timed (the first one's time
+        is not a pace)."""
+        if not self._paces:
             return None
+        pace = max(self._paces)
         batches = -(-(len(self._queue) + count) // self.max_batch_size)  # ceiling division
-        return batches * self._batch_s
+        busy_since = self._busy_since
+        in_model = 0.0 if busy_since is None else max(0.0, pace - (time.monotonic() - busy_since))
+        return in_model + batches * pace
 
     def retry_after_s(self) -> float:
         """A hint for clients: about how long until the current queue has drained (>= 1 s)."""
         batches = max(1, len(self._queue) // self.max_batch_size)
         return max(1.0, batches * self._last_batch_s)
+
+    def run_exclusive(self, fn: Callable[[], Any]) -> Future[Any]:
+        """Run ``fn()`` on the worker thread between batches (the model is then used by nothing else),
+        ahead of queued items; the future holds its result or exception. For work that needs the
+        model alone, such as measuring it at warm-up."""
+        fut: Future[Any] = Future()
+        with self._cond:
+            if self._stopping:
+                raise OverloadedError("the server is shutting down", retry_after_s=1.0)
+            self._exclusive.append((fn, fut))
+            self._cond.notify()
+        return fut
 
     def stop(self, timeout: float | None = None) -> None:
         """Refuse new items, finish the queued ones, and join the worker (up to ``timeout`` s)."""
@@ -225,15 +250,28 @@ class DynamicBatcher:
     # ------------------------------------------------------------------ worker side
     def _run(self) -> None:
         while True:
+            self._run_exclusive()
             batch = self._next_batch()
             if batch is None:
                 return
             if batch:
                 self._execute(batch)
 
+    def _run_exclusive(self) -> None:
+        while self._exclusive:
+            fn, fut = self._exclusive.popleft()
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:
+                fut.set_exception(exc)
+
     def _next_batch(self) -> list[_Pending] | None:
         with self._cond:
             while not self._queue:
+                if self._exclusive:
+                    return []  # back to _run, which runs it first
                 if self._stopping:
                     return None
                 self._cond.wait()
@@ -274,6 +312,13 @@ class DynamicBatcher:
 
     def _execute(self, batch: list[_Pending]) -> None:
         start = time.monotonic()
+        self._busy_since = start
+        try:
+            self._execute_batch(batch, start)
+        finally:
+            self._busy_since = None
+
+    def _execute_batch(self, batch: list[_Pending], start: float) -> None:
         try:
             results = self._predict([p.item for p in batch], batch[0].options)
             if len(results) != len(batch):
@@ -308,10 +353,10 @@ class DynamicBatcher:
         self._last_batch_s = seconds
         # The first call pays one-time costs (lazy initialisation, allocator warm-up): not a pace.
         # Full-size batches set the pace the estimate assumes; a lone item is cheaper than a full
-        # batch, so small ones only raise the average (never pull it below what a full batch costs).
+        # batch, so a smaller one counts only when it was slower than every pace on record.
         self._calls += 1
-        if self._calls > 1 and (self._batch_s is None or size >= self.max_batch_size or seconds > self._batch_s):
-            self._batch_s = seconds if self._batch_s is None else 0.7 * self._batch_s + 0.3 * seconds
+        if self._calls > 1 and (size >= self.max_batch_size or not self._paces or seconds > max(self._paces)):
+            self._paces.append(seconds)
         if self._observe is not None:
             try:
                 self._observe(size, seconds)

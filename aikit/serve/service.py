@@ -82,6 +82,10 @@ class ModelService:
         # Counts run in worker threads; one Rust tokenizer must not be entered by two at once.
         self._count_lock = threading.Lock()
         self.token_limit = _token_limit(tok, model.parts.config)
+        # Items per model call inside one batch (``predict`` sorts a batch by length and runs it in
+        # calls of this size). None: the model's own batch size. ``warm_up`` may measure it.
+        self.model_batch_size: int | None = settings.model_batch_size
+        self.batch_rates: dict[int, float] = {}  # items/s per size, when measured at warm-up
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> None:
@@ -108,7 +112,9 @@ class ModelService:
         self.metrics.ready.set(0)
 
     def _predict(self, items: list[Any], options: Mapping[str, Any]) -> Sequence[Any]:
-        result: Sequence[Any] = self.model.predict(items, batch_size=len(items), progress=False, **options)
+        result: Sequence[Any] = self.model.predict(
+            items, batch_size=self.model_batch_size or len(items), progress=False, **options
+        )
         return result
 
     async def warm_up(self) -> None:
@@ -116,6 +122,9 @@ class ModelService:
         item, options = warmup_input(self.model)
         try:
             await self.run([item], options, timeout_s=max(self.settings.timeout_s, 600.0))
+            if self._should_measure():
+                assert self.batcher is not None
+                await asyncio.wrap_future(self.batcher.run_exclusive(self._measure_batch_size))
         except Exception as exc:
             cause = exc.error if isinstance(exc, ItemError) else exc
             self.not_ready_reason = f"warm-up prediction failed: {type(cause).__name__}: {cause}"
@@ -125,6 +134,36 @@ class ModelService:
             self.ready = True
             self.not_ready_reason = ""
             self.metrics.ready.set(1)
+
+    def _should_measure(self) -> bool:
+        """Measure the per-call size only for text encoders/classifiers served with batching, whose
+        size nobody chose: not set in the settings, not measured by ``optimize`` (saved with the model)."""
+        task = self.model.task
+        return (
+            self.settings.measure_batch_size
+            and self.settings.batching
+            and self.model_batch_size is None
+            and "batch_size" not in self.model.parts.task_state
+            and task.input_kind == "text"
+            and not task.generative
+        )
+
+    def _measure_batch_size(self) -> None:
+        """Time the model at ``max_batch_size``, half and a quarter of it per call on real sentences
+        (Python's own docs) and keep the fastest. Runs on the batcher's worker, between batches."""
+        from ..optimize.batch_size import candidate_sizes, fastest_batch_size
+        from ..sample_text import load_sentences
+
+        largest = self.settings.max_batch_size
+        measured = fastest_batch_size(self.model, load_sentences(largest), candidate_sizes(largest), rounds=2)
+        if measured is None:
+            return
+        self.model_batch_size, self.batch_rates = measured
+        logger.info(
+            "items per model call: %d (measured at warm-up: %s)",
+            self.model_batch_size,
+            ", ".join(f"{bs}: {rate:.0f}/s" for bs, rate in sorted(self.batch_rates.items())),
+        )
 
     # ------------------------------------------------------------------ requests
     async def run(

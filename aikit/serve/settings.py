@@ -56,6 +56,15 @@ class ServeSettings:
       but the model's own is ``400``. Empty (the default): only the model's own size, since
       cutting the vector of a model not trained for it loses quality nobody measured.
     - ``warmup``: run one prediction before ``/ready`` says yes.
+    - ``model_batch_size``: items per model call within one batch. A batch of up to
+      ``max_batch_size`` requests is sorted by length and run in calls of this size, each padded
+      only to its own longest input (on a CPU, smaller calls are often faster per item). ``None``:
+      the model's own batch size (measured by ``Model.optimize`` and saved with the model, else the
+      task's default), or measured at warm-up (see ``measure_batch_size``).
+    - ``measure_batch_size``: at warm-up, for a text encoder or classifier whose batch size nobody
+      chose (``model_batch_size`` unset, none saved by ``optimize``), time ``max_batch_size``, half
+      and a quarter of it per call on real sentences and use the fastest (a few seconds before
+      ``/ready``; ``/info`` shows the figures).
     """
 
     host: str = "127.0.0.1"
@@ -75,6 +84,8 @@ class ServeSettings:
     model_name: str = "model"
     embedding_dimensions: tuple[int, ...] = ()
     warmup: bool = True
+    model_batch_size: int | None = None
+    measure_batch_size: bool = True
 
     def __post_init__(self) -> None:
         _positive_int("port", self.port, upper=65535, allow_zero=True)
@@ -84,6 +95,8 @@ class ServeSettings:
         _positive_int("max_header_bytes", self.max_header_bytes)
         if self.max_inputs is not None:
             _positive_int("max_inputs", self.max_inputs)
+        if self.model_batch_size is not None:
+            _positive_int("model_batch_size", self.model_batch_size)
         if not isinstance(self.max_wait_ms, (int, float)) or self.max_wait_ms < 0:
             raise ConfigError(f"max_wait_ms must be >= 0, got {self.max_wait_ms!r}")
         for name in ("timeout_s", "shutdown_deadline_s", "header_timeout_s", "body_timeout_s", "keep_alive_s"):
