@@ -44,6 +44,7 @@ from .errors import BackendError
 if TYPE_CHECKING:
     from .options import BackendOptions, GenerationOptions
     from .parts import ModelParts
+    from .strategy import CompressionConfig
 
 __all__ = ["Arrays", "Backend"]
 
@@ -78,6 +79,20 @@ class Backend(ABC):
     @abstractmethod
     def from_parts(cls, parts: ModelParts, options: BackendOptions) -> Backend:
         """Build a ready-to-run backend from freshly loaded parts (payload in ``accepts``)."""
+
+    @classmethod
+    def from_loaded_parts(
+        cls, parts: ModelParts, options: BackendOptions
+    ) -> tuple[Backend, tuple[CompressionConfig, ...]]:
+        """The backend ``Model.load`` builds for freshly loaded ``parts``: ``from_parts`` by default.
+
+        A backend may instead build a form of the model that loses nothing against the loaded
+        weights (ONNX Runtime runs a GGUF file's own quantized blocks, which is what the file
+        holds) and return the configs that describe it: the model records them as its
+        transformations, as ``compress`` would, and drops its torch module like a compressed one.
+        ``Model.to`` always uses ``from_parts``.
+        """
+        return cls.from_parts(parts, options), ()
 
     @abstractmethod
     def forward(self, inputs: Arrays) -> dict[str, NDArray[Any]]:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .loader import Loader
     from .model import Model
     from .optimize.candidate import Candidate
+    from .options import BackendOptions
     from .parts import ModelParts
     from .predict_call import PredictCall
     from .strategy import Strategy
@@ -92,11 +93,14 @@ def aikit_register_commands(cli: Any) -> None:
 
 
 @hookspec(firstresult=True)
-def aikit_choose_backend(parts: ModelParts, task: type[Task], candidates: list[str]) -> str | None:
+def aikit_choose_backend(
+    parts: ModelParts, task: type[Task], candidates: list[str], options: BackendOptions
+) -> str | None:
     """Choose the backend for ``backend="auto"``.
 
     Called by ``Model.load`` and ``Model.to("auto")``. ``candidates`` lists the registered backends that
-    are available here and accept the parts' payload, highest priority first. Return one of them,
+    are available here and accept the parts' payload, highest priority first; ``options`` holds the
+    caller's device, threads, dtype and backend options. Return one of them,
     or None to pass. Stops at first non-None result; when every plugin passes, the first
     candidate is used.
     """

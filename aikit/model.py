@@ -136,7 +136,10 @@ class Model:
         if parts.payload == "artifact":
             return cls._from_artifact(parts, task_cls, backend, options)
         backend_cls = _resolve_backend(parts, task_cls, backend, options)
-        return cls(task=task_cls(parts), backend=backend_cls.from_parts(parts, options), parts=parts)
+        built, applied = backend_cls.from_loaded_parts(parts, options)
+        if applied:  # a lossless compressed form (Backend.from_loaded_parts): drop the torch weights as compress does
+            parts.module = built.torch_module()
+        return cls(task=task_cls(parts), backend=built, parts=parts, transformations=[c.to_dict() for c in applied])
 
     @classmethod
     def _from_artifact(cls, parts: ModelParts, task_cls: type[Task], backend: str, options: BackendOptions) -> Model:
@@ -664,7 +667,7 @@ def _resolve_backend(parts: ModelParts, task_cls: type[Task], backend: str, opti
             + ("; ".join(reasons) or "no backends are registered")
         )
     names = [c.name for c in candidates]
-    chosen = host.pm.hook.aikit_choose_backend(parts=parts, task=task_cls, candidates=names)
+    chosen = host.pm.hook.aikit_choose_backend(parts=parts, task=task_cls, candidates=names, options=options)
     if chosen is not None and chosen not in names:
         raise BackendError(f"a plugin chose backend {chosen!r}, which is not among the candidates {names}")
     name = chosen or names[0]

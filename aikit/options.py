@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from .errors import ConfigError
 
-__all__ = ["BackendOptions", "GenerationOptions", "LoadOptions", "options_from_kwargs"]
+__all__ = ["SPECULATIVE", "BackendOptions", "GenerationOptions", "LoadOptions", "options_from_kwargs"]
 
 _DTYPES = ("float32", "float16", "bfloat16")
 
@@ -80,6 +80,12 @@ class GenerationOptions:
     ``chat_template``: wrap a plain-string prompt as a user message in the model's chat template;
     None means "when the tokenizer has one". Message lists always use the template.
     ``stop``: strings that end generation (excluded from the returned text).
+    ``speculative``: ``"prompt-lookup"`` proposes up to ``draft_tokens`` tokens per step by finding
+    the latest n-gram (3, 2, then 1 tokens) that ends the text so far earlier in the prompt or the
+    generated text, and checks them all in one model call; the accepted prefix is kept. Greedy only
+    (the model's own choices decide every token, so the text is the same as without it), and with
+    ``do_sample`` or ``repetition_penalty`` it raises ``ConfigError``. Backends or graphs without
+    it decode one token per step, with the same result.
     """
 
     max_new_tokens: int = 64
@@ -91,9 +97,23 @@ class GenerationOptions:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     chat_template: bool | None = None
+    speculative: str | None = None
+    draft_tokens: int = 8
 
     def __post_init__(self) -> None:
         _check_types(self, _GENERATION_TYPES)
+        if self.speculative is not None:
+            if self.speculative not in SPECULATIVE:
+                raise ConfigError(
+                    f"speculative must be None or one of {', '.join(map(repr, SPECULATIVE))}, got {self.speculative!r}"
+                )
+            if self.do_sample or self.repetition_penalty not in (None, 1.0):
+                raise ConfigError(
+                    f"speculative={self.speculative!r} is exact only for plain greedy decoding: drop do_sample / "
+                    "repetition_penalty, or drop speculative"
+                )
+        if not 1 <= self.draft_tokens <= 64:
+            raise ConfigError(f"draft_tokens must be in [1, 64], got {self.draft_tokens!r}")
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
         if not self.temperature > 0:
@@ -124,7 +144,9 @@ _GENERATION_TYPES: dict[str, tuple[type, bool]] = {  # name: (int, float or bool
     "repetition_penalty": (float, True),
     "seed": (int, True),
     "chat_template": (bool, True),
+    "draft_tokens": (int, False),
 }
+SPECULATIVE = ("prompt-lookup",)  # GenerationOptions.speculative's values
 
 
 def _check_types(options: object, types: Mapping[str, tuple[type, bool]]) -> None:

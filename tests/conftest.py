@@ -56,4 +56,4 @@ def smollm2(smollm2_path: Any) -> Iterator[Any]:
     """SmolLM2-135M-Instruct (GGUF, de-quantised) on the torch backend, loaded once per session."""
     import aikit
 
-    yield aikit.Model.load(smollm2_path)
+    yield aikit.Model.load(smollm2_path, backend="torch")  # the tests compare against the float32 torch model

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from aikit import Backend, Candidate, Loader, Model, Strategy, hookimpl
+from aikit import Backend, BackendOptions, Candidate, Loader, Model, ModelParts, Strategy, Task, hookimpl
 
 from .backend import OrtBackend
 from .loader import OnnxFileLoader
@@ -16,6 +16,18 @@ __all__ = ["OnnxFileLoader", "OrtBackend"]
 @hookimpl
 def aikit_register_backends(register: Callable[[type[Backend]], None]) -> None:
     register(OrtBackend)
+
+
+@hookimpl
+def aikit_choose_backend(
+    parts: ModelParts, task: type[Task], candidates: list[str], options: BackendOptions
+) -> str | None:
+    """A GGUF file on the CPU runs on onnxruntime with its own blocks (see ``gguf_load``)."""
+    if OrtBackend.name not in candidates or parts.source.kind != "gguf":
+        return None
+    from .gguf_load import prefers_native
+
+    return OrtBackend.name if prefers_native(parts, task, options) else None
 
 
 @hookimpl

@@ -132,6 +132,21 @@ class OrtBackend(Backend):
         folder, facts = export_parts(parts, settings)
         return cls(folder, facts, options, config=parts.config)
 
+    @classmethod
+    @override
+    def from_loaded_parts(cls, parts: ModelParts, options: BackendOptions) -> tuple[Backend, tuple[Any, ...]]:
+        """A GGUF file on the CPU runs its own blocks (``ort-gguf-native``, see ``gguf_load``); else ``from_parts``."""
+        from aikit.plugins import resolve_task
+
+        from .gguf_load import native_backend, prefers_native
+
+        if parts.payload == "torch" and prefers_native(
+            parts, resolve_task(parts, None), options, fallback="ONNX Runtime"
+        ):
+            backend, config = native_backend(parts, options)
+            return backend, (config,)
+        return cls.from_parts(parts, options), ()
+
     def with_graphs(self, folder: Path, facts: Mapping[str, Any]) -> OrtBackend:
         """A backend of the same settings running other graphs (compression strategies use it)."""
         return type(self)(folder, facts, self.options, config=self.config)
@@ -266,5 +281,5 @@ class OrtBackend(Backend):
 
 
 def graph_bytes(path: Path) -> int:
-    """Size of an ONNX graph file plus its external data files (``model.onnx.data`` ...)."""
-    return sum(p.stat().st_size for p in path.parent.glob(f"{path.name}*") if p.is_file())
+    """Size of an ONNX graph file plus the external data files it references (``model.onnx.data`` ...)."""
+    return sum((path.parent / name).stat().st_size for name in graph_files(path))

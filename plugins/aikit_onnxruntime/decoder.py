@@ -13,12 +13,26 @@ Two graph layouts (see ``aikit_onnxruntime.decoder_export``):
 
 Both follow the torch backend's contract (``aikit_torch.decoding``): greedy decoding is argmax of
 the last position's logits, so equal logits give equal tokens.
+
+Graphs written by :func:`.gguf_decode.add_decode_head` (aikit's GGUF-native graphs) also take
+``num_logits_to_keep`` and give ``next_tokens``: prefill runs the output head on the last position
+only, and plain greedy decoding (no repetition penalty) fetches the argmax instead of a logits
+row. Per token the shared-buffer loop then binds one new attention-mask view and reads one
+integer; the token-id input and the caches stay bound.
+
+``speculative="prompt-lookup"`` (greedy, shared-buffer graphs): each row looks up the latest
+earlier occurrence of the n-gram that ends its text (3, 2, then 1 tokens) and feeds the token it
+still owes the cache plus up to ``draft_tokens`` tokens that followed that occurrence in one call;
+the graph's greedy choice at every position decides how many drafts are kept, and the cache length
+is set back past the rest (their entries are overwritten by the next call). Every emitted token is
+the graph's own argmax given the tokens before it, as in plain decoding.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +42,7 @@ from numpy.typing import NDArray
 from aikit.errors import ConfigError
 from aikit.options import GenerationOptions
 
+from .gguf_decode import DECODE_INPUT, DECODE_OUTPUT
 from .sampling import select_next
 
 __all__ = ["DecoderGraph"]
@@ -56,6 +71,7 @@ class DecoderGraph:
         self.ort = ort
         self.session = session
         inputs = {i.name: i for i in session.get_inputs()}
+        outputs = {o.name: o for o in session.get_outputs()}
         past = sorted((n for n in inputs if _PAST.fullmatch(n)), key=_past_order)
         self.layout = _Layout(
             past=past,
@@ -68,20 +84,24 @@ class DecoderGraph:
             mask_dtype=np.int64 if "int64" in inputs["attention_mask"].type else np.int32,
         )
         self.capacity = capacity
-        self.vocab = int(session.get_outputs()[0].shape[-1])
+        self.vocab = int(outputs["logits"].shape[-1])
+        self.keeps_last = DECODE_INPUT in inputs  # the head can run on the last n positions only
+        self.argmax_output = DECODE_OUTPUT in outputs  # the graph gives the greedy token itself
 
     # ------------------------------------------------------------------ full-sequence logits
     def logits(self, input_ids: NDArray[np.int64], attention_mask: NDArray[np.int64]) -> NDArray[np.float32]:
         """Logits for every position of a (padded) batch with an empty cache (quality checks, validation)."""
         lay = self.layout
         if not lay.shared:
-            feed = self._prefill_feed(input_ids, attention_mask)
+            feed = self._prefill_feed(input_ids, attention_mask, keep=input_ids.shape[1])
             return self.session.run(["logits"], feed)[0]  # type: ignore[no-any-return]
         out = np.zeros((*input_ids.shape, self.vocab), dtype=np.float32)
         for row in range(input_ids.shape[0]):
             keep = attention_mask[row].astype(bool)
             ids = input_ids[row, keep][None].astype(lay.ids_dtype)
             feed = {"input_ids": ids, "attention_mask": np.ones_like(ids, dtype=lay.mask_dtype)}
+            if self.keeps_last:
+                feed[DECODE_INPUT] = np.asarray([ids.shape[1]], dtype=np.int64)
             for name in lay.past:
                 feed[name] = np.zeros((1, lay.kv_heads, 0, lay.head_dim), dtype=np.float32)
             out[row, keep] = self.session.run(["logits"], feed)[0][0]
@@ -92,12 +112,12 @@ class DecoderGraph:
         token, then one cached step (validates the past/present wiring)."""
         lay = self.layout
         if lay.shared:
-            row = _SharedRow(self, prompt[:-1], 1)
-            row.run()
-            row.advance(int(prompt[-1]))
-            return row.run().copy()
+            row = _SharedRow(self, len(prompt) + 1)
+            row.logits(prompt[:-1], last=True)
+            last: NDArray[np.float32] = row.logits(prompt[-1:], last=True)[-1].copy()
+            return last
         head = prompt[None, :-1].astype(np.int64)
-        feed = self._prefill_feed(head, np.ones_like(head))
+        feed = self._prefill_feed(head, np.ones_like(head), keep=1)
         presents = self.session.run(lay.present, feed)
         step: dict[str, NDArray[Any]] = {
             "input_ids": prompt[None, -1:].astype(lay.ids_dtype),
@@ -105,10 +125,12 @@ class DecoderGraph:
         }
         if lay.position_ids:
             step["position_ids"] = np.asarray([[len(prompt) - 1]], dtype=np.int64)
+        if self.keeps_last:
+            step[DECODE_INPUT] = np.ones(1, dtype=np.int64)
         step.update(zip(lay.past, presents))
         return self.session.run(["logits"], step)[0][0, -1]  # type: ignore[no-any-return]
 
-    def _prefill_feed(self, ids: NDArray[np.int64], mask: NDArray[np.int64]) -> dict[str, NDArray[Any]]:
+    def _prefill_feed(self, ids: NDArray[np.int64], mask: NDArray[np.int64], *, keep: int) -> dict[str, NDArray[Any]]:
         lay = self.layout
         feed: dict[str, NDArray[Any]] = {
             "input_ids": ids.astype(lay.ids_dtype),
@@ -116,6 +138,8 @@ class DecoderGraph:
         }
         if lay.position_ids:
             feed["position_ids"] = np.clip(mask.cumsum(-1) - 1, 0, None).astype(np.int64)
+        if self.keeps_last:
+            feed[DECODE_INPUT] = np.asarray([keep], dtype=np.int64)
         for name in lay.past:
             feed[name] = np.zeros((ids.shape[0], lay.kv_heads, 0, lay.head_dim), dtype=np.float32)
         return feed
@@ -124,7 +148,11 @@ class DecoderGraph:
     def generate(
         self, input_ids: NDArray[np.int64], attention_mask: NDArray[np.int64], options: GenerationOptions
     ) -> Iterator[NDArray[np.int64]]:
-        """Yield ``options.max_new_tokens`` steps of ``(batch,)`` token ids (the caller stops early)."""
+        """Yield ``options.max_new_tokens`` steps of ``(batch,)`` token ids (the caller stops early).
+
+        ``options.speculative`` is honoured on shared-buffer graphs; elsewhere decoding runs one
+        token per step, which gives the same tokens.
+        """
         rng = np.random.default_rng(options.seed)
         history = [[int(t) for t in row[m.astype(bool)]] for row, m in zip(input_ids, attention_mask)]
         if self.layout.shared:
@@ -135,8 +163,14 @@ class DecoderGraph:
                     f"exported decoder's context of {self.capacity} tokens; shorten the prompt or "
                     "load with backend_options={'max_length': N}"
                 )
-            return self._generate_shared(input_ids, attention_mask, options, rng, history)
+            if options.speculative is not None:
+                return self._generate_lookup(history, options)
+            return self._generate_shared(history, options, rng)
         return self._generate_concat(input_ids, attention_mask, options, rng, history)
+
+    def _greedy_argmax(self, options: GenerationOptions) -> bool:
+        """Whether the next token is the graph's own ``next_tokens`` (plain greedy, and the graph has it)."""
+        return self.argmax_output and not options.do_sample and options.repetition_penalty in (None, 1.0)
 
     def _generate_concat(
         self,
@@ -147,11 +181,13 @@ class DecoderGraph:
         history: list[list[int]],
     ) -> Iterator[NDArray[np.int64]]:
         lay = self.layout
+        fast = self._greedy_argmax(options)
+        outputs_wanted = [DECODE_OUTPUT if fast else "logits", *lay.present]
         binding = self.session.io_binding()
-        feed = self._prefill_feed(ids, mask)
+        feed = self._prefill_feed(ids, mask, keep=1)
         for name, value in feed.items():
             binding.bind_cpu_input(name, value)
-        for name in ["logits", *lay.present]:
+        for name in outputs_wanted:
             binding.bind_output(name, "cpu")
         mask = feed["attention_mask"]
         position = np.clip(mask.cumsum(-1) - 1, 0, None)[:, -1:].astype(np.int64)
@@ -159,8 +195,10 @@ class DecoderGraph:
             for step in range(options.max_new_tokens):
                 self.session.run_with_iobinding(binding)
                 outputs = binding.get_outputs()
-                logits = outputs[0].numpy()[:, -1, :]
-                token = select_next(logits, history, options, rng)
+                if fast:
+                    token: NDArray[np.int64] = outputs[0].numpy()[:, -1].astype(np.int64)
+                else:
+                    token = select_next(outputs[0].numpy()[:, -1, :], history, options, rng)
                 yield token
                 if step == options.max_new_tokens - 1:
                     return
@@ -175,39 +213,91 @@ class DecoderGraph:
                 if lay.position_ids:
                     binding.bind_cpu_input("position_ids", position)
                 binding.clear_binding_outputs()
-                for name in ["logits", *lay.present]:
+                for name in outputs_wanted:
                     binding.bind_output(name, "cpu")
         finally:
             binding.clear_binding_inputs()
             binding.clear_binding_outputs()
 
     def _generate_shared(
-        self,
-        ids: NDArray[np.int64],
-        mask: NDArray[np.int64],
-        options: GenerationOptions,
-        rng: np.random.Generator,
-        history: list[list[int]],
+        self, history: list[list[int]], options: GenerationOptions, rng: np.random.Generator
     ) -> Iterator[NDArray[np.int64]]:
-        rows = [_SharedRow(self, ids[r, mask[r].astype(bool)], options.max_new_tokens) for r in range(ids.shape[0])]
+        rows = [_SharedRow(self, len(h) + options.max_new_tokens) for h in history]
+        pending: list[Sequence[int]] = [h for h in history]  # what each row's cache has not seen yet
+        fast = self._greedy_argmax(options)
+        token = np.zeros(len(rows), dtype=np.int64)
         for step in range(options.max_new_tokens):
-            logits = np.stack([row.run() for row in rows])
-            token = select_next(logits, history, options, rng)
-            yield token
+            if fast:
+                for r, row in enumerate(rows):
+                    token[r] = row.tokens(pending[r], last=True)[-1]
+            else:
+                logits = np.stack([row.logits(pending[r], last=True)[-1] for r, row in enumerate(rows)])
+                token = select_next(logits, history, options, rng)
+            yield token.copy()
             if step == options.max_new_tokens - 1:
                 return
             for r, t in enumerate(token.tolist()):
                 history[r].append(t)
-                rows[r].advance(t)
+                pending[r] = (t,)
+
+    def _generate_lookup(self, history: list[list[int]], options: GenerationOptions) -> Iterator[NDArray[np.int64]]:
+        """Greedy decoding with prompt-lookup drafts checked in one call per row (see the module doc)."""
+        k = options.draft_tokens
+        rows = [_SharedRow(self, len(h) + options.max_new_tokens + k) for h in history]
+        queues: list[deque[int]] = []
+        for h, row in zip(history, rows):  # prefill: the first token comes from the prompt alone
+            queues.append(deque([int(row.tokens(h, last=True)[-1])]))
+        token = np.zeros(len(rows), dtype=np.int64)
+        for step in range(options.max_new_tokens):
+            for r, row in enumerate(rows):
+                if not queues[r]:
+                    seq = history[r]  # its last token is emitted but not yet in the cache
+                    room = min(k, row.capacity - row.total - 1)
+                    draft = prompt_lookup(seq, room) if room > 0 else []
+                    out = row.tokens([seq[-1], *draft], last=False)
+                    kept = 0
+                    while kept < len(draft) and draft[kept] == out[kept]:
+                        kept += 1
+                    row.total -= len(draft) - kept  # roll the cache back past the rejected drafts
+                    queues[r].extend(int(t) for t in out[: kept + 1])
+                token[r] = queues[r].popleft()
+            yield token.copy()
+            if step == options.max_new_tokens - 1:
+                return
+            for r, t in enumerate(token.tolist()):
+                history[r].append(t)
+
+
+def prompt_lookup(seq: Sequence[int], k: int, *, max_ngram: int = 3) -> list[int]:
+    """Up to ``k`` tokens that followed the latest earlier occurrence of the n-gram ending ``seq``
+    (``max_ngram`` tokens down to 1); empty when none recurs."""
+    arr = np.asarray(seq, dtype=np.int64)
+    size = arr.shape[0]
+    for n in range(min(max_ngram, size - 1), 0, -1):
+        tail = arr[size - n :]
+        # candidate starts i < size - n whose n tokens equal the tail, latest first
+        hits = np.flatnonzero(arr[: size - n] == tail[0])
+        for i in hits[::-1]:
+            if i + n < size and np.array_equal(arr[i : i + n], tail):
+                follow = arr[i + n : i + n + k]
+                if follow.size:
+                    return [int(t) for t in follow]
+    return []
 
 
 class _SharedRow:
-    """One sequence's preallocated cache and bindings on a shared-buffer (GQA) graph."""
+    """One sequence's preallocated cache and bindings on a shared-buffer (GQA) graph.
 
-    def __init__(self, graph: DecoderGraph, prompt: NDArray[np.int64], new_tokens: int) -> None:
+    ``total`` counts the tokens in the cache; setting it lower rolls the cache back (the next call
+    overwrites the entries past it). The caches, the one-token input and the output buffers are
+    bound once and reused; per call only a new attention-mask view (and, for more than one input
+    token, a new id array) is bound.
+    """
+
+    def __init__(self, graph: DecoderGraph, capacity: int) -> None:
         ort, lay = graph.ort, graph.layout
         self.graph = graph
-        capacity = len(prompt) + new_tokens
+        self.capacity = capacity
         self.binding = graph.session.io_binding()
         self.cache = [
             ort.OrtValue.ortvalue_from_numpy(np.zeros((1, lay.kv_heads, capacity, lay.head_dim), dtype=np.float32))
@@ -217,26 +307,59 @@ class _SharedRow:
             self.binding.bind_ortvalue_input(past, value)
             self.binding.bind_ortvalue_output(present, value)
         self.mask = np.ones((1, capacity), dtype=lay.mask_dtype)
-        self.ids = prompt[None].astype(lay.ids_dtype)
-        self.step_ids = np.zeros((1, 1), dtype=lay.ids_dtype)
-        self.total = len(prompt)
-        self.logits = {len(prompt): np.empty((1, len(prompt), graph.vocab), dtype=np.float32)}
-        self.logits[1] = np.empty((1, 1, graph.vocab), dtype=np.float32)
+        self.total = 0
+        self.one = np.zeros((1, 1), dtype=lay.ids_dtype)  # the decode step's input, updated in place
+        self._one = ort.OrtValue.ortvalue_from_numpy(self.one)
+        self._keep = {n: ort.OrtValue.ortvalue_from_numpy(np.asarray([n], dtype=np.int64)) for n in (1,)}
+        self._out: dict[tuple[str, int], tuple[NDArray[Any], Any]] = {}
+        self._bound: tuple[str, int] | None = None
 
-    def run(self) -> NDArray[np.float32]:
-        b = self.binding
-        b.bind_cpu_input("input_ids", self.ids)
-        b.bind_cpu_input("attention_mask", self.mask[:, : self.total])
-        out = self.logits[self.ids.shape[1]]
-        b.bind_output("logits", "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
-        self.graph.session.run_with_iobinding(b)
-        last: NDArray[np.float32] = out[0, -1]
-        return last
+    def _run(self, ids: Sequence[int] | NDArray[np.int64], last: bool, name: str) -> NDArray[Any]:
+        graph, b, n = self.graph, self.binding, len(ids)
+        total = self.total + n
+        if total > self.capacity:
+            raise ConfigError(f"the decoder's cache holds {self.capacity} tokens; this step needs {total}")
+        if n == 1:
+            self.one[0, 0] = ids[0]
+            b.bind_ortvalue_input("input_ids", self._one)
+        else:
+            b.bind_cpu_input("input_ids", np.asarray(ids, dtype=graph.layout.ids_dtype)[None])
+        b.bind_cpu_input("attention_mask", self.mask[:, :total])
+        rows = n
+        if graph.keeps_last:
+            rows = 1 if last else n
+            keep = self._keep.get(rows)
+            if keep is None:
+                keep = self._keep[rows] = graph.ort.OrtValue.ortvalue_from_numpy(np.asarray([rows], dtype=np.int64))
+            b.bind_ortvalue_input(DECODE_INPUT, keep)
+        key = (name, rows)
+        if self._bound != key:
+            out = self._out.get(key)
+            if out is None:
+                shape = (1, rows, graph.vocab) if name == "logits" else (1, rows)
+                array = np.empty(shape, dtype=np.float32 if name == "logits" else np.int64)
+                out = self._out[key] = (array, graph.ort.OrtValue.ortvalue_from_numpy(array))
+            if self._bound is not None and self._bound[0] != name:
+                b.clear_binding_outputs()  # the other output kind was bound: bind the caches again
+                for present, value in zip(graph.layout.present, self.cache):
+                    b.bind_ortvalue_output(present, value)
+            b.bind_ortvalue_output(name, out[1])
+            self._bound = key
+        graph.session.run_with_iobinding(b)
+        self.total = total
+        result: NDArray[Any] = self._out[key][0][0]
+        return result
 
-    def advance(self, token: int) -> None:
-        self.step_ids[0, 0] = token
-        self.ids = self.step_ids
-        self.total += 1
+    def logits(self, ids: Sequence[int] | NDArray[np.int64], *, last: bool) -> NDArray[np.float32]:
+        """Feed ``ids`` after the cache; the logits of the last position (``last``) or of every fed one."""
+        return self._run(ids, last, "logits")
+
+    def tokens(self, ids: Sequence[int] | NDArray[np.int64], *, last: bool) -> NDArray[np.int64]:
+        """As :meth:`logits`, but the greedy token at those positions (the graph's ``ArgMax``, else numpy's)."""
+        if self.graph.argmax_output:
+            return self._run(ids, last, DECODE_OUTPUT)
+        logits: NDArray[np.int64] = np.argmax(self._run(ids, last, "logits"), axis=-1).astype(np.int64)
+        return logits
 
 
 def _past_order(name: str) -> tuple[int, str]:

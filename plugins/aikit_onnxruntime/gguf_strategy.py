@@ -9,9 +9,10 @@ and greedy decoding follows it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from typing_extensions import override
 
@@ -20,14 +21,17 @@ from aikit.errors import CompressionError, ConfigError
 from aikit.strategy import CompressionConfig, CompressionContext, Strategy
 
 from .cache import cached_entry, entry_key
+
+if TYPE_CHECKING:
+    from .backend import OrtBackend
 from .strategies import ORT, guard_nodes, with_cached_graphs
 
-__all__ = ["OrtGgufNative", "OrtGgufNativeStrategy", "gguf_source"]
+__all__ = ["OrtGgufNative", "OrtGgufNativeStrategy", "build_native", "float_backend", "gguf_source"]
 
 _REPORT = "gguf_native.json"
 # Part of the cache key: bump when the graph this strategy writes changes for the same inputs
 # (the key's library versions leave aikit's own out, so a cached old layout would be reused).
-_LAYOUT = 5
+_LAYOUT = 6
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,12 +98,18 @@ class OrtGgufNativeStrategy(Strategy):
     def apply(self, backend: Backend, config: CompressionConfig, context: CompressionContext) -> Backend:
         """A new backend whose graphs hold the GGUF's blocks; notes name what stayed float32 and its size."""
         from .backend import OrtBackend, graph_bytes
-        from .gguf_native import GgufIndex, gguf_native_graph
 
         if not isinstance(backend, OrtBackend):
             raise CompressionError(f"{self.name} needs a model on the onnxruntime backend, not {backend.name!r}")
         assert isinstance(config, OrtGgufNative)
         gguf = gguf_source(backend, context, config)
+        if backend.facts.get("dtype") == "gguf-native":
+            done = backend.facts.get("quantization") or [{}]
+            if done[-1] == config.to_dict() and str(backend.facts.get("source_gguf")) == str(gguf):
+                self._note(context, f"{self.name}: the graph already runs these blocks with these settings; unchanged")
+                return backend
+            backend = float_backend(backend)
+        assert isinstance(backend, OrtBackend)
         sources = {name: backend.graph_path(name) for name in backend.facts["graphs"]}
         stamp = {name: f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for name, p in sources.items()}
         g = gguf.stat()
@@ -107,24 +117,9 @@ class OrtGgufNativeStrategy(Strategy):
         key = entry_key(weights=weights, task=self.name, settings={**config.to_dict(), "layout": _LAYOUT})
 
         def build(tmp: Path) -> dict[str, Any]:
-            index = GgufIndex(gguf)
-            facts = dict(backend.facts)
-            facts["graphs"] = {name: f"{name}.onnx" for name in sources}
-            reports = {}
-            for name, src in sources.items():
-                reports[name] = gguf_native_graph(
-                    src,
-                    tmp / f"{name}.onnx",
-                    index,
-                    accuracy_level=config.accuracy_level,
-                    types=config.mapped_types(),
-                    exclude=config.exclude,
-                    progress=context.progress,
-                ).to_dict()
-            (tmp / _REPORT).write_text(json.dumps(reports, indent=1), encoding="utf-8")
-            facts["dtype"] = "gguf-native"
-            facts["source_gguf"] = str(gguf)
-            facts["quantization"] = [*backend.facts.get("quantization", []), config.to_dict()]
+            facts = build_native(tmp, sources, backend.facts, gguf, config, context.progress)
+            if "float_graphs" not in facts:  # the float32 graphs a later ort-gguf-native setting starts from
+                facts["float_graphs"] = str(backend.folder)
             return facts
 
         folder, facts = cached_entry(key, build)
@@ -136,6 +131,12 @@ class OrtGgufNativeStrategy(Strategy):
             after = sum(graph_bytes(new.graph_path(n)) for n in sources)
             notes.append(f"{self.name}: ONNX graph size {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB")
         return new
+
+    @staticmethod
+    def _note(context: CompressionContext, line: str) -> None:
+        notes = getattr(context, "notes", None)
+        if isinstance(notes, list):
+            notes.append(line)
 
     def notes(self, folder: Path) -> list[str]:
         """Report lines recorded when ``folder`` was built: what mapped, what stayed float32 and why."""
@@ -159,3 +160,65 @@ class OrtGgufNativeStrategy(Strategy):
     def guard_layers(self, backend: Backend, config: CompressionConfig) -> list[str]:
         """MatMuls with constant weights (the ones that may map), less those ``config`` excludes."""
         return guard_nodes(backend, ("MatMul",), getattr(config, "exclude", ()))
+
+
+def build_native(
+    tmp: Path,
+    sources: dict[str, Path],
+    base_facts: dict[str, Any],
+    gguf: Path,
+    config: OrtGgufNative,
+    progress: Callable[[int, int], None],
+) -> dict[str, Any]:
+    """Write the ``sources`` float32 graphs into ``tmp`` with ``gguf``'s blocks; the new graphs' facts.
+
+    Also writes the per-graph report (:meth:`OrtGgufNativeStrategy.notes` reads it) and copies
+    onnxruntime-genai's ``genai_config.json`` from the source folder, so genai can run the result.
+    """
+    import shutil
+
+    from .gguf_decode import add_decode_head
+    from .gguf_native import GgufIndex, gguf_native_graph
+
+    index = GgufIndex(gguf)
+    facts = dict(base_facts)
+    facts["graphs"] = {name: f"{name}.onnx" for name in sources}
+    reports = {}
+    for name, src in sources.items():
+        reports[name] = gguf_native_graph(
+            src,
+            tmp / f"{name}.onnx",
+            index,
+            accuracy_level=config.accuracy_level,
+            types=config.mapped_types(),
+            exclude=config.exclude,
+            progress=progress,
+        ).to_dict()
+        genai = src.parent / "genai_config.json"
+        if genai.is_file() and not (tmp / "genai_config.json").exists():
+            shutil.copyfile(genai, tmp / "genai_config.json")
+    if base_facts.get("kind") == "decoder" and add_decode_head(tmp / "model.onnx", tmp / "decode.onnx"):
+        facts["graphs"] = {"model": "decode.onnx"}  # model.onnx stays for onnxruntime-genai (genai_config.json)
+    (tmp / _REPORT).write_text(json.dumps(reports, indent=1), encoding="utf-8")
+    facts["dtype"] = "gguf-native"
+    facts["source_gguf"] = str(gguf)
+    facts["quantization"] = [*base_facts.get("quantization", []), config.to_dict()]
+    return facts
+
+
+def float_backend(backend: Backend) -> OrtBackend:
+    """The float32 graphs a ``gguf-native`` ORT backend was built from, as a backend of the same settings.
+
+    Raises ``CompressionError`` naming the way back to float32 when they are no longer cached.
+    """
+    from .backend import OrtBackend
+
+    assert isinstance(backend, OrtBackend)
+    folder = Path(str(backend.facts.get("float_graphs", "")))
+    entry = folder / "entry.json"
+    if not backend.facts.get("float_graphs") or not entry.is_file():
+        raise CompressionError(
+            "this model already runs a GGUF file's own blocks and the float32 graph it was built from is no "
+            "longer cached; start from float32 with Model.load('model.gguf', backend='torch').to('onnxruntime')"
+        )
+    return backend.with_graphs(folder, json.loads(entry.read_text(encoding="utf-8")))
