@@ -2,7 +2,10 @@
 
 An ``Explanation`` holds one input's attributions: one score per token for text classification,
 one per pixel (a heat map) for image classification, for the predicted label or a chosen
-``target``. Positive scores push the target's probability up, negative ones down.
+``target``. Positive scores push the target's probability up, negative ones down. For an
+embedding model (``feature-extraction``) an input is a *pair* of texts and the explanation is a
+token-by-token matrix: how much each pair of tokens (one from each text) drives their cosine
+similarity (``kind="pair"``).
 
 Methods are plugins: an ``Explainer`` subclass registered through the ``aikit_register_explainers``
 hook. aikit's own (plugin ``aikit_explain``) are ``integrated-gradients`` (captum; needs a backend
@@ -11,7 +14,10 @@ runs on ONNX Runtime too). Both explain the target's *probability*.
 
 ``faithfulness`` checks an explanation can be trusted at all: deleting the top-k attributed
 tokens (masking the top-k pixels) must lower the target's probability more than deleting k random
-ones, on average over the inputs. It reports both drops and can fail.
+ones, on average over the inputs. It reports both drops and can fail. ``model_randomization`` is
+Adebayo et al.'s sanity check (2018): the same method on the same inputs with the model's weights
+shuffled must give *different* attributions; a method that passes regardless of the weights
+(an edge detector) explains the input, not the model.
 
 Pictures: ``Explanation._repr_html_`` (notebooks), ``to_html(path)`` and ``to_png(path)``
 (matplotlib, the ``explain`` extra). Costs are bounded by ``ExplainOptions`` (``steps``,
@@ -49,14 +55,21 @@ __all__ = [
     "Explainer",
     "Explanation",
     "FaithfulnessReport",
+    "RandomizationReport",
     "explain",
     "faithfulness",
+    "model_randomization",
     "get_explainer",
     "registered_explainers",
     "target_probabilities",
 ]
 
-_TASKS: dict[str, Literal["text", "image"]] = {"text-classification": "text", "image-classification": "image"}
+Kind = Literal["text", "image", "pair"]
+_TASKS: dict[str, Kind] = {
+    "text-classification": "text",
+    "image-classification": "image",
+    "feature-extraction": "pair",
+}
 # Below this many model calls a progress bar is noise (as in aikit.batching).
 _PROGRESS_MIN_CALLS = 256
 
@@ -94,13 +107,16 @@ class Explanation:
     """Attributions for one input of a classifier.
 
     ``kind`` is ``"text"`` (``tokens`` with one score each in ``attributions``, ``special`` marking
-    tokens such as ``[CLS]`` that are never attributed) or ``"image"`` (``attributions`` is an
-    ``(H, W)`` heat map over ``image``, the preprocessed ``(C, H, W)`` input). ``target`` is the
-    explained label, ``probability`` the model's probability for it on the whole input.
-    ``features`` are the model inputs explained (``faithfulness`` re-runs edited copies of them).
+    tokens such as ``[CLS]`` that are never attributed), ``"image"`` (``attributions`` is an
+    ``(H, W)`` heat map over ``image``, the preprocessed ``(C, H, W)`` input) or ``"pair"`` (two
+    texts under an embedding model: ``attributions`` is a ``(len(tokens), len(tokens_b))`` matrix,
+    ``probability`` is the texts' cosine similarity, ``target`` is ``"similarity"``). ``target`` is
+    the explained label, ``probability`` the model's probability for it on the whole input.
+    ``features`` are the model inputs explained (``faithfulness`` re-runs edited copies of them;
+    for pairs, text A's, and ``features_b`` text B's).
     """
 
-    kind: Literal["text", "image"]
+    kind: Kind
     method: str
     target: str
     target_index: int
@@ -111,12 +127,30 @@ class Explanation:
     special: tuple[bool, ...] = ()
     image: NDArray[np.float32] | None = None
     text: str | None = None
+    tokens_b: tuple[str, ...] = ()
+    special_b: tuple[bool, ...] = ()
+    features_b: Mapping[str, NDArray[Any]] = field(default_factory=dict)
+    text_b: str | None = None
+
+    @property
+    def similarity(self) -> float:
+        """A pair's cosine similarity (the value its matrix explains)."""
+        if self.kind != "pair":
+            raise ConfigError(f"a {self.kind} explanation has no similarity; see .probability")
+        return self.probability
 
     def top(self, k: int) -> list[tuple[str, float]]:
-        """The ``k`` highest attributions as ``(token, score)`` (text) or ``("row,col", score)`` (image)."""
+        """The ``k`` highest attributions as ``(token, score)`` (text), ``("row,col", score)`` (image) or
+        ``("token_a ~ token_b", score)`` (pairs; special tokens excluded)."""
         order = _ranked(self)[:k]
         if self.kind == "text":
             return [(self.tokens[i], float(self.attributions[i])) for i in order]
+        if self.kind == "pair":
+            cols = len(self.tokens_b)
+            return [
+                (f"{self.tokens[i // cols]} ~ {self.tokens_b[i % cols]}", float(self.attributions.flat[i]))
+                for i in order
+            ]
         width = self.attributions.shape[1]
         return [(f"{i // width},{i % width}", float(self.attributions.flat[i])) for i in order]
 
@@ -130,9 +164,12 @@ class Explanation:
             "probability": self.probability,
             "attributions": self.attributions.tolist(),
         }
-        if self.kind == "text":
+        if self.kind in ("text", "pair"):
             out["tokens"] = list(self.tokens)
             out["special"] = list(self.special)
+        if self.kind == "pair":
+            out["tokens_b"] = list(self.tokens_b)
+            out["special_b"] = list(self.special_b)
         return out
 
     def faithfulness(self, model: Model, **options: Any) -> FaithfulnessReport:
@@ -149,6 +186,8 @@ class Explanation:
         )
         if self.kind == "text":
             return f'<div class="aikit-explanation aikit-text">{title}<div>{self._token_spans()}</div></div>'
+        if self.kind == "pair":
+            return f'<div class="aikit-explanation aikit-pair">{title}{self._pair_table()}</div>'
         png = base64.b64encode(self._png_bytes()).decode("ascii")
         return (
             f'<div class="aikit-explanation aikit-image">{title}'
@@ -169,6 +208,27 @@ class Explanation:
             )
         return " ".join(spans)
 
+    def _pair_table(self) -> str:
+        """Text A's tokens as rows, text B's as columns, each cell coloured by its score."""
+        peak = float(np.abs(self.attributions).max()) or 1.0
+        head = "".join(f'<th class="aikit-token-b">{html.escape(t)}</th>' for t in self.tokens_b)
+        rows = []
+        for i, token in enumerate(self.tokens):
+            cells = []
+            for j in range(len(self.tokens_b)):
+                score = float(self.attributions[i, j])
+                alpha = min(1.0, abs(score) / peak)
+                rgb = "220,40,40" if score >= 0 else "40,90,220"
+                cells.append(
+                    f'<td class="aikit-pair-cell" data-score="{score:.6g}" title="{score:.4g}" '
+                    f'style="background: rgba({rgb},{alpha:.3f}); min-width: 1.5em"></td>'
+                )
+            rows.append(f'<tr><th class="aikit-token">{html.escape(token)}</th>{"".join(cells)}</tr>')
+        return (
+            '<table class="aikit-pair-matrix" style="border-collapse: collapse; font-size: small">'
+            f"<tr><th></th>{head}</tr>{''.join(rows)}</table>"
+        )
+
     def to_html(self, path: str | os.PathLike[str]) -> Path:
         """Write a standalone HTML page showing this explanation; return its path."""
         return write_html([self], path)
@@ -181,7 +241,8 @@ class Explanation:
 
     def _png_bytes(self) -> bytes:
         plt = _pyplot()
-        figure = _text_figure(plt, self) if self.kind == "text" else _image_figure(plt, self)
+        draw = {"text": _text_figure, "image": _image_figure, "pair": _pair_figure}[self.kind]
+        figure = draw(plt, self)
         buffer = io.BytesIO()
         try:
             figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
@@ -237,6 +298,14 @@ class Explainer(ABC):
         self, model: Model, example: Example, target: int, options: ExplainOptions
     ) -> NDArray[np.floating[Any]]:
         """Attributions of ``target``'s probability for ``example`` (shape as described above)."""
+
+    def attribute_pair(
+        self, model: Model, first: Example, second: Example, options: ExplainOptions
+    ) -> NDArray[np.floating[Any]]:
+        """A ``(tokens of first, tokens of second)`` matrix: how each token pair drives the two texts'
+        cosine similarity under an embedding model. Methods that do not explain pairs keep this default,
+        which raises ``ConfigError``."""
+        raise ConfigError(f"explainer {self.name!r} does not explain text pairs; use method='occlusion'")
 
 
 _registries: weakref.WeakKeyDictionary[PluginHost, tuple[frozenset[str], dict[str, type[Explainer]]]] = (
@@ -307,12 +376,16 @@ def explain(
     ``method`` names a registered explainer; None picks ``integrated-gradients`` when the backend
     holds a torch module and ``occlusion`` otherwise. ``target`` is a label name or class index
     (default: each input's predicted label). ``options`` are ``ExplainOptions`` fields. Supports
-    ``text-classification`` and ``image-classification`` models; others raise ``ConfigError``.
+    ``text-classification`` and ``image-classification`` models, and ``feature-extraction``
+    (embedding) models, whose input is a pair of texts ``(a, b)`` (one ``Explanation`` of kind
+    ``"pair"``) or a list of pairs; others raise ``ConfigError``.
     """
     kind = _TASKS.get(model.task.name)
     if kind is None:
         raise ConfigError(f"explain() supports {', '.join(sorted(_TASKS))} models; this one does {model.task.name!r}")
     opts = ExplainOptions(**options) if options else ExplainOptions()
+    if kind == "pair":
+        return _explain_pairs(model, inputs, method or "occlusion", target, max_length, opts)
     if method is None:
         method = "integrated-gradients" if model.backend.torch_module() is not None else "occlusion"
     explainer = get_explainer(method)()
@@ -368,6 +441,79 @@ def _explain_one(
     if heat.shape != pixels.shape[1:]:
         raise ConfigError(f"explainer {method!r} returned a {heat.shape} map for a {pixels.shape} image")
     return Explanation(kind="image", attributions=heat.astype(np.float32), image=pixels.astype(np.float32), **common)
+
+
+def _is_pair(value: Any) -> bool:
+    return isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, str) for v in value)
+
+
+def _explain_pairs(
+    model: Model, inputs: Any, method: str, target: Any, max_length: int | None, options: ExplainOptions
+) -> Any:
+    """One ``kind="pair"`` explanation per ``(text_a, text_b)``; see ``explain``."""
+    if target not in (None, "similarity"):
+        raise ConfigError(f"a pair explanation explains the similarity; target={target!r} has no meaning here")
+    single = _is_pair(inputs)
+    pairs = [inputs] if single else list(inputs) if isinstance(inputs, (list, tuple)) else []
+    if not pairs or not all(_is_pair(p) for p in pairs):
+        raise InputError("an embedding model explains pairs of texts: pass (text_a, text_b) or a list of such pairs")
+    explainer = get_explainer(method)()
+    reason = explainer.unsupported_reason(model)
+    if reason is not None:
+        raise ConfigError(f"explainer {method!r} cannot explain this model: {reason}")
+    tokenizer = model.parts.tokenizer
+    special_ids = set(getattr(tokenizer, "all_special_ids", []) or [])
+    results = []
+    with model._lock:
+        for a, b in pairs:
+            first, second = model.task.preprocess([a, b], max_length=max_length)
+            raw = np.asarray(explainer.attribute_pair(model, first, second, options), dtype=np.float32)
+            shape = (first.features["input_ids"].shape[0], second.features["input_ids"].shape[0])
+            if raw.shape != shape:
+                raise ConfigError(f"explainer {method!r} returned a {raw.shape} matrix for {shape} tokens")
+            tokens, special = [], []
+            for ex in (first, second):
+                ids = [int(i) for i in ex.features["input_ids"]]
+                tokens.append(tuple(str(t) for t in tokenizer.convert_ids_to_tokens(ids)))
+                special.append(tuple(i in special_ids for i in ids))
+            keep = np.outer(~np.array(special[0], dtype=bool), ~np.array(special[1], dtype=bool))
+            vectors = pair_embeddings(model, [first.features, second.features])
+            results.append(
+                Explanation(
+                    kind="pair",
+                    method=method,
+                    target="similarity",
+                    target_index=0,
+                    probability=float(vectors[0] @ vectors[1]),
+                    attributions=np.where(keep, raw, 0.0).astype(np.float32),
+                    features={k: np.array(v) for k, v in first.features.items()},
+                    features_b={k: np.array(v) for k, v in second.features.items()},
+                    tokens=tokens[0],
+                    special=special[0],
+                    tokens_b=tokens[1],
+                    special_b=special[1],
+                    text=a,
+                    text_b=b,
+                )
+            )
+    return results[0] if single else results
+
+
+def pair_embeddings(
+    model: Model, features: Sequence[Mapping[str, NDArray[Any]]], *, batch_size: int = 32, progress: bool | None = None
+) -> NDArray[np.float64]:
+    """Unit-length sentence embeddings of ``features`` (token dicts), pooled as the model's task pools
+    them, through ``model.backend.forward`` only (any backend). The caller holds the model's lock."""
+    from .task import Example
+
+    examples = [Example(index=i, length=0, features=dict(f)) for i, f in enumerate(features)]
+    rows: list[NDArray[np.float64]] = []
+    for batch in _batched(examples, batch_size, progress=progress, what="explain"):
+        arrays = model.task.collate(batch)
+        mask = np.asarray(arrays["attention_mask"], dtype=np.int64)
+        vectors = np.asarray(model.task.embed_batch(model.backend.forward(arrays), mask), dtype=np.float64)  # type: ignore[attr-defined]
+        rows.append(vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None))
+    return np.concatenate(rows, axis=0)
 
 
 def _label_names(model: Model, count: int) -> list[str]:
@@ -431,11 +577,16 @@ def _batched(items: Sequence[Any], size: int, *, progress: bool | None, what: st
 
 # ---------------------------------------------------------------------- faithfulness
 def _ranked(explanation: Explanation) -> list[int]:
-    """Feature positions by attribution, highest first (special tokens excluded)."""
+    """Feature positions (flat, for images and pairs) by attribution, highest first (special tokens excluded)."""
     scores = explanation.attributions.reshape(-1)
     order = np.argsort(-scores, kind="stable")
     if explanation.kind == "text" and explanation.special:
         return [int(i) for i in order if not explanation.special[i]]
+    if explanation.kind == "pair":
+        cols = len(explanation.tokens_b)
+        special_a = explanation.special or (False,) * len(explanation.tokens)
+        special_b = explanation.special_b or (False,) * cols
+        return [int(i) for i in order if not (special_a[i // cols] or special_b[i % cols])]
     return [int(i) for i in order]
 
 
@@ -481,6 +632,8 @@ def faithfulness(
     """
     if not explanations:
         raise InputError("faithfulness needs at least one explanation")
+    if any(e.kind == "pair" for e in explanations):
+        raise ConfigError("faithfulness checks classifier explanations; pair explanations are not supported")
     if not 0 < fraction <= 1:
         raise ConfigError(f"fraction must be in (0, 1], got {fraction!r}")
     if trials < 1:
@@ -508,6 +661,154 @@ def faithfulness(
     rand = float(np.mean([p[1] for p in pairs]))
     return FaithfulnessReport(
         k=used_k, top_k_drop=top, random_drop=rand, margin=margin, passed=top - rand > margin, per_input=tuple(pairs)
+    )
+
+
+# ---------------------------------------------------------------------- model randomisation
+@dataclass(frozen=True, kw_only=True)
+class RandomizationReport:
+    """Model-randomisation check (Adebayo et al., 2018): attributions of the trained model against the
+    same method's attributions, same inputs and targets, with every weight tensor shuffled.
+
+    ``similarity`` is the mean Spearman rank correlation of the attributions' magnitudes
+    (``|a|``, as in the paper) over the positions where either map is non-zero (where both are
+    exactly 0, e.g. black pixels under a black baseline, the method says nothing about any model),
+    ``signed_similarity`` the same on the signed values over every position, ``per_input`` each
+    input's ``(similarity, signed_similarity)``. ``passed`` when ``similarity`` is below
+    ``max_similarity``: the explanation depends on what the model learned.
+    """
+
+    method: str
+    similarity: float
+    signed_similarity: float
+    max_similarity: float
+    passed: bool
+    per_input: tuple[tuple[float, float], ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "similarity": self.similarity,
+            "signed_similarity": self.signed_similarity,
+            "max_similarity": self.max_similarity,
+            "passed": self.passed,
+            "per_input": [list(p) for p in self.per_input],
+        }
+
+
+def _ranks(values: NDArray[Any]) -> NDArray[np.float64]:
+    """Ranks with ties averaged (as ``scipy.stats.rankdata``)."""
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(values.shape[0], dtype=np.float64)
+    ranks[order] = np.arange(values.shape[0], dtype=np.float64)
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse.reshape(-1), weights=ranks)
+    averaged: NDArray[np.float64] = (sums / counts)[inverse.reshape(-1)]
+    return averaged
+
+
+def rank_correlation(a: NDArray[Any], b: NDArray[Any]) -> float:
+    """Spearman's rank correlation of two equally long score vectors.
+
+    Identical vectors give 1.0 even when constant; a constant vector against a varying one gives
+    0.0 (no shared ranking), where the textbook formula is undefined.
+    """
+    x, y = np.asarray(a, dtype=np.float64).reshape(-1), np.asarray(b, dtype=np.float64).reshape(-1)
+    if x.shape != y.shape:
+        raise ConfigError(f"cannot correlate attributions of shapes {x.shape} and {y.shape}")
+    if np.array_equal(x, y):
+        return 1.0
+    rx, ry = _ranks(x), _ranks(y)
+    if rx.std() == 0 or ry.std() == 0:
+        return 0.0
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def randomized_model(model: Model, *, seed: int = 0) -> Model:
+    """A copy of ``model`` whose every floating-point weight tensor has its entries shuffled.
+
+    Shuffling keeps each tensor's values (so activations keep their scale, unlike a fresh
+    initialisation that may saturate) and destroys what training put where. Needs a backend
+    holding a torch module (torch, keras, cuda); ``model`` is untouched.
+    """
+    import copy
+
+    import torch
+
+    from .model import Model as _Model
+
+    module = model.backend.torch_module()
+    if module is None:
+        raise ConfigError(
+            f"the model-randomisation check shuffles a torch module's weights; backend {model.backend.name!r} holds "
+            "none: run it on the torch or keras model (the explanation method is the same)"
+        )
+    clone = copy.deepcopy(module)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in clone.parameters():
+            if param.is_floating_point() and param.numel() > 1:
+                flat = param.detach().reshape(-1)
+                param.copy_(flat[torch.randperm(flat.numel(), generator=generator)].reshape(param.shape))
+    return _Model(task=type(model.task)(model.parts), backend=model.backend.with_module(clone), parts=model.parts)
+
+
+def model_randomization(
+    model: Model,
+    explanations: Sequence[Explanation],
+    *,
+    max_similarity: float = 0.7,
+    seed: int = 0,
+    **options: Any,
+) -> RandomizationReport:
+    """Adebayo et al.'s model-randomisation sanity check for ``explanations`` of ``model``.
+
+    Each explanation is recomputed with its own method and target on ``randomized_model(model)``
+    (``options``: ``ExplainOptions`` fields, as given to ``explain``); the two attribution maps are
+    compared by Spearman rank correlation of their magnitudes (``RandomizationReport``; special
+    tokens excluded). Passes when the mean correlation is below ``max_similarity``. The default
+    0.7 sits between a map that ignores the weights (1.0: an explainer returning the input scores
+    exactly that) and one that keeps the input's outline but re-ranks within it (integrated
+    gradients and occlusion on a digits CNN score about 0.5: ink matters to any model; see
+    docs/how-to/explain.md for measured values). Classifier explanations only; one method per call.
+    """
+    if not explanations:
+        raise InputError("model_randomization needs at least one explanation")
+    methods = {e.method for e in explanations}
+    if len(methods) != 1:
+        raise ConfigError(f"model_randomization checks one method at a time; got {sorted(methods)}")
+    if any(e.kind == "pair" for e in explanations):
+        raise ConfigError("model_randomization checks classifier explanations; pair explanations are not supported")
+    if not 0 < max_similarity <= 1:
+        raise ConfigError(f"max_similarity must be in (0, 1], got {max_similarity!r}")
+    method = methods.pop()
+    opts = ExplainOptions(**options) if options else ExplainOptions()
+    shuffled = randomized_model(model, seed=seed)
+    explainer = get_explainer(method)()
+    kind = _TASKS.get(model.task.name)
+    if kind not in ("text", "image"):
+        raise ConfigError(f"model_randomization supports classifiers; this model does {model.task.name!r}")
+    from .task import Example
+
+    pairs: list[tuple[float, float]] = []
+    with model._lock, shuffled._lock:
+        for e in explanations:
+            example = Example(index=0, length=0, features={k: np.array(v) for k, v in e.features.items()})
+            again = _explain_one(shuffled, explainer, method, kind, example, e.target_index, opts)
+            positions = _candidates(e)
+            before = e.attributions.reshape(-1)[positions]
+            after = again.attributions.reshape(-1)[positions]
+            informative = (before != 0) | (after != 0)
+            magnitude = rank_correlation(np.abs(before[informative]), np.abs(after[informative]))
+            pairs.append((magnitude, rank_correlation(before, after)))
+    similarity = float(np.mean([p[0] for p in pairs]))
+    return RandomizationReport(
+        method=method,
+        similarity=similarity,
+        signed_similarity=float(np.mean([p[1] for p in pairs])),
+        max_similarity=max_similarity,
+        passed=similarity < max_similarity,
+        per_input=tuple(pairs),
     )
 
 
@@ -582,6 +883,19 @@ def _image_figure(plt: Any, explanation: Explanation) -> Any:
     for ax in axes:
         ax.axis("off")
     figure.colorbar(heat, ax=axes[1], fraction=0.046, pad=0.04)
+    return figure
+
+
+def _pair_figure(plt: Any, explanation: Explanation) -> Any:
+    """The token-pair matrix: text A's tokens down, text B's across (red raises the similarity)."""
+    rows, cols = len(explanation.tokens), len(explanation.tokens_b)
+    peak = float(np.abs(explanation.attributions).max()) or 1.0
+    figure, axis = plt.subplots(figsize=(max(3.5, 0.38 * cols + 2.2), max(2.5, 0.32 * rows + 1.4)))
+    heat = axis.imshow(explanation.attributions, cmap="bwr", vmin=-peak, vmax=peak, aspect="auto")
+    axis.set_xticks(range(cols), explanation.tokens_b, rotation=60, ha="right", fontsize=8)
+    axis.set_yticks(range(rows), explanation.tokens, fontsize=8)
+    axis.set_title(f"{explanation.method}: similarity {explanation.probability:.3f}", fontsize=9)
+    figure.colorbar(heat, ax=axis, fraction=0.046, pad=0.04)
     return figure
 
 

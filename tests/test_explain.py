@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import aikit
-from aikit.explain import Explainer, ExplainOptions, Explanation, faithfulness, get_explainer
+from aikit.explain import Explainer, ExplainOptions, Explanation, faithfulness, get_explainer, model_randomization
 from aikit.testing import TINY_WORDS, tiny_tokenizer
 
 pytest.importorskip("captum", reason="needs the explain extra: pip install 'aikit[explain]'")
@@ -295,3 +295,140 @@ def test_html_renders_in_headless_chromium(keyword_model: Any, digits_cnn: Any, 
     reddish = (pixels[..., 0] - pixels[..., 2] > 60).sum()  # the marker token's red box and the heat map
     assert reddish > 50, reddish
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50  # text, image and colour bar, not a blank page
+
+
+# ---------------------------------------------------------------------- model randomisation (Adebayo et al.)
+class _InputOnly(Explainer):
+    """An "explanation" that never looks at the model: the input itself (pixel values / token ids).
+
+    Like the edge detectors in Adebayo et al. (2018), it can look plausible and passes for any weights,
+    so the randomisation check must fail it."""
+
+    name = "input-only-test"
+
+    def attribute(self, model: Any, example: Any, target: int, options: ExplainOptions) -> Any:
+        if "pixel_values" in example.features:
+            return np.asarray(example.features["pixel_values"], dtype=np.float32)
+        return np.asarray(example.features["input_ids"], dtype=np.float32)
+
+
+class _InputOnlyPlugin:
+    @aikit.hookimpl
+    def aikit_register_explainers(self, register: Any) -> None:
+        register(_InputOnly)
+
+
+@pytest.mark.parametrize("method", ["integrated-gradients", "occlusion"])
+def test_model_randomization_text(keyword_model: Any, method: str) -> None:
+    explanations = keyword_model.explain(_marked(6), method=method, steps=16)
+    report = model_randomization(keyword_model, explanations, steps=16)
+    assert report.method == method and len(report.per_input) == 6
+    assert report.passed, report
+    assert report.similarity < 0.5
+
+
+@pytest.mark.parametrize("method", ["integrated-gradients", "occlusion"])
+def test_model_randomization_image(digits_cnn: Any, method: str) -> None:
+    model, digits = digits_cnn
+    explanations = model.explain(list(digits.images[1500:1510]), method=method, steps=16, patch=2)
+    report = model_randomization(model, explanations, steps=16, patch=2)
+    assert report.passed, report
+
+
+def test_model_randomization_fails_an_explainer_that_ignores_the_model(
+    digits_cnn: Any, keyword_model: Any, aikit_host: Any
+) -> None:
+    aikit_host.add_plugin(_InputOnlyPlugin(), name="input-only-explainer")
+    model, digits = digits_cnn
+    images = model.explain(list(digits.images[1500:1505]), method="input-only-test")
+    failed = model_randomization(model, images)
+    assert not failed.passed and failed.similarity == pytest.approx(1.0), failed
+    texts = keyword_model.explain(_marked(3), method="input-only-test")
+    assert not model_randomization(keyword_model, texts).passed
+
+
+def test_randomized_model_leaves_the_model_alone(digits_cnn: Any) -> None:
+    from aikit.explain import randomized_model, rank_correlation
+
+    model, digits = digits_cnn
+    images = list(digits.images[1500:1540])
+    before = [r.label for r in model.predict(images)]
+    shuffled = randomized_model(model, seed=1)
+    assert [r.label for r in model.predict(images)] == before
+    accuracy = np.mean([r.label == str(t) for r, t in zip(shuffled.predict(images), digits.target[1500:1540])])
+    assert accuracy < 0.5  # what training learned is gone
+    assert rank_correlation(np.array([1, 2, 3]), np.array([3, 2, 1])) == pytest.approx(-1.0)
+    assert rank_correlation(np.zeros(4), np.zeros(4)) == 1.0
+    assert rank_correlation(np.zeros(4), np.arange(4)) == 0.0
+    with pytest.raises(aikit.ConfigError, match="one method"):
+        model_randomization(model, [model.explain(images[0]), model.explain(images[0], method="occlusion")], steps=4)
+
+
+# ---------------------------------------------------------------------- text pairs under an embedding model
+@pytest.fixture(scope="module")
+def minilm() -> Any:
+    from aikit.defaults import default_model_path
+
+    try:
+        path = default_model_path("minilm")
+    except aikit.MissingDependencyError as exc:
+        pytest.skip(str(exc))
+    return aikit.Model.load(path)
+
+
+def test_pair_explanation_finds_the_matching_words(minilm: Any, tmp_path: Path) -> None:
+    """MiniLM: the pair that drives the similarity is the one a reader would name."""
+    a, b = "a cat sat on the mat", "the kitten was sleeping on a rug"
+    e = minilm.explain((a, b))
+    assert e.kind == "pair" and e.method == "occlusion" and e.target == "similarity"
+    assert e.attributions.shape == (len(e.tokens), len(e.tokens_b))
+    assert e.tokens[0] == "[CLS]" and e.special[0] and not e.attributions[0].any() and not e.attributions[:, 0].any()
+    vectors = minilm.predict([a, b])
+    assert e.similarity == pytest.approx(float(vectors[0].vector @ vectors[1].vector), abs=1e-5)
+    assert e.top(1)[0][0] == "cat ~ kitten", e.top(4)
+    assert [name for name, _ in e.top(2)][1] == "mat ~ rug", e.top(4)
+    several = minilm.explain([(a, b), ("my dog loves the park", "the stock market fell today but my dog is happy")])
+    assert len(several) == 2 and several[1].top(1)[0][0] == "dog ~ dog"
+    page = e.to_html(tmp_path / "pair.html").read_text(encoding="utf-8")
+    assert page.count('class="aikit-pair-cell"') == e.attributions.size
+    assert e.to_png(tmp_path / "pair.png").read_bytes()[:4] == b"\x89PNG"
+    assert e.to_dict()["tokens_b"] == list(e.tokens_b)
+
+
+def test_pair_scores_are_the_deletion_interaction(minilm: Any) -> None:
+    """One cell recomputed by hand from four embeddings: s(A,B) - s(A-i,B) - s(A,B-j) + s(A-i,B-j)."""
+    a, b = "the weather is cold", "it is freezing outside"
+    e = minilm.explain((a, b))
+    i, j = e.tokens.index("cold"), e.tokens_b.index("freezing")
+
+    def without(text: str, tokens: tuple[str, ...], k: int) -> str:
+        return " ".join(t for n, t in enumerate(tokens) if n != k and not t.startswith("["))
+
+    def sim(x: str, y: str) -> float:
+        u, v = (r.vector / np.linalg.norm(r.vector) for r in minilm.predict([x, y]))
+        return float(u @ v)
+
+    a_i, b_j = without(a, e.tokens, i), without(b, e.tokens_b, j)
+    expected = sim(a, b) - sim(a_i, b) - sim(a, b_j) + sim(a_i, b_j)
+    assert e.attributions[i, j] == pytest.approx(expected, abs=1e-4)
+    with pytest.raises(aikit.InputError, match="pairs of texts"):
+        minilm.explain("just one text")
+    with pytest.raises(aikit.ConfigError, match="does not explain text pairs"):
+        minilm.explain((a, b), method="integrated-gradients")
+
+
+def test_cli_explains_pairs(minilm: Any, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from aikit.cli import app
+    from aikit.defaults import default_model_path
+
+    path = str(default_model_path("minilm"))
+    done = CliRunner().invoke(
+        app,
+        ["explain", path, "a cat sat on the mat", "the kitten was sleeping on a rug", "--png", str(tmp_path / "p.png")],
+    )
+    assert done.exit_code == 0, done.output
+    assert "cat ~ kitten" in done.output and (tmp_path / "p.png").is_file()
+    odd = CliRunner().invoke(app, ["explain", path, "only one"])
+    assert odd.exit_code != 0 and "pairs of texts" in odd.output

@@ -13,7 +13,9 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def explain(
         model: str = typer.Argument(..., help="Model folder, artifact, .keras/.onnx file or hub id."),
-        inputs: list[str] = typer.Argument(..., help="Texts, or image paths for image tasks."),
+        inputs: list[str] = typer.Argument(
+            ..., help="Texts, image paths for image tasks, or text pairs (A B A B ...) for embedding models."
+        ),
         task: str | None = typer.Option(None, help="Task name (inferred when omitted)."),
         backend: str = typer.Option("auto", help="Backend name, or 'auto'."),
         method: str | None = typer.Option(
@@ -27,7 +29,8 @@ def register(app: typer.Typer) -> None:
         ),
         json_out: bool = typer.Option(False, "--json", help="Print the attributions as JSON."),
     ) -> None:
-        """Show which tokens or pixels a classifier's prediction depends on."""
+        """Show which tokens or pixels a classifier's prediction depends on, or which token pairs drive the
+        similarity of two texts under an embedding model."""
         from ..explain import write_html
         from ..model import Model
 
@@ -35,6 +38,12 @@ def register(app: typer.Typer) -> None:
         items: list[object] = list(inputs)
         if m.task.input_kind == "image":
             items = [Path(p) for p in inputs]
+        if m.task.name == "feature-extraction":  # an embedding model explains the similarity of two texts
+            if len(inputs) % 2:
+                raise typer.BadParameter("an embedding model explains pairs of texts: give an even number of texts")
+            pairs = [(inputs[i], inputs[i + 1]) for i in range(0, len(inputs), 2)]
+            items = list(pairs)
+            inputs = [f"{a!r} / {b!r}" for a, b in pairs]
         explanations = m.explain(items, method=method, target=target, steps=steps)
         if html is not None:
             write_html(explanations, html)

@@ -10,7 +10,7 @@ from numpy.typing import NDArray
 from typing_extensions import override
 
 from aikit.errors import ConfigError, MissingDependencyError
-from aikit.explain import Explainer, ExplainOptions, target_probabilities
+from aikit.explain import Explainer, ExplainOptions, pair_embeddings, target_probabilities
 
 if TYPE_CHECKING:
     import torch
@@ -36,6 +36,14 @@ def _special_mask(model: Model, ids: NDArray[Any]) -> NDArray[np.bool_]:
     return np.array([int(i) in special for i in ids], dtype=bool)
 
 
+def _delete_token(features: Mapping[str, NDArray[Any]], position: int) -> dict[str, NDArray[Any]]:
+    """``features`` with token ``position`` removed from every per-token array."""
+    length = features["input_ids"].shape[0]
+    return {
+        k: (np.delete(v, position, axis=0) if v.ndim >= 1 and v.shape[0] == length else v) for k, v in features.items()
+    }
+
+
 def _image_patch(options: ExplainOptions, height: int, width: int) -> int:
     return options.patch if options.patch is not None else max(1, min(height, width) // 8)
 
@@ -51,6 +59,46 @@ class Occlusion(Explainer):
 
     name = "occlusion"
     description = "gradient-free: hide tokens or image patches, measure the probability drop (any backend)"
+
+    @override
+    def attribute_pair(
+        self, model: Model, first: Example, second: Example, options: ExplainOptions
+    ) -> NDArray[np.float32]:
+        """Token pairs of two texts under an embedding model: the interaction of deleting both tokens.
+
+        With ``s`` the cosine similarity and ``A-i`` text A without token ``i``, the score of
+        ``(i, j)`` is ``s(A, B) - s(A-i, B) - s(A, B-j) + s(A-i, B-j)``: how much more deleting ``i``
+        lowers the similarity while ``j`` is there than once ``j`` is gone. Tokens that match each
+        other score high; a token that matters alone (to every pair alike) scores 0. Deleting
+        (not padding) keeps mean pooling over the remaining tokens. Cost: one embedding per token
+        of either text plus two (``len(A) + len(B) + 2`` texts, ``batch_size`` at a time), because
+        ``s(A-i, B-j)`` is the cosine of two embeddings already computed. Special tokens stay.
+        """
+        variants: list[list[dict[str, NDArray[Any]]]] = []
+        positions: list[list[int]] = []
+        for example in (first, second):
+            features = example.features
+            ids = features["input_ids"]
+            kept = [i for i in range(ids.shape[0]) if not _special_mask(model, ids)[i]]
+            positions.append(kept)
+            variants.append([_delete_token(features, i) for i in kept])
+        vectors = pair_embeddings(
+            model,
+            [first.features, second.features, *variants[0], *variants[1]],
+            batch_size=options.batch_size,
+            progress=options.progress,
+        )
+        a, b = vectors[0], vectors[1]
+        without_a = vectors[2 : 2 + len(positions[0])]
+        without_b = vectors[2 + len(positions[0]) :]
+        whole = float(a @ b)
+        drop_a = whole - without_a @ b  # s(A, B) - s(A-i, B)
+        joint = without_a @ without_b.T  # s(A-i, B-j)
+        scores = np.zeros((first.features["input_ids"].shape[0], second.features["input_ids"].shape[0]))
+        # s - s(A-i,B) - s(A,B-j) + s(A-i,B-j) = drop_a[i] - (s(A,B-j) - s(A-i,B-j))
+        inner = drop_a[:, None] - ((a @ without_b.T)[None, :] - joint)
+        scores[np.ix_(positions[0], positions[1])] = inner
+        return scores.astype(np.float32)
 
     @override
     def attribute(self, model: Model, example: Example, target: int, options: ExplainOptions) -> NDArray[np.float32]:
