@@ -432,3 +432,22 @@ def test_cli_explains_pairs(minilm: Any, tmp_path: Path) -> None:
     assert "cat ~ kitten" in done.output and (tmp_path / "p.png").is_file()
     odd = CliRunner().invoke(app, ["explain", path, "only one"])
     assert odd.exit_code != 0 and "pairs of texts" in odd.output
+
+
+def test_docs_table_is_the_benchmark_json() -> None:
+    """docs/how-to/explain.md shows exactly what benchmarks/explain_faithfulness.py renders from its JSON."""
+    import importlib.util
+    import json
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(
+        "explain_faithfulness", root / "benchmarks" / "explain_faithfulness.py"
+    )
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    results = json.loads((root / "docs" / "assets" / "explain-faithfulness.json").read_text(encoding="utf-8"))
+    page = (root / "docs" / "how-to" / "explain.md").read_text(encoding="utf-8")
+    shown = page.split("<!-- explain-faithfulness:begin -->\n")[1].split("\n<!-- explain-faithfulness:end -->")[0]
+    assert shown == bench.render(results)
+    assert all(r["faithful"] and r["randomization_passed"] for m in results["models"].values() for r in m["rows"])
