@@ -61,7 +61,7 @@ def text_model() -> Any:
 
     torch.manual_seed(0)
     tokenizer = tiny_tokenizer()
-    config = BertConfig(
+    config = BertConfig(  # type: ignore[call-arg]  # num_labels goes through **kwargs
         vocab_size=len(tokenizer),
         hidden_size=32,
         num_hidden_layers=2,
@@ -81,7 +81,7 @@ def text_model() -> Any:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    module.eval()
+    module.eval()  # type: ignore[no-untyped-call]
     return aikit.Model.from_module(module, task="text-classification", tokenizer=tokenizer, labels=["other", "marked"])
 
 
