@@ -17,6 +17,10 @@ def aikit_predict(call: PredictCall) -> list[Any]:
     model = call.model
     task = model.task
     if call.on_text is not None:
+        if call.runner is not None:
+            if len(call.inputs) != 1:
+                raise ConfigError(f"a streamed call takes one prompt; middleware left {len(call.inputs)} inputs")
+            return [call.runner.run(call)]
         return [_stream(call, call.on_text)]
     with model._lock:  # tokenizers and some runtimes are not safe for concurrent calls
         return run_batches(

@@ -32,7 +32,7 @@ it never sees raw text or images. Example of a complete (if useless) backend (``
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from .parts import ModelParts
     from .strategy import CompressionConfig
 
-__all__ = ["Arrays", "Backend"]
+__all__ = ["Arrays", "Backend", "StepDecoder"]
 
 Arrays = Mapping[str, NDArray[Any]]
 
@@ -119,6 +119,15 @@ class Backend(ABC):
     def load(cls, directory: Path, parts: ModelParts, state: Mapping[str, Any], options: BackendOptions) -> Backend:
         """Restore a backend from an artifact folder written by ``save`` (files already verified)."""
 
+    def step_decoder(self) -> StepDecoder | None:
+        """A decoder that sequences can join and leave between steps (continuous batching), or None.
+
+        ``aikit serve`` uses it so that a new request joins a running decode instead of waiting for
+        it. A new one each call; one thread drives it. The default (None) means the backend only
+        decodes whole batches with ``generate``.
+        """
+        return None
+
     def torch_module(self) -> Any:
         """The ``torch.nn.Module`` this backend runs, or None. Torch-based strategies need it."""
         return None
@@ -143,3 +152,32 @@ class Backend(ABC):
     def describe(self) -> dict[str, Any]:
         """Facts for reports and ``/info``: device, dtype, threads, providers..."""
         return {"backend": self.name}
+
+
+class StepDecoder(ABC):
+    """Decoding in which sequences join and leave between steps (continuous, in-flight batching).
+
+    One thread drives it: ``join`` runs a prompt's prefill and returns the sequence's slot and its
+    first new token; ``step`` advances every joined sequence by one token and returns each slot's
+    next token; ``leave`` frees a slot (the caller decides when a sequence is finished). Tokens
+    follow ``Backend.generate``'s contract: greedy is the argmax of the last position's logits, so a
+    sequence gets the tokens it would get decoded alone, up to the float rounding of kernels run
+    on a batch of another size.
+    """
+
+    @abstractmethod
+    def join(self, prompt_ids: Sequence[int], options: GenerationOptions) -> tuple[int, int]:
+        """Prefill ``prompt_ids``; return ``(slot, first_token)``. Raises on a prompt it cannot hold."""
+
+    @abstractmethod
+    def step(self) -> dict[int, int]:
+        """One decoding step for every joined sequence: ``{slot: next_token}`` (empty when none)."""
+
+    @abstractmethod
+    def leave(self, slot: int) -> None:
+        """Forget ``slot``'s sequence and free what it held (idempotent)."""
+
+    @property
+    @abstractmethod
+    def active(self) -> int:
+        """Sequences joined and not yet left."""

@@ -7,6 +7,7 @@ each prediction. The core never names a particular backend or task.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -22,7 +23,7 @@ from .errors import BackendError, BackendUnavailableError, ConfigError, InputErr
 from .options import BackendOptions, LoadOptions, options_from_kwargs
 from .parts import ModelParts
 from .plugins import get_backend, get_host, get_task, resolve_task, strategies_for
-from .predict_call import PredictCall, StreamClosed
+from .predict_call import PredictCall, SequenceRunner, StreamClosed
 from .resources import check_memory
 
 if TYPE_CHECKING:
@@ -283,7 +284,7 @@ class Model:
             raise
         return results if is_batch else results[0]
 
-    def stream(self, prompt: Any, **options: Any) -> Generator[str, None, Any]:
+    def stream(self, prompt: Any, *, runner: SequenceRunner | None = None, **options: Any) -> Generator[str, None, Any]:
         """Yield generated text piece by piece (text-generation models only).
 
         The call goes through the ``aikit_predict`` middleware like ``predict`` (with
@@ -291,6 +292,9 @@ class Model:
         generator's return value (``StopIteration.value``) is the finished ``Generation`` as the
         middleware returned it. Generation runs in a worker thread; closing the generator early
         stops it after the current token, and returns once the thread has ended.
+
+        ``runner`` (for servers, such as ``aikit.serve.ContinuousBatcher``): decode this stream
+        together with other callers' instead of holding the model alone for its whole length.
         """
         if not self.task.generative:
             raise ConfigError(f"stream() needs a text-generation model; this one does {self.task.name!r}")
@@ -303,7 +307,9 @@ class Model:
                 raise StreamClosed("the consumer stopped reading the stream")
             pieces.put(piece)
 
-        call = PredictCall(model=self, inputs=[prompt], options=task_options, progress=False, on_text=on_text)
+        call = PredictCall(
+            model=self, inputs=[prompt], options=task_options, progress=False, on_text=on_text, runner=runner
+        )
         host = get_host()
 
         consumer_done = threading.Event()
@@ -312,7 +318,8 @@ class Model:
             # The model stays held until the consumer has exhausted or closed the stream, not just
             # until generation ends: a stream holds the model like a predict call does (SECURITY.md
             # section 6), so other callers never interleave with a stream that is still being read.
-            with self._lock:
+            # A runner shares the model between streams itself, step by step.
+            with self._lock if runner is None else contextlib.nullcontext():
                 try:
                     results: list[Any] = host.pm.hook.aikit_predict(call=call)
                     pieces.put(_Finished(results[0]))

@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from .model import Model
+    from .results import Generation
 
-__all__ = ["PredictCall", "StreamClosed"]
+
+class SequenceRunner(Protocol):
+    """Decodes a streamed call together with others (continuous batching; ``aikit serve`` has one).
+
+    ``run`` is called by the innermost ``aikit_predict`` with the call as the middleware left it:
+    it decodes ``call.inputs[0]`` under ``call.options``, sends each piece to ``call.on_text``,
+    and returns the finished ``Generation``.
+    """
+
+    def run(self, call: PredictCall) -> Generation: ...
+
+
+__all__ = ["PredictCall", "SequenceRunner", "StreamClosed"]
 
 
 @dataclass(kw_only=True)
@@ -28,6 +41,10 @@ class PredictCall:
     must see or change the streamed text replaces ``on_text`` with a function that calls the one
     it found; changing the results after ``yield`` cannot recall pieces already sent. ``on_text``
     raises ``StreamClosed`` once the consumer stopped reading: let it propagate.
+
+    ``runner`` is None unless a server decodes this stream together with others (a
+    ``SequenceRunner``): the core then hands the call to it instead of running the model alone.
+    Middleware sees and may change the call exactly as for any stream.
     """
 
     model: Model
@@ -38,6 +55,7 @@ class PredictCall:
     progress: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     on_text: Callable[[str], None] | None = None
+    runner: SequenceRunner | None = None
 
     @property
     def streaming(self) -> bool:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .backend import Backend
     from .parts import ModelParts
 
-__all__ = ["CHARS_PER_TOKEN_BOUND", "Example", "Task"]
+__all__ = ["CHARS_PER_TOKEN_BOUND", "Example", "Task", "TokenSequence"]
 
 # A token is rarely longer than this many characters. Text tasks cut a string to this many
 # characters per token of the model's limit before tokenizing, and the server counts usage on text
@@ -121,6 +121,11 @@ class Task(ABC):
         """Yield text pieces as they are decoded (generative tasks only)."""
         raise NotImplementedError(f"task {self.name!r} does not stream")
 
+    def open_sequence(self, example: Example, options: Any) -> TokenSequence:
+        """One prompt's decoding state, for decoders that step many sequences at once
+        (``Backend.step_decoder``; generative tasks only)."""
+        raise NotImplementedError(f"task {self.name!r} does not generate text")
+
     def state(self) -> dict[str, Any]:
         """JSON-serialisable settings saved in the manifest and given back on load (``parts.task_state``)."""
         return dict(self.parts.task_state)
@@ -128,3 +133,27 @@ class Task(ABC):
     def quality_outputs(self, outputs: dict[str, NDArray[Any]]) -> NDArray[Any]:
         """The output array compression and evaluation compare between two variants of a model."""
         return next(iter(outputs.values()))
+
+
+class TokenSequence(ABC):
+    """One prompt being decoded token by token, as a task sees it (``Task.open_sequence``).
+
+    Whoever drives the decoder calls ``prompt_ids`` once, then ``feed`` with each new token until
+    it says the sequence is finished, then ``result``. Every call must come from one thread (the
+    one that owns the model's tokenizer while it decodes).
+    """
+
+    options: Any
+
+    @abstractmethod
+    def prompt_ids(self) -> list[int]:
+        """The prompt's token ids (chat template applied, cut to the context)."""
+
+    @abstractmethod
+    def feed(self, token: int) -> tuple[str, bool]:
+        """Record one new token; return the text it completes (may be empty) and whether the
+        sequence is finished (end of sequence, a stop string, or ``max_new_tokens``)."""
+
+    @abstractmethod
+    def result(self) -> Any:
+        """The finished result (a ``Generation`` for text generation)."""

@@ -3,6 +3,7 @@
 - ``create_app(model, settings)``: the FastAPI app (dynamic batching, limits, auth, metrics).
 - ``serve(model, settings)``: run it under uvicorn with a graceful SIGTERM shutdown.
 - ``ServeSettings``: every knob, validated. ``DynamicBatcher``: the batcher on its own.
+  ``ContinuousBatcher``: continuous (in-flight) batching of text generation.
 - ``aikit.serve.ray_serve`` / ``aikit.serve.ray_batch``: Ray Serve deployment and Ray Data batch
   inference (need ``pip install 'aikit[ray]'``). ``aikit.serve.batch_job``: in-process batch job.
 
@@ -18,12 +19,23 @@ from .settings import TOKEN_ENV_VAR, ServeSettings, read_token
 if TYPE_CHECKING:
     from .app import create_app
     from .batcher import DynamicBatcher, OverloadedError
+    from .continuous import ContinuousBatcher
     from .runner import serve
 
-__all__ = ["TOKEN_ENV_VAR", "DynamicBatcher", "OverloadedError", "ServeSettings", "create_app", "read_token", "serve"]
+__all__ = [
+    "TOKEN_ENV_VAR",
+    "ContinuousBatcher",
+    "DynamicBatcher",
+    "OverloadedError",
+    "ServeSettings",
+    "create_app",
+    "read_token",
+    "serve",
+]
 
 _LAZY = {
     "create_app": ".app",
+    "ContinuousBatcher": ".continuous",
     "DynamicBatcher": ".batcher",
     "OverloadedError": ".batcher",
     "serve": ".runner",

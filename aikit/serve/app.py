@@ -134,6 +134,7 @@ def create_app(model: Model, settings: ServeSettings | None = None) -> FastAPI:
                 "max_wait_ms": settings.max_wait_ms,
                 "model_batch_size": service.model_batch_size,
                 "model_batch_rates": {str(k): round(v, 1) for k, v in service.batch_rates.items()},
+                "continuous_batching": service.generator is not None,
                 "max_queue": settings.max_queue,
                 "max_inputs": settings.request_inputs_limit,
                 "timeout_s": settings.timeout_s,

@@ -67,17 +67,17 @@ class Hold:
     the work and the code that gave up on it may both call it.
     """
 
-    def __init__(self, batcher: DynamicBatcher) -> None:
-        self._batcher: DynamicBatcher | None = batcher
+    def __init__(self, give_back: Callable[[], None]) -> None:
+        self._give_back: Callable[[], None] | None = give_back
 
     def release(self) -> None:
-        batcher, self._batcher = self._batcher, None  # one assignment: a second caller sees None
-        if batcher is not None:
-            batcher._release_hold()
+        give_back, self._give_back = self._give_back, None  # one assignment: a second caller sees None
+        if give_back is not None:
+            give_back()
 
     @property
     def released(self) -> bool:
-        return self._batcher is None
+        return self._give_back is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +183,7 @@ class DynamicBatcher:
         with self._cond:
             self._admit(1)
             self._held += 1
-        return Hold(self)
+        return Hold(self._release_hold)
 
     def _release_hold(self) -> None:
         with self._cond:

@@ -98,7 +98,7 @@ async def stream_choices(
 
     def produce(index: int, job: StreamJob, hold: Hold) -> None:
         try:
-            stream = service.model.stream(job.prompt, **job.options)
+            stream = service.stream(job.prompt, job.options)
             try:
                 while not stop.is_set():  # the client went away or the deadline passed: stop generating
                     try:

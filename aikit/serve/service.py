@@ -7,17 +7,20 @@ touches the model goes through here, so the embedded server and a Ray Serve repl
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import copy
 import io
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import AikitError, ConfigError, InputError
 from ..task import CHARS_PER_TOKEN_BOUND
 from .batcher import BatchOutcome, DynamicBatcher, Hold, RequestTooLargeError
+from .continuous import ContinuousBatcher
 from .metrics import ServeMetrics
 from .settings import ServeSettings
 
@@ -72,6 +75,9 @@ class ModelService:
         self.settings = settings
         self.metrics = metrics or ServeMetrics()
         self.batcher: DynamicBatcher | None = None
+        # Text generation decoded continuously (when the backend can); None: whole batches.
+        self.generator: ContinuousBatcher | None = None
+        self._generation_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self.ready = False
         self.not_ready_reason = "starting: warm-up has not run yet"
         self.draining = False
@@ -98,12 +104,26 @@ class ModelService:
             observe_batch=self.metrics.observe_batch,
             deadline_s=s.timeout_s,
         )
+        decoder = self.model.backend.step_decoder() if s.continuous_batching and self.model.task.generative else None
+        if decoder is not None:
+            self.generator = ContinuousBatcher(
+                self.model, decoder, max_active=s.max_batch_size, max_waiting=s.max_queue
+            )
+            # One thread per request admitted (each runs the model's middleware chain, then waits
+            # for its pieces); the pool never holds more than the generator admits.
+            self._generation_pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=self.generator.max_places, thread_name_prefix="aikit-generation"
+            )
 
     def stop(self, timeout: float | None = None) -> None:
         self.ready = False
         self.metrics.ready.set(0)
         if self.batcher is not None:
             self.batcher.stop(timeout)
+        if self.generator is not None:
+            self.generator.stop(timeout)
+        if self._generation_pool is not None:
+            self._generation_pool.shutdown(wait=False, cancel_futures=True)
 
     def mark_draining(self) -> None:
         """Called on SIGTERM: ``/ready`` answers 503 so load balancers stop sending work."""
@@ -178,6 +198,8 @@ class ModelService:
         limit = self.settings.request_inputs_limit
         if len(items) > limit:
             raise RequestTooLargeError(len(items), limit)
+        if self.generator is not None:
+            return await self._generate(items, options, timeout_s or self.settings.timeout_s)
         futures = self.batcher.submit(items, options)
         self.metrics.queue_depth.set(self.batcher.depth)
         waiting = [asyncio.wrap_future(f) for f in futures]
@@ -202,21 +224,80 @@ class ModelService:
             self.metrics.queue_time.observe(o.queue_s)
         return [o.result for o in outcomes], Timings.of(outcomes)
 
+    async def _generate(
+        self, items: Sequence[Any], options: Mapping[str, Any], timeout_s: float
+    ) -> tuple[list[Any], Timings]:
+        """``run`` for text generation decoded continuously: each item joins the running decode."""
+        assert self.generator is not None and self._generation_pool is not None
+        holds: list[Hold] = []
+        try:
+            for _ in items:
+                holds.append(self.hold_stream())  # all or none, before any work starts
+        except Exception:
+            for hold in holds:
+                self.release_stream(hold)
+            raise
+        stop = threading.Event()
+        started = time.monotonic()
+        futures = [
+            self._generation_pool.submit(self._generate_one, item, options, hold, stop)
+            for item, hold in zip(items, holds, strict=True)
+        ]
+        try:
+            settled = await asyncio.wait_for(
+                asyncio.gather(*(asyncio.wrap_future(f) for f in futures), return_exceptions=True), timeout_s
+            )
+        except TimeoutError:
+            stop.set()  # every generation of this request leaves the decode at its next token
+            raise RequestTimeoutError(f"the request did not finish within {timeout_s:g} s") from None
+        except BaseException:
+            stop.set()
+            raise
+        for index, value in enumerate(settled):
+            if isinstance(value, BaseException):
+                raise ItemError(index, value)
+        elapsed = time.monotonic() - started
+        return list(settled), Timings(queue_ms=0.0, inference_ms=elapsed * 1000.0, batch_size=len(items))
+
+    def _generate_one(self, item: Any, options: Mapping[str, Any], hold: Hold, stop: threading.Event) -> Any:
+        try:
+            stream = self.stream(item, options)
+            try:
+                while not stop.is_set():
+                    try:
+                        next(stream)
+                    except StopIteration as finished:
+                        return finished.value
+                raise RequestTimeoutError("the request passed its deadline")
+            finally:
+                stream.close()
+        finally:
+            self.release_stream(hold)
+
+    def stream(self, prompt: Any, options: Mapping[str, Any]) -> Generator[str, None, Any]:
+        """``model.stream(prompt, **options)``, decoded together with other requests when the
+        service batches generation continuously."""
+        if self.generator is not None:
+            return self.generator.stream(prompt, **options)
+        return self.model.stream(prompt, **options)
+
     def hold_stream(self) -> Hold:
-        """A place in the admission bound for one streamed generation (``OverloadedError`` if none).
+        """A place in the admission bound for one generation (``OverloadedError`` if none).
 
         The caller releases it when the generating thread ends, however it ends.
         """
         assert self.batcher is not None, "ModelService.start() was not called"
-        hold = self.batcher.hold()
-        self.metrics.streams.set(self.batcher.held)
+        owner: DynamicBatcher | ContinuousBatcher = self.generator or self.batcher
+        hold = owner.hold()
+        self.metrics.streams.set(owner.held)
         return hold
 
     def release_stream(self, hold: Hold) -> None:
         """Give back a place taken by ``hold_stream`` (idempotent, any thread)."""
         hold.release()
-        if self.batcher is not None:
-            self.metrics.streams.set(self.batcher.held)
+        owner = self.generator or self.batcher
+        if owner is not None:
+            self.metrics.streams.set(owner.held)
 
     def count_tokens(
         self, text: str | list[dict[str, str]], *, special: bool = True, keep: Literal["head", "tail"] = "head"

@@ -65,6 +65,12 @@ class ServeSettings:
       chose (``model_batch_size`` unset, none saved by ``optimize``), time ``max_batch_size``, half
       and a quarter of it per call on real sentences and use the fastest (a few seconds before
       ``/ready``; ``/info`` shows the figures).
+    - ``continuous_batching``: for text generation on a backend that can step many sequences at
+      once (``Backend.step_decoder``; ONNX Runtime decoders), decode every admitted request in one
+      running batch of up to ``max_batch_size`` sequences: a new request joins at the next token
+      instead of waiting for the others to finish. ``max_queue`` more may wait for a place.
+      Off, or on other backends: requests are decoded in whole batches (non-streamed) or one
+      stream at a time.
     """
 
     host: str = "127.0.0.1"
@@ -86,6 +92,7 @@ class ServeSettings:
     warmup: bool = True
     model_batch_size: int | None = None
     measure_batch_size: bool = True
+    continuous_batching: bool = True
 
     def __post_init__(self) -> None:
         _positive_int("port", self.port, upper=65535, allow_zero=True)

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, m
 from typing_extensions import override
 
 from aikit.artifact import MANIFEST_NAME, listed_file
-from aikit.backend import Arrays, Backend
+from aikit.backend import Arrays, Backend, StepDecoder
 from aikit.errors import BackendError, ConfigError, ModelLoadError
 from aikit.options import BackendOptions, GenerationOptions
 from aikit.parts import ModelParts
@@ -189,6 +189,15 @@ class OrtBackend(Backend):
         if self.kind == "seq2seq":
             return self._generate_seq2seq(ids, mask, options)
         raise BackendError("this ONNX graph has no KV-cache inputs (past_key_values.*), so it cannot generate text")
+
+    @override
+    def step_decoder(self) -> StepDecoder | None:
+        """Continuous batching for decoder graphs (both cache layouts); None for other graphs."""
+        if self.decoder is None:
+            return None
+        from .continuous import step_decoder_for
+
+        return step_decoder_for(self.decoder)
 
     def _generate_seq2seq(
         self, ids: NDArray[np.int64], mask: NDArray[np.int64], options: GenerationOptions

@@ -15,7 +15,7 @@ from aikit.errors import ConfigError, InputError, TruncationWarning
 from aikit.options import GenerationOptions
 from aikit.parts import ModelParts
 from aikit.results import Generation
-from aikit.task import CHARS_PER_TOKEN_BOUND, Example, Task
+from aikit.task import CHARS_PER_TOKEN_BOUND, Example, Task, TokenSequence
 
 from ._text import as_text, model_limit, pad_id
 
@@ -92,6 +92,41 @@ class _Decoder:
         return Generation(
             text=self.text(b), token_ids=tuple(self.tokens[b]), finish_reason=self.finished[b] or "length"
         )
+
+
+class TextSequence(TokenSequence):
+    """One prompt of a ``TextGeneration`` task decoded token by token (see ``TokenSequence``).
+
+    The pieces ``feed`` returns are what ``TextGeneration.stream`` yields: text held back while it
+    ends in an incomplete UTF-8 sequence, cut before a stop string.
+    """
+
+    def __init__(self, task: TextGeneration, example: Example, options: GenerationOptions) -> None:
+        self.task = task
+        self.example = example
+        self.options = options
+        self._decoder = _Decoder(task.parts.tokenizer, 1, task.eos, options)
+        self._steps = 0
+        self._sent = ""
+
+    @override
+    def prompt_ids(self) -> list[int]:
+        return self.task._prompt_ids(self.example, self.options)
+
+    @override
+    def feed(self, token: int) -> tuple[str, bool]:
+        self._steps += 1
+        done = self._decoder.feed(np.asarray([token], dtype=np.int64)) or self._steps >= self.options.max_new_tokens
+        text = self._decoder.text(0)
+        # Hold back an incomplete UTF-8 sequence (decoded as U+FFFD) until it completes, unless done.
+        if (done or not text.endswith("\ufffd")) and len(text) > len(self._sent) and text.startswith(self._sent):
+            piece, self._sent = text[len(self._sent) :], text
+            return piece, done
+        return "", done
+
+    @override
+    def result(self) -> Generation:
+        return self._decoder.result(0)
 
 
 class TextGeneration(Task):
@@ -215,28 +250,24 @@ class TextGeneration(Task):
 
     @override
     def stream(self, backend: Backend, example: Example, options: Any) -> Iterator[str]:
-        opts: GenerationOptions = options or GenerationOptions()
-        arrays = self._batch_arrays([self._prompt_ids(example, opts)])
-        decoder = _Decoder(self.parts.tokenizer, 1, self.eos, opts)
-        sent = ""
-        steps = backend.generate(arrays, opts)
+        sequence = self.open_sequence(example, options)
+        arrays = self._batch_arrays([sequence.prompt_ids()])
+        steps = backend.generate(arrays, sequence.options)
         try:
             for step in steps:
-                done = decoder.feed(step)
-                text = decoder.text(0)
-                # Hold back an incomplete UTF-8 sequence (decoded as U+FFFD) until it completes.
-                if not text.endswith("\ufffd") and len(text) > len(sent) and text.startswith(sent):
-                    yield text[len(sent) :]
-                    sent = text
+                piece, done = sequence.feed(int(step[0]))
+                if piece:
+                    yield piece
                 if done:
                     break
         finally:
             close = getattr(steps, "close", None)
             if close is not None:
                 close()
-        final = decoder.text(0)
-        if len(final) > len(sent) and final.startswith(sent):
-            yield final[len(sent) :]
+
+    @override
+    def open_sequence(self, example: Example, options: Any) -> TextSequence:
+        return TextSequence(self, example, options or GenerationOptions())
 
     @override
     def quality_outputs(self, outputs: dict[str, NDArray[Any]]) -> NDArray[Any]:
