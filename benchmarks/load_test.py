@@ -154,23 +154,28 @@ def start_server(kind: str, port: int, *, max_queue: int = 1024, timeout_s: floa
         cmd = [sys.executable, __file__, "--litserve-server", str(port)]
         path, ready = "/predict", "/health"
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    server = Server(kind, path, proc, f"http://127.0.0.1:{port}")
+    _wait_ready(server, ready)
+    return server
+
+
+def _wait_ready(server: Server, ready: str) -> None:
+    """Poll ``ready`` until 200; stop the server's process group if it dies or takes over 300 s."""
     import httpx
 
     deadline = time.monotonic() + 300
     while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{kind} exited with {proc.returncode} before it was ready")
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"{server.name} exited with {server.proc.returncode} before it was ready")
         if time.monotonic() > deadline:
-            stop_group(proc)
-            raise RuntimeError(f"{kind} was not ready within 300 s")
+            stop_group(server.proc)
+            raise RuntimeError(f"{server.name} was not ready within 300 s")
         try:
-            if httpx.get(url + ready, timeout=2).status_code == 200:
-                break
+            if httpx.get(server.url + ready, timeout=2).status_code == 200:
+                return
         except httpx.TransportError:
             pass
         time.sleep(0.25)
-    return Server(kind, path, proc, url)
 
 
 # ---------------------------------------------------------------------- closed-loop load
@@ -331,6 +336,129 @@ async def overload(
     }
 
 
+# ---------------------------------------------------------------------- chat (SmolLM2, streamed)
+CHAT_LEVELS = (1, 4, 16)
+CHAT_PROMPTS = [
+    "What is the capital of France?",
+    "Write a haiku about the sea.",
+    "Explain in two sentences why the sky is blue.",
+    "List three uses of a paperclip.",
+    "Summarise this: The Python standard library offers modules for files, networking and data formats.",
+    "Give me a short tip for writing clear emails.",
+    "What does a compiler do?",
+    "Name three planets and one fact about each.",
+]
+
+
+def start_chat_server(port: int, *, continuous: bool, max_streams: int) -> Server:
+    """The packaged SmolLM2 GGUF under ``aikit serve`` (its default backend), streams bounded by ``max_streams``."""
+    from aikit.defaults import default_model_path
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.pop("AIKIT_SERVE_TOKEN", None)
+    aikit_bin = str(Path(sys.executable).parent / "aikit")
+    cmd = [
+        aikit_bin, "serve", str(default_model_path("smollm2")), "--port", str(port), "--log-level", "warning",
+        "--timeout", "600", "--max-batch-size", str(max_streams), "--max-queue", "256", "--name", "smollm2",
+        "--continuous-batching" if continuous else "--no-continuous-batching",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server = Server("aikit-continuous" if continuous else "aikit-one-at-a-time", "/v1/chat/completions", proc,
+                    f"http://127.0.0.1:{port}")  # fmt: skip
+    _wait_ready(server, "/ready")
+    return server
+
+
+@dataclass
+class ChatResult:
+    server: str
+    streams: int
+    requests: int = 0
+    wrong: int = 0
+    failed: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    ttft: list[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+    def pct(self, xs: list[float], q: float) -> float:
+        return float(np.percentile(xs, q) * 1000.0) if xs else float("nan")
+
+
+async def chat_level(
+    server: Server, streams: int, expected: dict[str, str], *, max_tokens: int, max_requests: int, max_seconds: float
+) -> ChatResult:
+    """``streams`` closed-loop clients sending streamed chats; text checked against in-process greedy output."""
+    import aiohttp
+
+    result = ChatResult(server.name, streams)
+    counter = iter(range(max_requests))
+    url = server.url + server.path
+    prompts = list(expected)
+
+    async def client(http: aiohttp.ClientSession) -> None:
+        for i in counter:
+            if time.perf_counter() > stop_at:
+                return
+            prompt = prompts[i % len(prompts)]
+            body = {
+                "model": "smollm2",
+                "messages": [{"role": "user", "content": prompt}],
+                "max_tokens": max_tokens,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            }
+            t0 = time.perf_counter()
+            first: float | None = None
+            text, tokens = "", 0
+            result.requests += 1
+            try:
+                async with http.post(url, json=body) as r:
+                    if r.status != 200:
+                        result.failed += 1
+                        continue
+                    async for raw in r.content:
+                        line = raw.decode().strip()
+                        if not line.startswith("data: {"):
+                            continue
+                        chunk = json.loads(line[6:])
+                        for choice in chunk["choices"]:
+                            piece = choice["delta"].get("content") or ""
+                            if piece and first is None:
+                                first = time.perf_counter() - t0
+                            text += piece
+                        if chunk.get("usage"):
+                            tokens = int(chunk["usage"]["completion_tokens"])
+            except (aiohttp.ClientError, TimeoutError):
+                result.failed += 1
+                continue
+            result.latencies.append(time.perf_counter() - t0)
+            if first is not None:
+                result.ttft.append(first)
+            result.tokens += tokens
+            result.wrong += text != expected[prompt]
+
+    async with _session(streams, 600) as http:
+        start = time.perf_counter()
+        stop_at = start + max_seconds
+        await asyncio.gather(*(client(http) for _ in range(streams)))
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def chat_expected(max_tokens: int) -> dict[str, str]:
+    """Each prompt's greedy answer from the same model in this process (what every response must equal)."""
+    import aikit
+    from aikit.defaults import default_model_path
+
+    model = aikit.Model.load(default_model_path("smollm2"))
+    return {p: model.predict([{"role": "user", "content": p}], max_new_tokens=max_tokens).text for p in CHAT_PROMPTS}
+
+
 # ---------------------------------------------------------------------- main
 def versions() -> dict[str, str]:
     from importlib import metadata
@@ -346,14 +474,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--litserve-server", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="small bounds (smoke run)")
+    parser.add_argument("--phases", default="embed,overload,chat", help="which phases to run, comma-separated")
     parser.add_argument("--servers", default="aikit-batching,aikit-no-batching,litserve-batching")
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)))
-    parser.add_argument("--max-seconds", type=float, default=20.0, help="time bound per level")
+    parser.add_argument("--chat-levels", default=",".join(map(str, CHAT_LEVELS)))
+    parser.add_argument("--max-seconds", type=float, default=20.0, help="time bound per embeddings level")
+    parser.add_argument("--chat-seconds", type=float, default=30.0, help="time bound per chat level")
+    parser.add_argument("--chat-tokens", type=int, default=64, help="max_tokens of every chat request")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--render", type=Path, help="print the docs tables of a JSON written by --json, and exit")
     parser.add_argument(
         "--deadline", type=float, default=2.0, help="the server's per-request deadline in the overload phase (s)"
     )
     args = parser.parse_args()
+    if args.render:
+        print(render(json.loads(args.render.read_text(encoding="utf-8"))))
+        return
     if args.litserve_server:
         litserve_main(args.litserve_server, max_batch_size=32)
         return
@@ -363,86 +499,188 @@ def main() -> None:
     import aikit
     from aikit.defaults import default_model_path
     from aikit.serve.local import free_port
+    from aikit.sysinfo import machine_info
 
+    phases = set(args.phases.split(","))
     max_seconds = 6.0 if args.quick else args.max_seconds
     levels = [int(x) for x in args.levels.split(",")]
-    texts = load_sentences(256)
-    reference = aikit.Model.load(default_model_path("minilm"), task="feature-extraction")
-    expected = reference.embed(texts)
-    del reference
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()}")
-    print("versions:", json.dumps(versions()))
+    load_before = os.getloadavg()[0]
+    payload: dict[str, Any] = {
+        "measured": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        "machine": {**machine_info(), "load_average_before": round(load_before, 2)},
+        "versions": versions(),
+    }
+    print(f"machine: {json.dumps(payload['machine'])}")
+    print("versions:", json.dumps(payload["versions"]), flush=True)
 
     results: list[LevelResult] = []
-    overload_result: dict[str, Any] | None = None
-    for name in args.servers.split(","):
-        server = start_server(name, free_port())
-        try:
-            for clients in levels:
-                max_requests = max(8 * clients, 64) if args.quick else max(24 * clients, 256)
-                res = asyncio.run(
-                    run_level(server, clients, texts, expected, max_requests=max_requests, max_seconds=max_seconds)
-                )
-                results.append(res)
-                print(
-                    f"{name:18s} clients={clients:4d} ok={res.ok:5d} wrong={res.wrong} failed={res.failed} "
-                    f"thr={res.throughput:7.1f}/s p50={res.pct(50):7.1f} p95={res.pct(95):7.1f} "
-                    f"p99={res.pct(99):7.1f} ms",
-                    flush=True,
-                )
-        finally:
-            server.stop()
+    if phases & {"embed", "overload"}:
+        texts = load_sentences(256)
+        reference = aikit.Model.load(default_model_path("minilm"), task="feature-extraction")
+        expected = reference.embed(texts)
+        del reference
+    if "embed" in phases:
+        for name in args.servers.split(","):
+            server = start_server(name, free_port())
+            try:
+                for clients in levels:
+                    max_requests = max(8 * clients, 64) if args.quick else max(24 * clients, 256)
+                    res = asyncio.run(
+                        run_level(server, clients, texts, expected, max_requests=max_requests, max_seconds=max_seconds)
+                    )
+                    results.append(res)
+                    print(
+                        f"{name:18s} clients={clients:4d} ok={res.ok:5d} wrong={res.wrong} failed={res.failed} "
+                        f"thr={res.throughput:7.1f}/s p50={res.pct(50):7.1f} p95={res.pct(95):7.1f} "
+                        f"p99={res.pct(99):7.1f} ms",
+                        flush=True,
+                    )
+            finally:
+                server.stop()
+        payload["levels"] = [
+            {
+                **{k: v for k, v in r.__dict__.items() if k != "latencies"},
+                "throughput": r.throughput,
+                "p50_ms": r.pct(50),
+                "p95_ms": r.pct(95),
+                "p99_ms": r.pct(99),
+            }
+            for r in results
+        ]
 
-    batching = [r for r in results if r.server == "aikit-batching"]
-    if batching:
-        sustainable = max(r.throughput for r in batching)
+    if "overload" in phases:
+        batching = [r for r in results if r.server == "aikit-batching"]
+        # 4x what the batching server sustained (or a fixed 400/s when the embed phase did not run).
+        sustainable = max(r.throughput for r in batching) if batching else 100.0
         # A queue of about one second of work: at 4x the sustainable rate it fills within a second or two.
         server = start_server(
             "aikit-batching", free_port(), max_queue=max(8, round(sustainable)), timeout_s=args.deadline
         )
         try:
-            overload_result = asyncio.run(
+            payload["overload"] = asyncio.run(
                 overload(server, 4 * sustainable, 4.0 if args.quick else 8.0, texts, expected, timeout_s=args.deadline)
             )
         finally:
             server.stop()
-        print("overload:", json.dumps(overload_result), flush=True)
+        print("overload:", json.dumps(payload["overload"]), flush=True)
+
+    if "chat" in phases:
+        chat_levels = [int(x) for x in args.chat_levels.split(",")]
+        expected_text = chat_expected(args.chat_tokens)
+        chat: list[dict[str, Any]] = []
+        for continuous in (True, False):
+            server = start_chat_server(free_port(), continuous=continuous, max_streams=max(chat_levels))
+            try:
+                for streams in chat_levels:
+                    got = asyncio.run(
+                        chat_level(
+                            server,
+                            streams,
+                            expected_text,
+                            max_tokens=args.chat_tokens,
+                            max_requests=max(2 * streams, 4) if args.quick else max(6 * streams, 12),
+                            max_seconds=10.0 if args.quick else args.chat_seconds,
+                        )
+                    )
+                    row = {
+                        "server": got.server,
+                        "streams": got.streams,
+                        "requests": got.requests,
+                        "wrong": got.wrong,
+                        "failed": got.failed,
+                        "tokens": got.tokens,
+                        "seconds": got.seconds,
+                        "tokens_per_s": got.tokens_per_s,
+                        "ttft_p50_ms": got.pct(got.ttft, 50),
+                        "ttft_p95_ms": got.pct(got.ttft, 95),
+                        "latency_p50_ms": got.pct(got.latencies, 50),
+                    }
+                    chat.append(row)
+                    print(json.dumps(row), flush=True)
+            finally:
+                server.stop()
+        payload["chat"] = chat
+        payload["chat_tokens"] = args.chat_tokens
 
     print()
-    print("| server | clients | requests ok | wrong | failed | throughput (req/s) | p50 ms | p95 ms | p99 ms |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for r in results:
-        print(
-            f"| {r.server} | {r.clients} | {r.ok} | {r.wrong} | {r.failed} | {r.throughput:.1f} | "
-            f"{r.pct(50):.1f} | {r.pct(95):.1f} | {r.pct(99):.1f} |"
-        )
-    by = {(r.server, r.clients): r for r in results}
-    for c in levels:
-        a, b, ls_ = by.get(("aikit-batching", c)), by.get(("aikit-no-batching", c)), by.get(("litserve-batching", c))
-        parts = []
-        if a and b and b.throughput:
-            parts.append(f"batching/no-batching = {a.throughput / b.throughput:.2f}x")
-        if a and ls_ and ls_.throughput:
-            parts.append(f"aikit/LitServe = {a.throughput / ls_.throughput:.2f}x")
-        if parts:
-            print(f"clients={c}: " + ", ".join(parts))
+    print(render(payload))
     if args.json:
-        payload = {
-            "versions": versions(),
-            "cores": os.cpu_count(),
-            "levels": [
-                {
-                    **{k: v for k, v in r.__dict__.items() if k != "latencies"},
-                    "throughput": r.throughput,
-                    "p50_ms": r.pct(50),
-                    "p95_ms": r.pct(95),
-                    "p99_ms": r.pct(99),
-                }
-                for r in results
-            ],
-            "overload": overload_result,
-        }
-        args.json.write_text(json.dumps(payload, indent=2))
+        args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+
+
+def render(payload: dict[str, Any]) -> str:
+    """The docs tables (docs/how-to/serve.md) for one ``--json`` output."""
+    m = payload["machine"]
+    v = payload["versions"]
+    flags = " ".join(f for f in m.get("cpu_flags", []) if f.startswith(("avx", "amx", "fma")))
+    out = [
+        f"Measured {payload['measured']} UTC on {m.get('cpu', '?')} ({m.get('cores', '?')} cores; {flags}), "
+        f"load average before the run {m['load_average_before']}; " + ", ".join(f"{k} {val}" for k, val in v.items()),
+        "",
+    ]
+    levels = payload.get("levels")
+    if levels:
+        by = {(r["server"], r["clients"]): r for r in levels}
+        out += [
+            "**MiniLM embeddings, closed-loop clients** (requests/s; every response checked against in-process "
+            "`predict`):",
+            "",
+            "| clients | aikit (batching) | aikit (no batching) | LitServe (batching) | aikit / LitServe "
+            "| p99 ms aikit | p99 ms LitServe | wrong or lost |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for c in sorted({r["clients"] for r in levels}):
+            a, b, lit = (
+                by.get(("aikit-batching", c)),
+                by.get(("aikit-no-batching", c)),
+                by.get(("litserve-batching", c)),
+            )
+            bad = sum(r["wrong"] + r["failed"] for r in (a, b, lit) if r)
+            ratio = f"{a['throughput'] / lit['throughput']:.2f}x" if a and lit and lit["throughput"] else "-"
+            out.append(f"| {c} | {a['throughput']:.1f} | " if a else f"| {c} | - | ")
+            out[-1] += (
+                (f"{b['throughput']:.1f} | " if b else "- | ")
+                + (f"{lit['throughput']:.1f} | " if lit else "- | ")
+                + f"{ratio} | "
+                + (f"{a['p99_ms']:.0f} | " if a else "- | ")
+                + (f"{lit['p99_ms']:.0f} | " if lit else "- | ")
+                + f"{bad} |"
+            )
+        out.append("")
+    ov = payload.get("overload")
+    if ov:
+        out += [
+            f"**Overload**: {ov['sent']} requests open-loop at {ov['rate_per_s']}/s (4x the sustained rate), "
+            f"deadline {ov['deadline_ms'] / 1000:g} s:",
+            "",
+            "| answers | 503 p50 ms | 503 p95 ms | 200 p95 ms | 200 p99 ms | 200 max ms | wrong | recovered |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            f"| {', '.join(f'{k}: {n}' for k, n in sorted(ov['statuses'].items()))} | {ov['p50_503_ms']} | "
+            f"{ov['p95_503_ms']} | {ov['p95_200_ms']} | {ov['p99_200_ms']} | {ov['max_200_ms']} | {ov['wrong']} | "
+            f"{ov['recovered_of_20']}/20 |",
+            "",
+        ]
+    chat = payload.get("chat")
+    if chat:
+        by2 = {(r["server"], r["streams"]): r for r in chat}
+        out += [
+            f"**SmolLM2 chat, concurrent streams** ({payload['chat_tokens']} new tokens each, greedy; every "
+            "answer checked against in-process generation):",
+            "",
+            "| streams | tokens/s continuous | tokens/s one at a time | ratio | first token p50 ms continuous "
+            "| first token p50 ms one at a time | wrong or failed |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for n in sorted({r["streams"] for r in chat}):
+            c, o = by2.get(("aikit-continuous", n)), by2.get(("aikit-one-at-a-time", n))
+            if not (c and o):
+                continue
+            gain = c["tokens_per_s"] / o["tokens_per_s"] if o["tokens_per_s"] else float("nan")
+            out.append(
+                f"| {n} | {c['tokens_per_s']:.1f} | {o['tokens_per_s']:.1f} | {gain:.2f}x | "
+                f"{c['ttft_p50_ms']:.0f} | {o['ttft_p50_ms']:.0f} | {c['wrong'] + c['failed'] + o['wrong'] + o['failed']} |"
+            )
+    return "\n".join(out).rstrip() + "\n"
 
 
 if __name__ == "__main__":

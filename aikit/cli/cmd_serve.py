@@ -24,6 +24,11 @@ def register(app: typer.Typer) -> None:
             "own, else measured at warm-up for text encoders).",
         ),
         max_queue: int = typer.Option(256, help="Items that may wait; beyond this requests get 503 at once."),
+        continuous_batching: bool = typer.Option(
+            True,
+            help="Text generation: new requests join the running decode (up to --max-batch-size sequences) "
+            "on backends that can (ONNX Runtime decoders).",
+        ),
         timeout: float = typer.Option(30.0, help="Per-request deadline in seconds (504 after it)."),
         max_body_bytes: int = typer.Option(1_000_000, help="Largest request body (413 above it)."),
         max_inputs: int | None = typer.Option(
@@ -51,6 +56,7 @@ def register(app: typer.Typer) -> None:
             port=port,
             max_batch_size=max_batch_size,
             model_batch_size=_model_batch_size(model_batch_size),
+            continuous_batching=continuous_batching,
             max_wait_ms=max_wait_ms,
             max_queue=max_queue,
             timeout_s=timeout,
