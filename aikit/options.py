@@ -81,8 +81,9 @@ class GenerationOptions:
     None means "when the tokenizer has one". Message lists always use the template.
     ``stop``: strings that end generation (excluded from the returned text).
     ``speculative``: ``"prompt-lookup"`` proposes up to ``draft_tokens`` tokens per step by finding
-    the latest n-gram (3, 2, then 1 tokens) that ends the text so far earlier in the prompt or the
-    generated text, and checks them all in one model call; the accepted prefix is kept. Greedy only
+    the latest n-gram (3, then 2 tokens) that ends the text so far earlier in the prompt or the
+    generated text, and checks them all in one model call; the accepted prefix is kept (a backend
+    may draft less often when its drafts keep failing). Greedy only
     (the model's own choices decide every token, so the text is the same as without it), and with
     ``do_sample`` or ``repetition_penalty`` it raises ``ConfigError``. Backends or graphs without
     it decode one token per step, with the same result.

@@ -21,7 +21,7 @@ row. Per token the shared-buffer loop then binds one new attention-mask view and
 integer; the token-id input and the caches stay bound.
 
 ``speculative="prompt-lookup"`` (greedy, shared-buffer graphs): each row looks up the latest
-earlier occurrence of the n-gram that ends its text (3, 2, then 1 tokens) and feeds the token it
+earlier occurrence of the n-gram that ends its text (3, then 2 tokens) and feeds the token it
 still owes the cache plus up to ``draft_tokens`` tokens that followed that occurrence in one call;
 the graph's greedy choice at every position decides how many drafts are kept, and the cache length
 is set back past the rest (their entries are overwritten by the next call). Every emitted token is
@@ -241,25 +241,38 @@ class DecoderGraph:
                 pending[r] = (t,)
 
     def _generate_lookup(self, history: list[list[int]], options: GenerationOptions) -> Iterator[NDArray[np.int64]]:
-        """Greedy decoding with prompt-lookup drafts checked in one call per row (see the module doc)."""
+        """Greedy decoding with prompt-lookup drafts checked in one call per row (see the module doc).
+
+        A call over more than one position costs about 2-2.5 single steps here (ONNX Runtime's 4-bit
+        kernel has a fast path for one row only), so drafts must mostly be right to pay: a row drafts
+        only from a repeated n-gram of at least ``_MIN_NGRAM`` tokens, and after a check that kept
+        fewer than two drafts it waits ``_BACKOFF`` times longer (1, 2, 4, ... up to 32 steps) before
+        drafting again. None of this changes which tokens come out, only how many calls it takes.
+        """
         k = options.draft_tokens
         rows = [_SharedRow(self, len(h) + options.max_new_tokens + k) for h in history]
         queues: list[deque[int]] = []
         for h, row in zip(history, rows):  # prefill: the first token comes from the prompt alone
             queues.append(deque([int(row.tokens(h, last=True)[-1])]))
+        wait = [0] * len(rows)  # steps before a row drafts again
+        backoff = [0] * len(rows)
         token = np.zeros(len(rows), dtype=np.int64)
         for step in range(options.max_new_tokens):
             for r, row in enumerate(rows):
                 if not queues[r]:
                     seq = history[r]  # its last token is emitted but not yet in the cache
                     room = min(k, row.capacity - row.total - 1)
-                    draft = prompt_lookup(seq, room) if room > 0 else []
-                    out = row.tokens([seq[-1], *draft], last=False)
+                    draft = prompt_lookup(seq, room, min_ngram=_MIN_NGRAM) if room > 0 and wait[r] == 0 else []
+                    wait[r] = max(0, wait[r] - 1)
+                    out = row.tokens([seq[-1], *draft], last=not draft)
                     kept = 0
                     while kept < len(draft) and draft[kept] == out[kept]:
                         kept += 1
                     row.total -= len(draft) - kept  # roll the cache back past the rejected drafts
                     queues[r].extend(int(t) for t in out[: kept + 1])
+                    if draft:
+                        backoff[r] = 0 if kept >= 2 else min(max(1, 2 * backoff[r]), _BACKOFF)
+                        wait[r] = backoff[r]
                 token[r] = queues[r].popleft()
             yield token.copy()
             if step == options.max_new_tokens - 1:
@@ -268,12 +281,16 @@ class DecoderGraph:
                 history[r].append(t)
 
 
-def prompt_lookup(seq: Sequence[int], k: int, *, max_ngram: int = 3) -> list[int]:
+_MIN_NGRAM = 2  # a single repeated token predicts the next one too rarely to pay for a check
+_BACKOFF = 32
+
+
+def prompt_lookup(seq: Sequence[int], k: int, *, max_ngram: int = 3, min_ngram: int = 1) -> list[int]:
     """Up to ``k`` tokens that followed the latest earlier occurrence of the n-gram ending ``seq``
-    (``max_ngram`` tokens down to 1); empty when none recurs."""
+    (``max_ngram`` tokens down to ``min_ngram``); empty when none recurs."""
     arr = np.asarray(seq, dtype=np.int64)
     size = arr.shape[0]
-    for n in range(min(max_ngram, size - 1), 0, -1):
+    for n in range(min(max_ngram, size - 1), min_ngram - 1, -1):
         tail = arr[size - n :]
         # candidate starts i < size - n whose n tokens equal the tail, latest first
         hits = np.flatnonzero(arr[: size - n] == tail[0])

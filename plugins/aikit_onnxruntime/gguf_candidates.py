@@ -1,7 +1,7 @@
 """What ``Model.optimize`` may try for a model loaded from a GGUF file: its own blocks on ONNX Runtime.
 
-Not wired into the plugin's ``aikit_optimize_candidates`` hook here; the hook's owner calls
-:func:`propose_gguf_candidates` next to :func:`.candidates.propose_candidates`.
+The plugin's ``aikit_optimize_candidates`` hook calls :func:`propose_gguf_candidates` before
+:func:`.candidates.propose_candidates`.
 """
 
 from __future__ import annotations
@@ -20,18 +20,21 @@ def propose_gguf_candidates(model: Model, propose: Callable[[Candidate], None]) 
     is not a GGUF file (a model already on onnxruntime keeps the source it was loaded from).
     """
     from .backend import OrtBackend
+    from .gguf_strategy import OrtGgufNative
 
     if OrtBackend.unavailable_reason() is not None or not model.task.generative:
         return
     if model.parts.source.kind != "gguf":
         return
-    propose(
-        Candidate(
-            backend="onnxruntime",
-            strategies=("ort-gguf-native",),
-            note="the GGUF's own 4-bit/8-bit blocks in MatMulNBits, float32 math (the fp32 model's tokens)",
+    runs = getattr(model.backend, "facts", {}).get("quantization") or [{}]
+    if runs[-1] != OrtGgufNative().to_dict():  # Model.load(gguf) already runs it: nothing to try
+        propose(
+            Candidate(
+                backend="onnxruntime",
+                strategies=("ort-gguf-native",),
+                note="the GGUF's own 4-bit/8-bit blocks in MatMulNBits, float32 math (the fp32 model's tokens)",
+            )
         )
-    )
     propose(
         Candidate(
             backend="onnxruntime",

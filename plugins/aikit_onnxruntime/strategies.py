@@ -155,6 +155,12 @@ class _OrtStrategy(Strategy):
 
         if not isinstance(backend, OrtBackend):
             raise CompressionError(f"{self.name} needs a model on the onnxruntime backend, not {backend.name!r}")
+        if backend.facts.get("dtype") == "gguf-native":  # its helper MatMuls would be rounded, the blocks kept
+            raise CompressionError(
+                f"{self.name}: this model already runs its GGUF file's own quantized blocks (ort-gguf-native, what "
+                "Model.load('x.gguf') builds); to re-quantize the float32 weights instead, start from them: "
+                f"Model.load('x.gguf', backend='torch').to('onnxruntime').compress({self.name!r})"
+            )
         sources = {name: backend.graph_path(name) for name in backend.facts["graphs"]}
         stamp = {name: f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for name, p in sources.items()}
         key = entry_key(weights=str(sorted(stamp.items())), task=self.name, settings=config.to_dict())

@@ -1,0 +1,526 @@
+"""LLM decoding on the CPU: aikit's default GGUF path vs onnxruntime-genai (and llama.cpp, opt-in), one process.
+
+SmolLM2-135M-Instruct (the packaged Q4_1 GGUF), ``--threads`` threads (default 2), every engine
+warmed up, then ``--rounds`` interleaved rounds in alternating order; the best round counts.
+
+- ``speed``: tokens/s at batch 1, greedy, ``--new-tokens`` (64) tokens, no stop at end-of-text, on
+  input-grounded prompts (summarise / answer from a passage of Python's documentation) and open
+  ones: aikit as ``Model.load(gguf)`` gives it (``backend.generate``, the loop ``predict`` drives),
+  aikit with ``speculative="prompt-lookup"``, onnxruntime-genai int4 from its own model builder
+  (``int4_accuracy_level=4``, its documented CPU setting), onnxruntime-genai's C++ loop on aikit's
+  own graph (the cached ``model.onnx`` + ``genai_config.json``), llama.cpp with ``--llama``.
+- ``step``: where one decode step's time goes (graph, argmax, logits copy, loop, ``predict``).
+- ``ttft``: time to the first new token for a 512-token prompt.
+- ``batch``: tokens/s at batch ``--batch`` (8), prompts cut to one length so every engine runs the same.
+- ``ppl``: perplexity on held-out text (``aikit.sample_text``: Python's own docs) for aikit's graph,
+  the float32 de-quantized model (torch) and onnxruntime-genai's int4 graph.
+- ``rss``: peak resident memory of a process that loads one engine and generates once.
+
+Usage (the figures in docs/how-to/gguf.md come from a quiet machine)::
+
+    python benchmarks/llm_bench.py [speed ttft batch ppl rss] [--rounds 3] [--json docs/assets/llm-bench.json]
+    python benchmarks/llm_bench.py --render docs/assets/llm-bench.json   # the markdown tables
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SECTIONS = ("speed", "step", "ttft", "batch", "ppl", "rss")
+
+
+def _prompts() -> dict[str, str]:
+    from aikit.sample_text import load_sentences
+
+    passage = " ".join(load_sentences(12, seed=11))
+    other = " ".join(load_sentences(10, seed=12))
+    return {
+        "grounded: summarise": f"Summarise this passage in a few sentences.\n\n{passage}",
+        "grounded: answer": f"{other}\n\nUsing only the text above, explain what it says in your own words.",
+        "open: explain": "Explain in a few sentences why the sky is blue.",
+        "open: write": "Write a short story about a robot who learns to paint.",
+    }
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
+    """Best-of-``rounds`` seconds per function after one warm-up call each; rounds alternate order."""
+    for fn in fns.values():
+        fn()
+    best = {k: float("inf") for k in fns}
+    names = list(fns)
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else reversed(names):
+            start = time.perf_counter()
+            fns[name]()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
+class Engines:
+    """Every engine, loaded once: aikit's default model, the float32 torch model, genai's two graphs."""
+
+    def __init__(self, threads: int, with_llama: bool, with_genai: bool = True) -> None:
+        import aikit
+        from aikit.defaults import default_model_path
+
+        self.threads = threads
+        self.gguf = default_model_path("smollm2")
+        start = time.perf_counter()
+        self.aikit = aikit.Model.load(self.gguf, threads=threads)
+        self.load_s = time.perf_counter() - start
+        self.tokenizer = self.aikit.parts.tokenizer
+        self.notes: list[str] = []
+        self._torch: Any = None
+        self.genai_int4 = self._genai_builder() if with_genai else None
+        own = Path(self.aikit.backend.folder)  # type: ignore[attr-defined]
+        self.genai_own = self._genai_model(own) if with_genai else None
+        self.llama = self._llama() if with_llama else None
+        if not with_llama:
+            self.notes.append("llama.cpp not measured (opt-in: --llama; the llama-cpp-python built here segfaults)")
+
+    @property
+    def torch(self) -> Any:
+        if self._torch is None:
+            import aikit
+
+            self._torch = aikit.Model.load(self.gguf, backend="torch", threads=self.threads)
+        return self._torch
+
+    def chat_ids(self, prompt: str) -> list[int]:
+        text = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _genai_model(self, folder: Path) -> Any:
+        try:
+            import onnxruntime_genai as og
+        except ImportError:
+            self.notes.append("onnxruntime-genai is not installed: not measured")
+            return None
+        config = og.Config(str(folder))
+        config.clear_providers()
+        options = {"intra_op_num_threads": self.threads, "inter_op_num_threads": 1}
+        config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
+        return og.Model(config)
+
+    def _genai_builder(self) -> Any:
+        """onnxruntime-genai's builder, int4 with accuracy level 4, on the de-quantized weights."""
+        try:
+            import onnxruntime_genai  # noqa: F401
+        except ImportError:
+            return None
+        from safetensors.torch import save_model
+
+        tmp = Path(tempfile.mkdtemp(prefix="llm-bench-"))
+        atexit.register(shutil.rmtree, tmp, True)
+        hf = tmp / "hf"
+        hf.mkdir()
+        module = self.torch.backend.torch_module()
+        module.config.save_pretrained(hf)
+        save_model(module, str(hf / "model.safetensors"))
+        self.tokenizer.save_pretrained(hf)
+        config = json.loads((hf / "config.json").read_text())
+        config.pop("quantization_config", None)
+        config["architectures"] = config.get("architectures") or [type(module).__name__]
+        (hf / "config.json").write_text(json.dumps(config))
+        out = tmp / "int4"
+        cmd = [
+            sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf), "-o", str(out),
+            "-p", "int4", "-e", "cpu", "-c", str(tmp / "cache"), "--extra_options", "int4_accuracy_level=4",
+        ]  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            self.notes.append("onnxruntime-genai's builder failed: " + (done.stderr or done.stdout)[-400:])
+            return None
+        self.genai_int4_folder = out
+        return self._genai_model(out)
+
+    def _llama(self) -> Any:
+        try:
+            from llama_cpp import Llama  # type: ignore[import-not-found,unused-ignore]
+        except ImportError as exc:
+            self.notes.append(f"llama.cpp not measured: {exc}")
+            return None
+        return Llama(model_path=str(self.gguf), n_threads=self.threads, n_ctx=2048, verbose=False)
+
+    # ------------------------------------------------------------------ runners: (prompt ids, n) -> tokens
+    def runners(self) -> dict[str, Callable[[list[list[int]], int], list[list[int]]]]:
+        out: dict[str, Callable[[list[list[int]], int], list[list[int]]]] = {
+            "aikit (Model.load default)": lambda ids, n: self._aikit(ids, n, None),
+            "aikit + prompt-lookup": lambda ids, n: self._aikit(ids, n, "prompt-lookup"),
+        }
+        if self.genai_int4 is not None:
+            out["onnxruntime-genai builder int4"] = lambda ids, n: self._genai(self.genai_int4, ids, n)
+        if self.genai_own is not None:
+            out["onnxruntime-genai C++ loop, aikit's graph"] = lambda ids, n: self._genai(self.genai_own, ids, n)
+        if self.llama is not None:
+            out["llama.cpp (GGUF Q4_1)"] = self._llama_run
+        return out
+
+    def _aikit(self, ids: list[list[int]], n: int, speculative: str | None) -> list[list[int]]:
+        from aikit.options import GenerationOptions
+
+        arrays = {"input_ids": np.asarray(ids), "attention_mask": np.ones((len(ids), len(ids[0])), dtype=np.int64)}
+        options = GenerationOptions(max_new_tokens=n, speculative=speculative)
+        steps = list(self.aikit.backend.generate(arrays, options))
+        return np.stack(steps, axis=1).tolist()  # type: ignore[no-any-return]
+
+    def _genai(self, model: Any, ids: list[list[int]], n: int) -> list[list[int]]:
+        import onnxruntime_genai as og
+
+        params = og.GeneratorParams(model)
+        length = len(ids[0]) + n
+        params.set_search_options(max_length=length, min_length=length, do_sample=False, batch_size=len(ids))
+        generator = og.Generator(model, params)
+        generator.append_tokens(np.asarray(ids, dtype=np.int32))
+        out: list[list[int]] = [[] for _ in ids]
+        while not generator.is_done():
+            generator.generate_next_token()
+            for row, t in enumerate(generator.get_next_tokens()):
+                out[row].append(int(t))
+        return out
+
+    def _llama_run(self, ids: list[list[int]], n: int) -> list[list[int]]:
+        assert self.llama is not None
+        rows = []
+        for row in ids:
+            self.llama.reset()
+            got: list[int] = []
+            for t in self.llama.generate(row, temp=0.0):
+                got.append(int(t))
+                if len(got) == n:
+                    break
+            rows.append(got)
+        return rows
+
+
+def bench_speed(e: Engines, rounds: int, new_tokens: int) -> list[dict[str, Any]]:
+    rows = []
+    for label, prompt in _prompts().items():
+        ids = [e.chat_ids(prompt)]
+        made: dict[str, list[int]] = {}
+
+        def go(
+            name: str,
+            fn: Callable[[list[list[int]], int], list[list[int]]],
+            ids: list[list[int]] = ids,
+            made: dict[str, list[int]] = made,
+        ) -> Callable[[], None]:
+            return lambda: made.__setitem__(name, fn(ids, new_tokens)[0])
+
+        best = interleaved({k: go(k, f) for k, f in e.runners().items()}, rounds)
+        ref = made["aikit (Model.load default)"]
+        for name, seconds in best.items():
+            same = next((i for i, (a, b) in enumerate(zip(ref, made[name])) if a != b), min(len(ref), len(made[name])))
+            rows.append(
+                {
+                    "prompt": label,
+                    "prompt_tokens": len(ids[0]),
+                    "engine": name,
+                    "tokens_per_s": len(made[name]) / seconds,
+                    "tokens": len(made[name]),
+                    "same_tokens_as_aikit": same,
+                }
+            )
+            print(f"  {label} | {name}: {rows[-1]['tokens_per_s']:.1f} tokens/s", flush=True)
+    return rows
+
+
+def bench_step(e: Engines, rounds: int, steps: int = 64) -> list[dict[str, Any]]:
+    """Where one batch-1 decode step's time goes on aikit's default graph (ms per token).
+
+    ``graph``: ``run_with_iobinding`` alone, everything bound; ``graph + in-graph argmax``: a decode
+    step as the greedy loop runs it (one id written in place, one mask view bound, one integer
+    read); ``graph + logits row + numpy argmax``: the logits path sampling uses (the 49,152-wide row
+    written to numpy and reduced there); ``generate() loop``: ``backend.generate`` per token (adds
+    the generator and the step bookkeeping); ``predict()``: per token of ``Model.predict`` (adds
+    tokenizing, incremental detokenizing and stop checks; stops at end of text).
+    """
+    from aikit_onnxruntime.decoder import _SharedRow
+
+    from aikit.options import GenerationOptions
+
+    graph = e.aikit.backend.decoder  # type: ignore[attr-defined]
+    prompt = e.chat_ids("Explain in a few sentences why the sky is blue.")
+    row = _SharedRow(graph, len(prompt) + 2)
+    token = int(row.tokens(prompt, last=True)[-1])
+    base = row.total
+
+    def tokens() -> None:
+        for _ in range(steps):
+            row.total = base
+            row.tokens([token], last=True)
+
+    def logits() -> None:
+        for _ in range(steps):
+            row.total = base
+            int(np.argmax(row.logits([token], last=True)[-1]))
+
+    def bare() -> None:
+        row.total = base
+        row.tokens([token], last=True)  # binds the token output and this step's inputs
+        for _ in range(steps):
+            graph.session.run_with_iobinding(row.binding)
+
+    arrays = {"input_ids": np.asarray([prompt]), "attention_mask": np.ones((1, len(prompt)), dtype=np.int64)}
+    options = GenerationOptions(max_new_tokens=steps + 1)
+    per_step: dict[str, float] = {}
+
+    def loop() -> None:
+        it = iter(e.aikit.backend.generate(arrays, options))
+        next(it)  # the prefill
+        start = time.perf_counter()
+        for _ in it:
+            pass
+        per_step["generate"] = min(per_step.get("generate", 1e9), (time.perf_counter() - start) / steps)
+
+    def predict() -> None:
+        start = time.perf_counter()
+        out = e.aikit.predict("Explain in a few sentences why the sky is blue.", max_new_tokens=steps)
+        took = (time.perf_counter() - start) / max(1, len(out.token_ids))
+        per_step["predict"] = min(per_step.get("predict", 1e9), took)
+
+    best = interleaved(
+        {"graph": bare, "tokens": tokens, "logits": logits, "generate": loop, "predict": predict}, rounds
+    )
+    names = {
+        "graph": "graph only (run_with_iobinding)",
+        "tokens": "graph + in-graph argmax (the greedy step)",
+        "logits": "graph + logits row + numpy argmax",
+    }
+    rows = [{"part": names[k], "ms_per_token": best[k] / steps * 1000} for k in names]
+    rows.append({"part": "generate() loop, per token after prefill", "ms_per_token": per_step["generate"] * 1000})
+    rows.append({"part": "predict(), per token incl. prefill and text", "ms_per_token": per_step["predict"] * 1000})
+    return rows
+
+
+def _long_ids(e: Engines, length: int, seed: int = 21) -> list[int]:
+    from aikit.sample_text import load_sentences
+
+    ids: list[int] = []
+    sentences = load_sentences(400, seed=seed)
+    while len(ids) < length and sentences:
+        ids += e.tokenizer(" " + sentences.pop(), add_special_tokens=False)["input_ids"]
+    return ids[:length]
+
+
+def bench_ttft(e: Engines, rounds: int, length: int = 512) -> list[dict[str, Any]]:
+    ids = [_long_ids(e, length)]
+    runners = {k: v for k, v in e.runners().items() if "prompt-lookup" not in k}
+    best = interleaved({k: partial(f, ids, 1) for k, f in runners.items()}, rounds)
+    return [{"engine": k, "prompt_tokens": length, "ttft_ms": v * 1000} for k, v in best.items()]
+
+
+def bench_batch(e: Engines, rounds: int, new_tokens: int, batch: int) -> list[dict[str, Any]]:
+    prompts = list(_prompts().values())
+    rows = [e.chat_ids(prompts[i % len(prompts)] + f" ({i})") for i in range(batch)]
+    cut = min(len(r) for r in rows)
+    ids = [r[-cut:] for r in rows]  # one length: no padding, so every engine runs the same batch
+    runners = {k: v for k, v in e.runners().items() if "prompt-lookup" not in k and "llama" not in k}
+    best = interleaved({k: partial(f, ids, new_tokens) for k, f in runners.items()}, rounds)
+    return [{"engine": k, "batch": batch, "tokens_per_s": batch * new_tokens / v} for k, v in best.items()]
+
+
+def bench_ppl(e: Engines, windows: int = 8, length: int = 256) -> list[dict[str, Any]]:
+    """Perplexity over ``windows`` windows of ``length`` tokens of held-out docs text (every position scored)."""
+    texts = [_long_ids(e, length, seed=100 + w) for w in range(windows)]
+
+    def ppl(logits_of: Callable[[np.ndarray], np.ndarray]) -> float:
+        nll, count = 0.0, 0
+        for ids in texts:
+            x = np.asarray([ids], dtype=np.int64)
+            logits = logits_of(x)[0, :-1].astype(np.float64)
+            m = logits.max(-1, keepdims=True)
+            logp = logits - m - np.log(np.exp(logits - m).sum(-1, keepdims=True))
+            nll -= float(logp[np.arange(len(ids) - 1), ids[1:]].sum())
+            count += len(ids) - 1
+        return float(np.exp(nll / count))
+
+    def forward(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda x: model.backend.forward({"input_ids": x, "attention_mask": np.ones_like(x)})["logits"]
+
+    rows: list[dict[str, Any]] = [
+        {"engine": "aikit (Model.load default: the GGUF's blocks)", "perplexity": ppl(forward(e.aikit))},
+        {"engine": "float32 de-quantized (torch)", "perplexity": ppl(forward(e.torch))},
+    ]
+    folder = getattr(e, "genai_int4_folder", None)
+    if folder is not None:
+        import onnxruntime as ort
+        from aikit_onnxruntime.decoder import DecoderGraph
+
+        genai = json.loads((folder / "genai_config.json").read_text())["model"]
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = e.threads
+        session = ort.InferenceSession(str(folder / "model.onnx"), so, providers=["CPUExecutionProvider"])
+        graph = DecoderGraph(
+            session,
+            kv_heads=int(genai["decoder"]["num_key_value_heads"]),
+            head_dim=int(genai["decoder"]["head_size"]),
+            shared=True,
+            capacity=length,
+        )
+        rows.append(
+            {
+                "engine": "onnxruntime-genai builder int4",
+                "perplexity": ppl(lambda x: graph.logits(x, np.ones_like(x))),
+            }
+        )
+    base = rows[1]["perplexity"]
+    for r in rows:
+        r["vs_float32"] = r["perplexity"] / base - 1
+    return rows
+
+
+def bench_rss(e: Engines) -> list[dict[str, Any]]:
+    """Each engine in a fresh process (so nothing else loaded counts): load, generate 64 tokens, peak RSS."""
+    children = {"aikit (Model.load default)": "aikit"}
+    children["onnxruntime-genai C++ loop, aikit's graph"] = f"genai:{e.aikit.backend.folder}"  # type: ignore[attr-defined]
+    if getattr(e, "genai_int4_folder", None) is not None:
+        children["onnxruntime-genai builder int4"] = f"genai:{e.genai_int4_folder}"
+    rows = []
+    for name, child in children.items():
+        done = subprocess.run(
+            [sys.executable, __file__, "--rss-child", child, "--threads", str(e.threads)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        line = next((x for x in done.stdout.splitlines() if x.startswith("RSS ")), None)
+        rows.append({"engine": name, "peak_rss_mb": float(line.split()[1]) if line else None})
+    return rows
+
+
+def rss_child(engine: str, threads: int) -> None:
+    """Load one engine, generate 64 tokens once, print this process's peak RSS (MB)."""
+    prompt = "Explain in a few sentences why the sky is blue."
+    if engine == "aikit":
+        import aikit
+        from aikit.defaults import default_model_path
+
+        aikit.Model.load(default_model_path("smollm2"), threads=threads).predict(prompt, max_new_tokens=64)
+    else:
+        e = Engines.__new__(Engines)
+        e.threads, e.notes = threads, []
+        model = e._genai_model(Path(engine.removeprefix("genai:")))
+        e._genai(model, [[1, 2, 3, 4, 5, 6, 7, 8]], 64)
+    # VmHWM belongs to this process's memory map; ru_maxrss would carry the parent's peak over the fork
+    status = Path("/proc/self/status").read_text().splitlines()
+    peak = next((int(x.split()[1]) / 1024 for x in status if x.startswith("VmHWM:")), None)
+    print(f"RSS {peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
+
+
+def render(results: dict[str, Any]) -> str:
+    ctx = results["context"]
+    machine = ctx["machine"]
+    flags = " ".join(f for f in machine.get("cpu_flags", []) if f.startswith(("avx", "amx", "fma")))
+    lines = [
+        f"Measured {ctx['date']} on {machine.get('cpu', '?')} ({machine.get('cores', '?')} cores; {flags}), "
+        f"{ctx['threads']} threads, load average before the run {ctx['load_average_before'][0]:.2f}; "
+        + ", ".join(f"{k} {v}" for k, v in ctx["versions"].items() if v),
+        "",
+        f"`Model.load(gguf)` took {ctx['load_s']:.1f} s in this process (the graph was cached).",
+        "",
+    ]
+    if "speed" in results:
+        engines = list(dict.fromkeys(r["engine"] for r in results["speed"]))
+        prompts = list(dict.fromkeys(r["prompt"] for r in results["speed"]))
+        lines += [
+            f"Tokens/s, batch 1, greedy, {results['speed'][0]['tokens']} new tokens (same tokens as aikit's: "
+            "the length of the common prefix):",
+            "",
+            "| prompt | " + " | ".join(engines) + " |",
+            "|---|" + "---:|" * len(engines),
+        ]
+        cell = {(r["prompt"], r["engine"]): r for r in results["speed"]}
+        for p in prompts:
+            row = [f"{cell[p, e]['tokens_per_s']:.1f} ({cell[p, e]['same_tokens_as_aikit']})" for e in engines]
+            lines.append(f"| {p} | " + " | ".join(row) + " |")
+        lines.append("")
+    for key, title, col, fmt in (
+        ("step", "One decode step of aikit's default graph, batch 1 (ms per token)", "ms_per_token", "{:.2f}"),
+        ("ttft", "Time to first token, 512-token prompt", "ttft_ms", "{:.0f} ms"),
+        ("batch", "Tokens/s at batch 8 (all rows together)", "tokens_per_s", "{:.1f}"),
+        ("ppl", "Perplexity on held-out text (Python's docs, every position)", "perplexity", "{:.3f}"),
+        ("rss", "Peak resident memory of a process running one engine", "peak_rss_mb", "{:.0f} MB"),
+    ):
+        if key in results:
+            lines += [f"{title}:", "", "| engine | value |", "|---|---:|"]
+            lines += [f"| {r['engine']} | {'-' if r[col] is None else fmt.format(r[col])} |" for r in results[key]]
+            lines.append("")
+    lines += [f"- {n}" for n in results.get("notes", [])]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sections", nargs="*", default=list(SECTIONS))
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--ppl-windows", type=int, default=8)
+    parser.add_argument("--llama", action="store_true", help="also time llama.cpp (off: a crashing build ends the run)")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--render", type=Path, help="print the markdown of a --json result and exit")
+    parser.add_argument("--rss-child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.render:
+        print(render(json.loads(args.render.read_text())))
+        return
+    if args.rss_child:
+        rss_child(args.rss_child, args.threads)
+        return
+    from aikit.sysinfo import installed_versions, machine_info
+
+    try:
+        from importlib.metadata import version
+
+        genai_version: str | None = version("onnxruntime-genai")
+    except Exception:
+        genai_version = None
+    context = {
+        "load_average_before": os.getloadavg(),
+        "machine": machine_info(),
+        "versions": {**installed_versions(), "onnxruntime-genai": genai_version},
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "threads": args.threads,
+    }
+    engines = Engines(args.threads, args.llama, with_genai=set(args.sections) != {"step"})
+    context["load_s"] = engines.load_s
+    results: dict[str, Any] = {"context": context}
+    if "speed" in args.sections:
+        results["speed"] = bench_speed(engines, args.rounds, args.new_tokens)
+    if "step" in args.sections:
+        results["step"] = bench_step(engines, args.rounds)
+    if "ttft" in args.sections:
+        results["ttft"] = bench_ttft(engines, args.rounds)
+    if "batch" in args.sections:
+        results["batch"] = bench_batch(engines, args.rounds, args.new_tokens, args.batch)
+    if "ppl" in args.sections:
+        results["ppl"] = bench_ppl(engines, args.ppl_windows)
+    if "rss" in args.sections:
+        results["rss"] = bench_rss(engines)
+    results["notes"] = engines.notes
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str))
+    print(render(results))
+
+
+if __name__ == "__main__":
+    main()
