@@ -317,7 +317,10 @@ _registry_lock = threading.Lock()
 def registered_explainers() -> dict[str, type[Explainer]]:
     """Every explainer registered by the loaded plugins, by name (collected once per plugin host).
 
-    Raises ``RegistrationError`` for an object that is not an ``Explainer`` or a duplicate name.
+    Each plugin's ``aikit_register_explainers`` runs through pluggy's call loop
+    (``PluginHost.call_plugin``), and what it registered is listed under ``explainers`` in its
+    ``PluginInfo.registered`` (``aikit plugins``). Raises ``RegistrationError`` for an object that is
+    not an ``Explainer`` or a duplicate name.
     """
     from .plugins import get_host
 
@@ -329,9 +332,9 @@ def registered_explainers() -> dict[str, type[Explainer]]:
             return dict(cached[1])
         table: dict[str, type[Explainer]] = {}
         owners: dict[str, str] = {}
-        for impl in host.pm.hook.aikit_register_explainers.get_hookimpls():
+        for plugin in [n for n in host.plugins if host.implements(n, "aikit_register_explainers")]:
 
-            def register(cls: type[Explainer], plugin: str = impl.plugin_name) -> None:
+            def register(cls: type[Explainer], plugin: str = plugin) -> None:
                 if not (isinstance(cls, type) and issubclass(cls, Explainer)):
                     raise RegistrationError(
                         f"plugin {plugin!r} registered {cls!r}, which is not a subclass of aikit.explain.Explainer",
@@ -348,7 +351,13 @@ def registered_explainers() -> dict[str, type[Explainer]]:
                     )
                 table[name], owners[name] = cls, plugin
 
-            impl.function(register=register)
+            host.call_plugin("aikit_register_explainers", plugin, register=register)
+        for name, info in host.plugins.items():
+            mine = [explainer for explainer, owner in owners.items() if owner == name]
+            if mine:
+                info.registered["explainers"] = mine
+            else:
+                info.registered.pop("explainers", None)
         _registries[host] = (plugins, table)
         return dict(table)
 

@@ -12,6 +12,12 @@ Environment switches:
   on, module paths are loaded in addition to the entry points.
 - ``AIKIT_BLOCK_PLUGINS=a,b``: entry-point names never to load.
 - ``AIKIT_STRICT_PLUGINS=1``: a plugin that fails to load raises instead of being reported.
+
+Every hook implementation runs through pluggy's call loop (``pm.hook.<name>(...)``), so pluggy's
+tracing, call monitoring and ``wrapper``/``hookwrapper`` semantics hold. Registration hooks are
+called one plugin at a time (``PluginHost.call_plugin``: the hook's caller restricted to that
+plugin), so that what a broken plugin registered is rolled back and reported under its name while
+the others keep working.
 """
 
 from __future__ import annotations
@@ -54,6 +60,8 @@ ENTRY_POINT_GROUP = "aikit"
 logger = logging.getLogger("aikit.plugins")
 
 _KINDS = ("backends", "tasks", "strategies", "loaders", "metrics", "dataset_formats")
+# Hooks that are not registration hooks: ``aikit plugins`` lists the plugins implementing them.
+_MIDDLEWARE_HOOKS = ("aikit_predict",)
 _BASES: dict[str, type] = {"backends": Backend, "tasks": Task, "strategies": Strategy, "loaders": Loader}
 
 
@@ -75,6 +83,7 @@ class PluginInfo:
     distribution: str | None = None
     registered: dict[str, list[str]] = field(default_factory=dict)
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -84,10 +93,16 @@ class PluginInfo:
             "distribution": self.distribution,
             "registered": {k: list(v) for k, v in self.registered.items() if v},
             "error": self.error,
+            "warnings": list(self.warnings),
         }
 
 
 _T = TypeVar("_T")
+
+
+def _singular(kind: str) -> str:
+    """``"strategies"`` -> ``"strategy"``, ``"dataset_formats"`` -> ``"dataset_format"``."""
+    return "strategy" if kind == "strategies" else kind[:-1]
 
 
 class PluginHost:
@@ -110,7 +125,9 @@ class PluginHost:
         self.loaders: dict[str, type[Loader]] = {}
         self.metrics: dict[str, Callable[..., Any]] = {}
         self.dataset_formats: dict[str, Callable[..., Any]] = {}
+        self.commands: dict[str, Any] = {}  # CLI command name -> what the plugin added (typer's info object)
         self.owners: dict[tuple[str, str], str] = {}
+        self._command_clis: list[Any] = []  # the CLIs add_commands already filled
         self._lock = threading.RLock()
         self._loaded = False
 
@@ -226,19 +243,107 @@ class PluginHost:
             raise PluginLoadError(f"plugin {info.name!r}: {message}", plugin=info.name) from exc
 
     def _snapshot(self) -> tuple[dict[str, dict[str, Any]], dict[str, str], dict[tuple[str, str], str]]:
-        return ({k: dict(getattr(self, k)) for k in _KINDS}, dict(self.task_aliases), dict(self.owners))
+        tables = {k: dict(getattr(self, k)) for k in (*_KINDS, "commands")}
+        return (tables, dict(self.task_aliases), dict(self.owners))
 
     def _restore(self, snap: tuple[dict[str, dict[str, Any]], dict[str, str], dict[tuple[str, str], str]]) -> None:
         for k, v in snap[0].items():
             setattr(self, k, v)
         self.task_aliases, self.owners = snap[1], snap[2]
 
+    def implements(self, plugin_name: str, hook: str) -> bool:
+        """Whether the plugin registered as ``plugin_name`` implements ``hook``."""
+        plugin = self.pm.get_plugin(plugin_name)
+        return plugin is not None and any(i.plugin is plugin for i in getattr(self.pm.hook, hook).get_hookimpls())
+
+    def call_plugin(self, hook: str, plugin_name: str, **kwargs: Any) -> Any:
+        """Call ``hook`` on one plugin only, through pluggy's call loop; returns what the hook returns.
+
+        The caller is ``pm.hook.<hook>`` restricted to that plugin (``pm.subset_hook_caller``), so
+        tracing and call monitoring see the call and the plugin's own ``wrapper`` implementations
+        wrap it; the other plugins are not called. Exceptions propagate: the callers decide how a
+        broken plugin is reported.
+        """
+        plugin = self.pm.get_plugin(plugin_name)
+        if plugin is None:
+            raise KeyError(f"no plugin registered as {plugin_name!r}")
+        others = [p for p in self.pm.get_plugins() if p is not plugin]
+        return self.pm.subset_hook_caller(hook, remove_plugins=others)(**kwargs)
+
     def _call_register_hooks(self, plugin: object, name: str, info: PluginInfo) -> None:
         for kind in _KINDS:
-            caller = getattr(self.pm.hook, f"aikit_register_{kind}")
-            for impl in caller.get_hookimpls():
-                if impl.plugin is plugin:
-                    impl.function(register=self._registrar(kind, name, info))
+            if self.implements(name, f"aikit_register_{kind}"):
+                self.call_plugin(f"aikit_register_{kind}", name, register=self._registrar(kind, name, info))
+        for hook in (*_MIDDLEWARE_HOOKS, "aikit_choose_backend", "aikit_optimize_candidates"):
+            impls = [i for i in getattr(self.pm.hook, hook).get_hookimpls() if i.plugin is plugin]
+            for impl in impls:
+                kind = "middleware" if hook in _MIDDLEWARE_HOOKS and (impl.wrapper or impl.hookwrapper) else "hooks"
+                info.registered.setdefault(kind, []).append(hook)
+
+    def _claim(self, kind: str, item_name: str, plugin_name: str) -> None:
+        """Refuse ``item_name`` when another plugin (or aikit itself) already registered it as a ``kind``."""
+        if item_name in getattr(self, kind):
+            owner = self.owners.get((kind, item_name), "?")
+            raise RegistrationError(
+                f"plugin {plugin_name!r} registered {_singular(kind)} {item_name!r}, "
+                f"which {'aikit itself provides' if owner == 'aikit' else f'plugin {owner!r} already registered'}",
+                plugin=plugin_name,
+            )
+
+    def _record(self, kind: str, item_name: str, value: Any, plugin_name: str, info: PluginInfo | None) -> None:
+        getattr(self, kind)[item_name] = value
+        self.owners[(kind, item_name)] = plugin_name
+        if info is not None:
+            info.registered.setdefault(kind, []).append(item_name)
+
+    def add_commands(self, cli: Any, command_names: Callable[[Any], list[str]]) -> None:
+        """Let each plugin add commands to ``cli`` through ``aikit_register_commands``, checked like
+        every other registration: a name that aikit or an earlier plugin already has is refused.
+
+        ``cli`` holds its commands in the lists ``registered_commands`` and ``registered_groups``
+        (a ``typer.Typer``); ``command_names(entry)`` gives the command names one entry adds. What
+        ``cli`` holds before the first call is aikit's own (owner ``"aikit"``). A plugin whose hook
+        raises or claims a taken name loses every command it added, and the reason is logged and
+        kept in its ``PluginInfo.warnings`` (raised as ``PluginLoadError`` in strict mode); its other
+        registrations stay. Calling this again with the same ``cli`` adds nothing twice.
+        """
+        self.ensure_loaded()
+        with self._lock:
+            if any(seen is cli for seen in self._command_clis):
+                return
+            self._command_clis.append(cli)
+            for entry in [*cli.registered_commands, *cli.registered_groups]:
+                for item in command_names(entry):
+                    if ("commands", item) not in self.owners:
+                        self._record("commands", item, entry, "aikit", None)
+            for name, info in list(self.plugins.items()):
+                if info.error is None and self.implements(name, "aikit_register_commands"):
+                    self._add_plugin_commands(cli, command_names, name, info)
+
+    def _add_plugin_commands(
+        self, cli: Any, command_names: Callable[[Any], list[str]], name: str, info: PluginInfo
+    ) -> None:
+        lists = (cli.registered_commands, cli.registered_groups)
+        before = [list(entries) for entries in lists]
+        snapshot = self._snapshot()
+        try:
+            self.call_plugin("aikit_register_commands", name, cli=cli)
+            for entries, old in zip(lists, before, strict=True):
+                for entry in entries:
+                    if not any(entry is o for o in old):
+                        for item in command_names(entry):
+                            self._claim("commands", item, name)
+                            self._record("commands", item, entry, name, info)
+        except Exception as exc:  # one plugin's broken command must not take the CLI down
+            for entries, old in zip(lists, before, strict=True):
+                entries[:] = old
+            self._restore(snapshot)
+            info.registered.pop("commands", None)
+            message = f"commands not added: {type(exc).__name__}: {exc}"
+            info.warnings.append(message)
+            logger.warning("aikit plugin %r: %s", name, message)
+            if self.strict:
+                raise PluginLoadError(f"plugin {name!r}: {message}", plugin=name) from exc
 
     def _registrar(self, kind: str, plugin_name: str, info: PluginInfo) -> Callable[..., None]:
         def register(obj: Any, function: Callable[..., Any] | None = None) -> None:
@@ -261,14 +366,7 @@ class PluginHost:
                     raise RegistrationError(f"{obj.__name__} has no 'name' class attribute", plugin=plugin_name)
                 item_name = declared
                 value = obj
-            table: dict[str, Any] = getattr(self, kind)
-            if item_name in table:
-                owner = self.owners.get((kind, item_name), "?")
-                raise RegistrationError(
-                    f"plugin {plugin_name!r} registered {kind[:-1]} {item_name!r}, "
-                    f"which plugin {owner!r} already registered",
-                    plugin=plugin_name,
-                )
+            self._claim(kind, item_name, plugin_name)
             if kind == "tasks":
                 for alias in getattr(value, "aliases", ()):
                     self.task_aliases[alias] = item_name
@@ -279,9 +377,7 @@ class PluginHost:
                         f"strategy {item_name!r} needs a config_class subclassing CompressionConfig",
                         plugin=plugin_name,
                     )
-            table[item_name] = value
-            self.owners[(kind, item_name)] = plugin_name
-            info.registered.setdefault(kind, []).append(item_name)
+            self._record(kind, item_name, value, plugin_name, info)
 
         return register
 
@@ -296,7 +392,7 @@ class PluginHost:
             failed = [p.name for p in self.plugins.values() if p.error]
             if failed:
                 hint = (hint + " " if hint else "") + f"(plugins that failed to load: {', '.join(failed)})"
-            raise UnknownNameError(kind[:-1].replace("strategie", "strategy"), name, choices, hint)
+            raise UnknownNameError(_singular(kind), name, choices, hint)
         return table[name]
 
 

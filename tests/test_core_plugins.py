@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Generator
 from typing import Any
 
 import pytest
+import typer
 
 import aikit
 from aikit import Backend, PredictCall, hookimpl
@@ -162,3 +164,169 @@ def test_plugins_cli_lists_versions_registrations_and_errors() -> None:
     assert result.exit_code == 0, result.output
     assert "torch 0.1.0" in result.output and "backends: torch" in result.output
     assert "ERROR: registration failed: ImportError: missing thing" in result.output
+
+
+# ------------------------------------------------------------------ hooks run through pluggy's call loop
+
+
+def test_registration_hooks_run_through_pluggys_call_loop() -> None:
+    """Call monitoring (and so ``pm.trace``) sees each registration, and a plugin's registration hook
+    written as a ``wrapper`` runs as one (called directly, its generator would register nothing)."""
+
+    def exact(predictions: list[Any], references: list[Any]) -> float:
+        return float(predictions == references)
+
+    class Wrapped:
+        @hookimpl(wrapper=True)
+        def aikit_register_metrics(self, register: Callable[..., None]) -> Generator[None, Any, Any]:
+            register("wrapped-exact", exact)
+            return (yield)
+
+    seen: list[tuple[str, list[str]]] = []
+    host = PluginHost(autoload=False)
+    undo = host.pm.add_hookcall_monitoring(
+        lambda hook, impls, kwargs: seen.append((hook, [i.plugin_name for i in impls])), lambda *a: None
+    )
+    try:
+        host.add_plugin(MockPlugin(), name="mock-plugin")
+        host.add_plugin(Wrapped(), name="wrapped")
+    finally:
+        undo()
+    assert ("aikit_register_backends", ["mock-plugin"]) in seen  # one plugin per call: failures stay its own
+    assert ("aikit_register_metrics", ["wrapped"]) in seen
+    assert host.metrics["wrapped-exact"] is exact and host.plugins["wrapped"].registered == {
+        "metrics": ["wrapped-exact"]
+    }
+
+
+def _core_cli() -> typer.Typer:
+    """A CLI holding aikit's own ``info`` and ``plugins`` commands, apart from the shared ``aikit.cli.app``."""
+    from aikit.cli import cmd_info
+
+    cli = typer.Typer()
+    cmd_info.register(cli)
+    return cli
+
+
+class CommandPlugin:
+    @hookimpl
+    def aikit_register_commands(self, cli: typer.Typer) -> None:
+        @cli.command("hello")
+        def hello() -> None:
+            print("hello from a plugin")
+
+
+class InfoThief:
+    @hookimpl
+    def aikit_register_backends(self, register: Callable[[type[Backend]], None]) -> None:
+        register(MockBackend)
+
+    @hookimpl
+    def aikit_register_commands(self, cli: typer.Typer) -> None:
+        cli.command("extra")(lambda: None)
+
+        @cli.command("info")
+        def info() -> None:
+            print("not aikit's info")
+
+
+def test_a_plugin_command_is_registered_and_owned() -> None:
+    from aikit.cli import _command_names
+
+    cli = _core_cli()
+    with fresh_host(CommandPlugin(), autoload=False) as host:
+        host.add_commands(cli, _command_names)
+        host.add_commands(cli, _command_names)  # once per CLI: nothing added twice
+        assert host.plugins["test-plugin-0"].registered == {"commands": ["hello"]}
+        assert host.owners[("commands", "hello")] == "test-plugin-0" and host.owners[("commands", "info")] == "aikit"
+    assert [_command_names(c) for c in cli.registered_commands] == [["info"], ["plugins"], ["hello"]]
+
+
+def test_a_plugin_command_cannot_replace_an_aikit_command() -> None:
+    """The issue: a plugin registering ``info`` silently replaced ``aikit info``. Now it is refused,
+    the plugin is named, every command it added is withdrawn, and its backend keeps working."""
+    from typer.testing import CliRunner
+
+    from aikit.cli import _command_names
+
+    cli = _core_cli()
+    with fresh_host(InfoThief(), autoload=False) as host:
+        host.add_commands(cli, _command_names)
+        info = host.plugins["test-plugin-0"]
+        assert info.error is None and info.registered == {"backends": ["mock"]}
+        assert info.warnings == [
+            "commands not added: RegistrationError: plugin 'test-plugin-0' registered command 'info', "
+            "which aikit itself provides"
+        ]
+        assert "mock" in host.backends and ("commands", "extra") not in host.owners
+        result = CliRunner().invoke(cli, ["info", "--help"])
+    assert result.exit_code == 0 and "Versions, hardware, plugins" in result.output
+    assert [_command_names(c) for c in cli.registered_commands] == [["info"], ["plugins"]]
+
+
+def test_two_plugins_claiming_one_command_name_the_first_keeps_it() -> None:
+    from aikit.cli import _command_names
+
+    cli = _core_cli()
+    with fresh_host(CommandPlugin(), CommandPlugin(), autoload=False) as host:
+        host.add_commands(cli, _command_names)
+        assert host.owners[("commands", "hello")] == "test-plugin-0"
+        assert "which plugin 'test-plugin-0' already registered" in host.plugins["test-plugin-1"].warnings[0]
+
+
+def test_strict_mode_raises_for_a_refused_command() -> None:
+    from aikit.cli import _command_names
+
+    with (
+        fresh_host(InfoThief(), autoload=False, strict=True) as host,
+        pytest.raises(aikit.PluginLoadError, match="registered command 'info'"),
+    ):
+        host.add_commands(_core_cli(), _command_names)
+
+
+def test_aikit_runs_a_plugin_command_and_plugins_lists_everything_a_plugin_added(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from aikit.cli import app, main
+    from aikit.explain import Explainer
+
+    class Everything(CommandPlugin):
+        @hookimpl
+        def aikit_register_backends(self, register: Callable[[type[Backend]], None]) -> None:
+            register(MockBackend)
+
+        @hookimpl
+        def aikit_register_explainers(self, register: Callable[[type[Any]], None]) -> None:
+            register(type("Everywhere", (Explainer,), {"name": "everything-test", "attribute": lambda *a: None}))
+
+        @hookimpl(wrapper=True)
+        def aikit_predict(self, call: PredictCall) -> Generator[None, list[Any], list[Any]]:
+            return (yield)
+
+        @hookimpl
+        def aikit_choose_backend(self, parts: Any, task: Any, candidates: list[str]) -> str | None:
+            return None
+
+    saved = list(app.registered_commands)
+    try:
+        with fresh_host(Everything(), autoload=False):
+            monkeypatch.setattr(sys, "argv", ["aikit", "hello"])
+            with pytest.raises(SystemExit) as done:
+                main()  # "hello" is not aikit's: the plugins load first
+            assert done.value.code == 0 and "hello from a plugin" in capsys.readouterr().out
+            monkeypatch.setattr(sys, "argv", ["aikit", "plugins", "--json"])
+            with pytest.raises(SystemExit):
+                main()
+            rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    finally:
+        app.registered_commands[:] = saved
+    assert rows["test-plugin-0"]["registered"] == {
+        "backends": ["mock"],
+        "middleware": ["aikit_predict"],
+        "hooks": ["aikit_choose_backend"],
+        "commands": ["hello"],
+        "explainers": ["everything-test"],
+    }
+    assert rows["aikit.core"]["registered"] == {"hooks": ["aikit_predict"]}

@@ -52,10 +52,25 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def plugins(json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
-        """Every plugin with its version, what it registered, and load errors."""
+        """Every plugin with its version, everything it added, and load errors.
+
+        Added: backends, tasks, strategies, loaders, metrics, dataset formats, explainers, commands,
+        middleware (aikit_predict wrappers) and other hooks."""
+        from ..errors import RegistrationError
         from ..plugins import get_host
+        from . import _register_plugin_commands
 
         host = get_host()
+        _register_plugin_commands()  # the plugins' commands, checked as ``aikit COMMAND`` would add them
+        try:
+            from ..explain import registered_explainers
+
+            registered_explainers()  # records each plugin's explainers on its PluginInfo
+        except RegistrationError as exc:  # reported under the plugin's name, like any registration failure
+            culprit = host.plugins.get(exc.plugin or "")
+            warning = f"explainers not registered: {exc}"
+            if culprit is not None and warning not in culprit.warnings:
+                culprit.warnings.append(warning)
         rows = [p.to_dict() for p in host.plugins.values()]
         if json_out:
             echo_json(rows)
@@ -67,3 +82,5 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"    {kind}: {', '.join(names)}")
             if p["error"]:
                 typer.echo(f"    ERROR: {p['error']}")
+            for warning in p["warnings"]:
+                typer.echo(f"    WARNING: {warning}")
