@@ -147,6 +147,11 @@ def start_server(kind: str, port: int, *, max_queue: int = 1024, timeout_s: floa
             str(max_queue),
         ]
         path, ready = "/v1/predict", "/ready"
+    elif kind.startswith("ray-"):  # ray-N: aikit serve --engine ray with N replicas of 1 CPU each
+        replicas = kind.split("-", 1)[1]
+        cmd = [aikit_bin, "serve", minilm, *common, "--engine", "ray", "--replicas", replicas, "--max-batch-size", "32",
+               "--max-wait-ms", "5", "--max-queue", str(max_queue)]  # fmt: skip
+        path, ready = "/v1/predict", "/ready"
     elif kind == "aikit-no-batching":
         cmd = [aikit_bin, "serve", minilm, *common, "--max-batch-size", "1", "--max-queue", str(max_queue)]
         path, ready = "/v1/predict", "/ready"
@@ -189,6 +194,7 @@ class LevelResult:
     failed: int = 0
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
+    replicas: dict[str, int] = field(default_factory=dict)  # answers per X-Aikit-Replica (Ray only)
 
     @property
     def throughput(self) -> float:
@@ -219,6 +225,9 @@ async def run_level(
             try:
                 async with http.post(url, json=server.body(texts[k])) as r:
                     status, payload = r.status, await r.read()
+                    replica = r.headers.get("x-aikit-replica")
+                    if replica is not None:
+                        result.replicas[replica] = result.replicas.get(replica, 0) + 1
             except (aiohttp.ClientError, TimeoutError):
                 result.failed += 1
                 continue
@@ -474,7 +483,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--litserve-server", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="small bounds (smoke run)")
-    parser.add_argument("--phases", default="embed,overload,chat", help="which phases to run, comma-separated")
+    parser.add_argument(
+        "--phases", default="embed,overload,chat,ray", help="which phases to run (embed,overload,chat,ray)"
+    )
     parser.add_argument("--servers", default="aikit-batching,aikit-no-batching,litserve-batching")
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)))
     parser.add_argument("--chat-levels", default=",".join(map(str, CHAT_LEVELS)))
@@ -514,7 +525,7 @@ def main() -> None:
     print("versions:", json.dumps(payload["versions"]), flush=True)
 
     results: list[LevelResult] = []
-    if phases & {"embed", "overload"}:
+    if phases & {"embed", "overload", "ray"}:
         texts = load_sentences(256)
         reference = aikit.Model.load(default_model_path("minilm"), task="feature-extraction")
         expected = reference.embed(texts)
@@ -563,6 +574,30 @@ def main() -> None:
         finally:
             server.stop()
         print("overload:", json.dumps(payload["overload"]), flush=True)
+
+    if "ray" in phases:
+        ray_rows: list[dict[str, Any]] = []
+        for replicas in (1, 2):
+            server = start_server(f"ray-{replicas}", free_port())
+            try:
+                ray_got = asyncio.run(
+                    run_level(server, 32, texts, expected, max_requests=100_000, max_seconds=max_seconds)
+                )
+            finally:
+                server.stop()
+            ray_row: dict[str, Any] = {
+                "replicas": replicas,
+                "clients": 32,
+                "ok": ray_got.ok,
+                "wrong": ray_got.wrong,
+                "failed": ray_got.failed,
+                "throughput": ray_got.throughput,
+                "p99_ms": ray_got.pct(99),
+                "answers_per_replica": sorted(ray_got.replicas.values(), reverse=True),
+            }
+            ray_rows.append(ray_row)
+            print(json.dumps(ray_row), flush=True)
+        payload["ray"] = ray_rows
 
     if "chat" in phases:
         chat_levels = [int(x) for x in args.chat_levels.split(",")]
@@ -660,6 +695,21 @@ def render(payload: dict[str, Any]) -> str:
             f"{ov['recovered_of_20']}/20 |",
             "",
         ]
+    ray_rows = payload.get("ray")
+    if ray_rows:
+        out += [
+            "**Ray Serve on the local cluster** (`aikit serve --engine ray --replicas N`, 1 CPU and 1 thread per "
+            "replica, 32 closed-loop clients; the `X-Aikit-Replica` header of every answer shows the routing):",
+            "",
+            "| replicas | requests/s | p99 ms | answers per replica | wrong or lost |",
+            "|---:|---:|---:|---|---:|",
+        ]
+        for r in ray_rows:
+            out.append(
+                f"| {r['replicas']} | {r['throughput']:.1f} | {r['p99_ms']:.0f} | "
+                f"{' / '.join(map(str, r['answers_per_replica']))} | {r['wrong'] + r['failed']} |"
+            )
+        out.append("")
     chat = payload.get("chat")
     if chat:
         by2 = {(r["server"], r["streams"]): r for r in chat}

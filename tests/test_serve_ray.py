@@ -6,6 +6,7 @@ whole module and each test uses a single model actor.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import time
 from collections.abc import Iterator
@@ -61,7 +62,7 @@ def test_ray_serve_runs_the_same_app(cluster: None, tiny_model_dir: Any) -> None
     model_dir = tiny_model_dir("bert-embedding")
     port = free_port()
     settings = ServeSettings(port=port, token=TOKEN, max_batch_size=8, max_wait_ms=20, model_name="ray-embed")
-    start_ray_serve(str(model_dir), settings, RayServeOptions(replicas=1, cpus_per_replica=0.5))
+    start_ray_serve(str(model_dir), settings, RayServeOptions(replicas=2, cpus_per_replica=0.5))
     try:
         auth = {"Authorization": f"Bearer {TOKEN}"}
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as c:
@@ -81,5 +82,12 @@ def test_ray_serve_runs_the_same_app(cluster: None, tiny_model_dir: Any) -> None
             assert emb["model"] == "ray-embed" and len(emb["data"]) == 1
             assert c.post("/v1/predict", json={"inputs": [1]}, headers=auth).status_code == 422
             assert "aikit_batch_size_count" in c.get("/metrics", headers=auth).text
+            # Ray routes concurrent requests to both replicas; each answer names the one that gave it.
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                answers = list(
+                    pool.map(lambda i: c.post("/v1/predict", json={"inputs": [f"cat {i}"]}, headers=auth), range(48))
+                )
+            assert all(a.status_code == 200 for a in answers)
+            assert len({a.headers["x-aikit-replica"] for a in answers}) == 2
     finally:
         serve.shutdown()

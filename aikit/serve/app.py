@@ -98,6 +98,7 @@ def create_app(model: Model, settings: ServeSettings | None = None) -> FastAPI:
         metrics=metrics,
         routes=ROUTES,
         error_body=_refusal_body,
+        replica=settings.replica_name,
     )
     install_error_handlers(app)
 

@@ -46,6 +46,7 @@ class ServiceMiddleware:
     A request that passed the token check gets ``scope["state"]["authenticated"] = True``.
     ``error_body(path, status, message)`` builds the JSON of the refusals this layer sends itself
     (default ``{"detail": message}``, FastAPI's shape), so each route family keeps its own shape.
+    ``replica``, when given, is sent as ``X-Aikit-Replica`` on every response.
     """
 
     def __init__(
@@ -60,6 +61,7 @@ class ServiceMiddleware:
         routes: frozenset[str],
         public: frozenset[str] = frozenset({"/health"}),
         error_body: Callable[[str, int, str], Any] | None = None,
+        replica: str | None = None,
     ) -> None:
         self.app = app
         self._token = token.encode("utf-8") if token else None
@@ -70,6 +72,7 @@ class ServiceMiddleware:
         self.routes = routes
         self.public = public
         self.error_body = error_body or _detail
+        self._replica = [(b"x-aikit-replica", replica.encode())] if replica else []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -94,6 +97,7 @@ class ServiceMiddleware:
                     (b"x-inference-time-ms", f"{inference_ms:.3f}".encode()),
                     (b"x-total-time-ms", f"{total_ms:.3f}".encode()),
                     (b"server-timing", timing.encode()),
+                    *self._replica,
                 ]
                 message["headers"] = headers
                 self.metrics.latency.labels(route).observe(total_ms / 1000.0)

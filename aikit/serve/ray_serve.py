@@ -42,13 +42,25 @@ class AikitReplica:
     def __init__(self, source: str, settings: ServeSettings, task: str | None, backend: str, threads: int) -> None:
         from ..model import Model
 
-        self.settings = settings
+        self.settings = replace(settings, replica_name=settings.replica_name or _replica_id())
         self.model = Model.load(source, task=task, backend=backend, threads=threads)
 
     def __serve_build_asgi_app__(self) -> Any:
         from .app import create_app
 
         return create_app(self.model, self.settings)
+
+
+def _replica_id() -> str | None:
+    """Ray Serve's id of the replica running this code (``X-Aikit-Replica``), None outside one."""
+    _, serve = _ray()
+    try:
+        context = serve.get_replica_context()
+    except Exception:  # not inside a replica (Ray raises its own error type for that)
+        return None
+    replica = getattr(context, "replica_id", None)
+    unique = getattr(replica, "unique_id", None)
+    return str(unique or replica) if replica is not None else None
 
 
 def _ray() -> tuple[Any, Any]:

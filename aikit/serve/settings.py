@@ -65,6 +65,9 @@ class ServeSettings:
       chose (``model_batch_size`` unset, none saved by ``optimize``), time ``max_batch_size``, half
       and a quarter of it per call on real sentences and use the fastest (a few seconds before
       ``/ready``; ``/info`` shows the figures).
+    - ``replica_name``: when set, every response carries ``X-Aikit-Replica: <name>``, so a client
+      (or a load test) behind a router sees which replica answered. ``aikit serve --engine ray``
+      sets it to Ray Serve's replica id; unset otherwise (nothing about the host is disclosed).
     - ``continuous_batching``: for text generation on a backend that can step many sequences at
       once (``Backend.step_decoder``; ONNX Runtime decoders), decode every admitted request in one
       running batch of up to ``max_batch_size`` sequences: a new request joins at the next token
@@ -93,6 +96,7 @@ class ServeSettings:
     model_batch_size: int | None = None
     measure_batch_size: bool = True
     continuous_batching: bool = True
+    replica_name: str | None = None
 
     def __post_init__(self) -> None:
         _positive_int("port", self.port, upper=65535, allow_zero=True)
