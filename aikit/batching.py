@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import AikitError, BackendError
+from .progress import progress_bar
 
 if TYPE_CHECKING:
     from .backend import Backend
@@ -22,12 +22,6 @@ def sorted_batches(examples: Sequence[Example], batch_size: int) -> list[list[Ex
     """Group examples into batches of similar length (longest first, so memory peaks early)."""
     ordered = sorted(examples, key=lambda e: e.length, reverse=True)
     return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
-
-
-def _want_progress(progress: bool | None, n: int) -> bool:
-    if progress is not None:
-        return progress
-    return n >= _PROGRESS_MIN_ITEMS and sys.stderr.isatty()
 
 
 def run_batches(
@@ -46,11 +40,7 @@ def run_batches(
     examples = task.preprocess(items, max_length=max_length)
     results: list[Any] = [None] * len(examples)
     batches = sorted_batches(examples, batch_size)
-    bar = None
-    if _want_progress(progress, len(examples)):
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(examples), desc=f"{task.name}", unit="item", file=sys.stderr)
+    bar = progress_bar(len(examples), desc=task.name, unit="item", enabled=progress, min_items=_PROGRESS_MIN_ITEMS)
     try:
         for batch in batches:
             try:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from .benchmark_report import BatchResult, BenchmarkReport, LatencyStats, StreamingResult
 from .errors import AikitError, ConfigError, InputError
+from .progress import progress_bar
 
 if TYPE_CHECKING:
     from .model import Model
@@ -118,17 +119,12 @@ def _cycle(items: Sequence[Any], start: int, count: int) -> list[int]:
 
 @contextmanager
 def _progress(enabled: bool | None, total: int, desc: str) -> Iterator[Any]:
-    want = enabled if enabled is not None else sys.stderr.isatty()
-    if not want:
-        yield None
-        return
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, desc=desc, unit="run", file=sys.stderr)
+    bar = progress_bar(total, desc=desc, unit="run", enabled=enabled)
     try:
         yield bar
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
 
 
 class _Runner:

@@ -14,7 +14,6 @@ embeddings, relative perplexity increase for text generation, ``1 - label agreem
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import CompressionError, ConfigError, PerformanceWarning
 from .plugins import get_host, get_strategy, strategies_for
+from .progress import progress_bar
 from .strategy import CompressionConfig, CompressionContext, Strategy
 
 if TYPE_CHECKING:
@@ -143,14 +143,6 @@ class CompressionRun(CompressionContext):
     notes: list[str] = field(default_factory=list)
 
 
-def _progress_bar(enabled: bool | None, total: int) -> Any:
-    if enabled is False or (enabled is None and not sys.stderr.isatty()):
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="compress", unit="step", file=sys.stderr, leave=True)
-
-
 def compress_model(
     model: Model,
     strategies: Sequence[str | CompressionConfig],
@@ -178,7 +170,7 @@ def compress_model(
     def drop_of(backend: Backend) -> tuple[dict[str, float], str, float]:
         return ev.measure_quality(reference, ev.summarise(model.task, backend, data.eval))
 
-    bar = _progress_bar(progress, len(configs))
+    bar = progress_bar(len(configs), desc="compress", unit="step", enabled=progress)
     run = CompressionRun(task=model.task, calibration=data.fit)
     bound = None if max_quality_drop is None else float(max_quality_drop)
     try:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from typing_extensions import override
 from .errors import ConfigError
 from .eval_data import Dataset, load_dataset
 from .plugins import get_metric
+from .progress import progress_bar
 from .reporting import render_text
 from .results import Classification, Embedding, Generation, TokenTags
 
@@ -288,19 +288,11 @@ def evaluate(
             f"dataset {dataset.source!r} has no reference column (one of label, target, answer...), "
             f"which {', '.join(by_need['predictions'])} need: pass reference_field=..."
         )
-    want = sys.stderr.isatty() if progress is None else progress
     started = time.perf_counter()
     computed: dict[str, list[Any]] = {}
-    bar = None
-    if want:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(
-            total=len(inputs) * sum(_PASSES[need] for need in needs),
-            desc="evaluate",
-            unit="item",
-            file=sys.stderr,
-        )
+    bar = progress_bar(
+        len(inputs) * sum(_PASSES[need] for need in needs), desc="evaluate", unit="item", enabled=progress
+    )
     try:
         if "predictions" in needs:
             _in_chunks(

@@ -31,7 +31,6 @@ import html
 import io
 import math
 import os
-import sys
 import threading
 import weakref
 from abc import ABC, abstractmethod
@@ -44,6 +43,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .errors import ConfigError, InputError, MissingDependencyError, RegistrationError, UnknownNameError
+from .progress import progress_bar
 
 if TYPE_CHECKING:
     from .model import Model
@@ -567,12 +567,7 @@ def target_probabilities(
 
 
 def _batched(items: Sequence[Any], size: int, *, progress: bool | None, what: str) -> Iterator[list[Any]]:
-    show = progress if progress is not None else (len(items) >= _PROGRESS_MIN_CALLS and sys.stderr.isatty())
-    bar = None
-    if show:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(items), desc=what, unit="variant", file=sys.stderr)
+    bar = progress_bar(len(items), desc=what, unit="variant", enabled=progress, min_items=_PROGRESS_MIN_CALLS)
     try:
         for start in range(0, len(items), size):
             chunk = list(items[start : start + size])

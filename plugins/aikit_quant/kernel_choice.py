@@ -4,8 +4,9 @@ A CPU feature flag does not tell which is faster: on a Xeon with AVX-512 VNNI an
 packed int8 weight-only kernel (``_weight_int8pack_mm``) ran MiniLM 50x slower than the fp32 GEMM
 on expanded weights, although AVX-512 was supposed to be its fast path. So the first ``auto``
 choice on a machine times both kernels on one layer, and the answer is cached per CPU model,
-CPU flags, torch version and thread count in ``$AIKIT_CACHE_DIR/kernel-choice.json`` (default
-``~/.cache/aikit``): later processes read it instead of measuring again.
+CPU flags, torch version and thread count in ``kernel-choice.json`` in aikit's cache folder
+(``$AIKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/aikit`` or ``~/.cache/aikit``; ``aikit.cache``): later
+processes read it instead of measuring again.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from aikit.cache import cache_dir
+
 __all__ = ["cache_path", "machine_key", "measure", "packed_is_faster"]
 
 KINDS = ("int8", "int4")
@@ -31,8 +34,8 @@ _memo: dict[str, bool] = {}
 
 
 def cache_path() -> Path:
-    """``$AIKIT_CACHE_DIR/kernel-choice.json`` (default ``~/.cache/aikit/kernel-choice.json``)."""
-    return Path(os.environ.get("AIKIT_CACHE_DIR") or Path.home() / ".cache" / "aikit") / "kernel-choice.json"
+    """``kernel-choice.json`` in aikit's cache folder (``aikit.cache.cache_dir``)."""
+    return cache_dir("kernel-choice.json")
 
 
 def machine_key(kind: str) -> str:
