@@ -123,7 +123,7 @@ def bench_smollm2(args: argparse.Namespace) -> list[dict[str, Any]]:
     sentences = load_sentences()
     held_out, calibration = sentences[: args.ppl_texts], sentences[-args.calibration :]
     prompts = sentences[1000:1004]
-    fp32 = aikit.Model.load(default_model_path("smollm2"))
+    fp32 = aikit.Model.load(default_model_path("smollm2"), backend="torch")  # torch strategies start from float32
     base_ppl = perplexity(fp32, held_out)
     base_size = file_bytes(fp32)
     base_tps = decode_speed(fp32, prompts, 32)

@@ -461,7 +461,10 @@ def render(results: dict[str, Any]) -> str:
     ):
         if key in results:
             lines += [f"{title}:", "", "| engine | value |", "|---|---:|"]
-            lines += [f"| {r['engine']} | {'-' if r[col] is None else fmt.format(r[col])} |" for r in results[key]]
+            lines += [
+                f"| {r.get('engine', r.get('part'))} | {'-' if r[col] is None else fmt.format(r[col])} |"
+                for r in results[key]
+            ]
             lines.append("")
     lines += [f"- {n}" for n in results.get("notes", [])]
     return "\n".join(lines)

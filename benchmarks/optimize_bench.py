@@ -195,6 +195,10 @@ def _genai_runner(
     hf = tmp / "hf"
     hf.mkdir()
     module = model.backend.torch_module()
+    if module is None:  # Model.load(gguf) runs the file's blocks on onnxruntime: the builder needs float32 torch
+        import aikit
+
+        module = aikit.Model.load(model.parts.source.location, backend="torch").backend.torch_module()
     # As aikit's own builder call does: transformers refuses save_pretrained on a GGUF-loaded model.
     module.config.save_pretrained(hf)
     save_model(module, str(hf / "model.safetensors"))

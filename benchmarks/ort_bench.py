@@ -107,7 +107,7 @@ def bench_gen(new_tokens: int, rounds: int, threads: int) -> list[dict[str, Any]
     from aikit.defaults import default_model_path
 
     torch.set_num_threads(threads)
-    torch_model = aikit.Model.load(default_model_path("smollm2"), threads=threads)
+    torch_model = aikit.Model.load(default_model_path("smollm2"), backend="torch", threads=threads)
     fp32 = torch_model.to("onnxruntime", threads=threads)
     int4 = fp32.compress("ort-int4-weight-only", measure_speed=False)
     tok = torch_model.parts.tokenizer

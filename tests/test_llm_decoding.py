@@ -82,6 +82,7 @@ def test_auto_runs_mappable_files_natively_and_reports_the_cost_of_the_others(
     mapped = _write_gguf(tmp_path / "q.gguf", _tensors("Q4_0", "F16"))
     assert prefers_native(_parts(mapped), task, cpu)
     assert not prefers_native(_parts(mapped), task, BackendOptions(device="cuda"))  # the CPU path only
+    assert not prefers_native(_parts(mapped), task, BackendOptions(dtype="bfloat16"))  # torch's bf16 path
     assert not prefers_native(_parts(mapped), aikit.plugins.get_task("text-classification"), cpu)
     unmapped = _write_gguf(tmp_path / "f16.gguf", _tensors("F16", "F16"))
     with caplog.at_level(logging.WARNING, logger="aikit.onnxruntime"):

@@ -99,13 +99,16 @@ def gguf_tensor_types(path: Path) -> dict[str, tuple[int, int]]:
 def prefers_native(parts: ModelParts, task: type[Task], options: BackendOptions, *, fallback: str = "torch") -> bool:
     """Whether ``backend="auto"`` should run these parts on ONNX Runtime with the GGUF's own blocks.
 
-    Yes for a generative torch model read from a GGUF file, on the CPU, when at least one of the
+    Yes for a generative torch model read from a GGUF file, on the CPU with no other ``dtype`` asked
+    for, when at least one of the
     file's matrices has a type that maps exactly (:data:`.gguf_blocks.NATIVE_TYPES`). A file with
     none says so in the log (the cost: every weight runs de-quantized in float32 on ``fallback``).
     """
     if parts.source.kind != "gguf" or not task.generative or parts.module is None:
         return False
     if options.device is not None and not options.device.startswith("cpu"):
+        return False
+    if options.dtype not in (None, "float32"):  # e.g. dtype="bfloat16" asks for torch's half-precision path
         return False
     try:
         types = gguf_tensor_types(Path(parts.source.location))
