@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 __all__ = ["ItemError", "ModelService", "RequestTimeoutError", "Timings"]
 logger = logging.getLogger("aikit.serve")
 
-_UNBOUNDED_LIMIT = 1_000_000  # transformers' model_max_length for "no limit" is a huge int
+_UNBOUNDED_LIMIT = 1_000_000
+# Smaller calls per batch are used only when measured at least this much faster than whole batches.
+_SMALLER_CALLS_GAIN = 1.1  # transformers' model_max_length for "no limit" is a huge int
 
 
 class RequestTimeoutError(Exception):
@@ -170,18 +172,22 @@ class ModelService:
 
     def _measure_batch_size(self) -> None:
         """Time the model at ``max_batch_size``, half and a quarter of it per call on real sentences
-        (Python's own docs) and keep the fastest. Runs on the batcher's worker, between batches."""
+        (Python's own docs) and keep the fastest, if it beats whole batches by ``_SMALLER_CALLS_GAIN``
+        (a smaller call that is only as fast is noise, and costs more calls). Runs on the batcher's
+        worker, between batches."""
         from ..optimize.batch_size import candidate_sizes, fastest_batch_size
         from ..sample_text import load_sentences
 
         largest = self.settings.max_batch_size
-        measured = fastest_batch_size(self.model, load_sentences(largest), candidate_sizes(largest), rounds=2)
+        measured = fastest_batch_size(self.model, load_sentences(2 * largest), candidate_sizes(largest), rounds=3)
         if measured is None:
             return
-        self.model_batch_size, self.batch_rates = measured
+        best, self.batch_rates = measured
+        if self.batch_rates[best] >= _SMALLER_CALLS_GAIN * self.batch_rates[largest]:
+            self.model_batch_size = best
         logger.info(
-            "items per model call: %d (measured at warm-up: %s)",
-            self.model_batch_size,
+            "items per model call: %s (measured at warm-up: %s)",
+            self.model_batch_size or largest,
             ", ".join(f"{bs}: {rate:.0f}/s" for bs, rate in sorted(self.batch_rates.items())),
         )
 

@@ -63,8 +63,8 @@ class ServeSettings:
       task's default), or measured at warm-up (see ``measure_batch_size``).
     - ``measure_batch_size``: at warm-up, for a text encoder or classifier whose batch size nobody
       chose (``model_batch_size`` unset, none saved by ``optimize``), time ``max_batch_size``, half
-      and a quarter of it per call on real sentences and use the fastest (a few seconds before
-      ``/ready``; ``/info`` shows the figures).
+      and a quarter of it per call on real sentences and use the fastest when it beats whole
+      batches by 10% (a few seconds before ``/ready``; ``/info`` shows the figures).
     - ``replica_name``: when set, every response carries ``X-Aikit-Replica: <name>``, so a client
       (or a load test) behind a router sees which replica answered. ``aikit serve --engine ray``
       sets it to Ray Serve's replica id; unset otherwise (nothing about the host is disclosed).
