@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import struct
-import sys
 from collections import Counter
 from functools import lru_cache
 from pathlib import Path
@@ -188,9 +187,7 @@ def native_backend(parts: ModelParts, options: BackendOptions) -> tuple[OrtBacke
 
 
 def _bar(total: int) -> Any:
-    """A tqdm bar on a terminal, None elsewhere (aikit's progress policy: bars only where a person sees them)."""
-    if not sys.stderr.isatty():
-        return None
-    from tqdm.auto import tqdm
+    """aikit's progress rule (``aikit.progress``): a bar on a terminal, none in logs, CI or pipes."""
+    from aikit.progress import progress_bar
 
-    return tqdm(total=total, unit="step", file=sys.stderr, leave=False)
+    return progress_bar(total, desc="aikit: first load", unit="step", leave=False)
