@@ -237,6 +237,7 @@ class SharedStepDecoder(StepDecoder):
         self._lengths: list[int] = []  # tokens in each row's cache
         self._cache: list[NDArray[np.float32]] = []  # one [rows, kv_heads, capacity, head_dim] per past input
         self._next_slot = 0
+        self._binding: tuple[tuple[int | None, int | None], Any] | None = None  # (rows, binding) until a reserve
 
     @property
     @override
@@ -257,17 +258,26 @@ class SharedStepDecoder(StepDecoder):
         for old, new in zip(self._cache, grown):
             new[:used, :, :have_pos] = old[:used]
         self._cache = grown
+        self._binding = None  # it points into the old buffers
 
     def _next_tokens(self, ids: NDArray[Any], mask: NDArray[Any], rows: slice, owners: Sequence[_Row]) -> list[int]:
         """Run ``ids`` for the buffer rows ``rows`` (bound in place as past and present); the next
-        token of each of ``owners`` (the rows' sequences) from the last position."""
+        token of each of ``owners`` (the rows' sequences) from the last position.
+
+        The cache bindings of a slice are kept until the buffers are reallocated or another slice
+        runs (the steps between two joins or leaves reuse them), so a step binds only its ids and
+        mask anew."""
         graph = self.graph
         lay, session = graph.layout, graph.session
-        binding = session.io_binding()
-        for past, present, cache in zip(lay.past, lay.present, self._cache, strict=True):
-            value = self.ort.OrtValue.ortvalue_from_numpy(cache[rows])  # a view: the kernel writes in place
-            binding.bind_ortvalue_input(past, value)
-            binding.bind_ortvalue_output(present, value)
+        key = (rows.start, rows.stop)
+        if self._binding is None or self._binding[0] != key:
+            binding = session.io_binding()
+            for past, present, cache in zip(lay.past, lay.present, self._cache, strict=True):
+                value = self.ort.OrtValue.ortvalue_from_numpy(cache[rows])  # a view: the kernel writes in place
+                binding.bind_ortvalue_input(past, value)
+                binding.bind_ortvalue_output(present, value)
+            self._binding = (key, binding)
+        binding = self._binding[1]
         binding.bind_cpu_input("input_ids", ids.astype(lay.ids_dtype, copy=False))
         binding.bind_cpu_input("attention_mask", mask.astype(lay.mask_dtype, copy=False))
         return _run_head(graph, binding, ids.shape[0], ids.shape[1], owners)
