@@ -57,3 +57,19 @@ def smollm2(smollm2_path: Any) -> Iterator[Any]:
     import aikit
 
     yield aikit.Model.load(smollm2_path, backend="torch")  # the tests compare against the float32 torch model
+
+
+@pytest.fixture
+def aikit_redact() -> Iterator[Any]:
+    """The example input-redaction plugin (examples/plugins/aikit-redact), importable for one test."""
+    import sys
+    from pathlib import Path
+
+    path = str(Path(__file__).resolve().parents[1] / "examples" / "plugins" / "aikit-redact" / "src")
+    sys.path.insert(0, path)
+    try:
+        import aikit_redact
+
+        yield aikit_redact
+    finally:
+        sys.path.remove(path)

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -179,15 +178,3 @@ def test_middleware_sees_every_prompt_on_the_continuous_path(
 
     assert joined == [ids("mail [EMAIL] now")] * 2
     assert ids("mail [EMAIL] now") != ids(secret)  # the check can tell them apart
-
-
-@pytest.fixture
-def aikit_redact() -> Iterator[Any]:
-    path = str(Path(__file__).resolve().parents[1] / "examples" / "plugins" / "aikit-redact" / "src")
-    sys.path.insert(0, path)
-    try:
-        import aikit_redact
-
-        yield aikit_redact
-    finally:
-        sys.path.remove(path)

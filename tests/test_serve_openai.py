@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -453,18 +452,6 @@ class _UseMockBackend:
     @aikit.hookimpl
     def aikit_register_backends(self, register: Callable[[type[aikit.Backend]], None]) -> None:
         register(MockBackend)
-
-
-@pytest.fixture
-def aikit_redact() -> Iterator[Any]:
-    path = str(Path(__file__).resolve().parents[1] / "examples" / "plugins" / "aikit-redact" / "src")
-    sys.path.insert(0, path)
-    try:
-        import aikit_redact
-
-        yield aikit_redact
-    finally:
-        sys.path.remove(path)
 
 
 def test_a_streamed_chat_prompt_is_redacted_before_the_model_sees_it(

@@ -93,6 +93,18 @@ def _run_head(graph: DecoderGraph, binding: Any, batch: int, length: int, rows: 
     return _select(logits[:, -1, :], rows)
 
 
+def _advance(rows: Sequence[_Row], tokens: Sequence[int]) -> dict[int, int]:
+    """Record each row's new token (the input of its next step); ``{slot: token}``."""
+    for row, token in zip(rows, tokens, strict=True):
+        row.position += 1
+        row.next_token = token
+    return {row.slot: row.next_token for row in rows}
+
+
+def _index_of(rows: Sequence[_Row], slot: int) -> int | None:
+    return next((i for i, r in enumerate(rows) if r.slot == slot), None)
+
+
 def _new_row(slot: int, prompt_ids: Sequence[int], options: GenerationOptions) -> _Row:
     return _Row(
         slot=slot,
@@ -197,15 +209,12 @@ class OrtStepDecoder(StepDecoder):
             binding.bind_output(name, "cpu")
         tokens = _run_head(self.graph, binding, len(self._rows), 1, self._rows)
         self._past = list(binding.get_outputs()[: len(lay.present)])  # OrtValues: bound as they are next step
-        for row, token in zip(self._rows, tokens, strict=True):
-            row.position += 1
-            row.next_token = token
-        return {row.slot: row.next_token for row in self._rows}
+        return _advance(self._rows, tokens)
 
     # ------------------------------------------------------------------ leave
     @override
     def leave(self, slot: int) -> None:
-        index = next((i for i, r in enumerate(self._rows) if r.slot == slot), None)
+        index = _index_of(self._rows, slot)
         if index is None:
             return
         keep = [i for i in range(len(self._rows)) if i != index]
@@ -311,15 +320,12 @@ class SharedStepDecoder(StepDecoder):
             row.history.append(row.next_token)
         ids = np.asarray([[r.next_token] for r in self._rows], dtype=np.int64)
         tokens = self._next_tokens(ids, mask, slice(0, count), self._rows)
-        for r, (row, token) in enumerate(zip(self._rows, tokens, strict=True)):
-            row.position += 1
-            row.next_token = token
-            self._lengths[r] += 1
-        return {row.slot: row.next_token for row in self._rows}
+        self._lengths = [length + 1 for length in self._lengths]
+        return _advance(self._rows, tokens)
 
     @override
     def leave(self, slot: int) -> None:
-        index = next((i for i, r in enumerate(self._rows) if r.slot == slot), None)
+        index = _index_of(self._rows, slot)
         if index is None:
             return
         last = len(self._rows) - 1
