@@ -9,7 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,9 @@ import httpx
 import pytest
 
 import aikit
+from aikit.backend import StepDecoder
 from aikit.options import GenerationOptions
-from aikit.serve import ServeSettings, create_app
+from aikit.serve import ContinuousBatcher, OverloadedError, ServeSettings, create_app
 from aikit.serve.local import LocalServer
 from aikit.testing import fresh_host
 
@@ -178,3 +179,52 @@ def test_middleware_sees_every_prompt_on_the_continuous_path(
 
     assert joined == [ids("mail [EMAIL] now")] * 2
     assert ids("mail [EMAIL] now") != ids(secret)  # the check can tell them apart
+
+
+class _PacedDecoder(StepDecoder):
+    """A real step decoder that takes at least ``pace`` seconds per step (a slower machine)."""
+
+    def __init__(self, inner: StepDecoder, pace: float) -> None:
+        self.inner, self.pace = inner, pace
+
+    def join(self, prompt_ids: Sequence[int], options: GenerationOptions) -> tuple[int, int]:
+        return self.inner.join(prompt_ids, options)
+
+    def step(self) -> dict[int, int]:
+        time.sleep(self.pace)
+        return self.inner.step()
+
+    def leave(self, slot: int) -> None:
+        self.inner.leave(slot)
+
+    @property
+    def active(self) -> int:
+        return self.inner.active
+
+
+def test_a_request_that_could_not_start_before_its_deadline_is_refused_at_once(llama_concat: aikit.Model) -> None:
+    """One place, taken by a generation of 40 tokens at >= 50 ms a step: a second request would wait
+    about 2 s, past its 0.5 s deadline, so it is refused in milliseconds; once the place frees it
+    is admitted again."""
+    decoder = _PacedDecoder(llama_concat.backend.step_decoder(), 0.05)
+    batcher = ContinuousBatcher(llama_concat, decoder, max_active=1, max_waiting=4, deadline_s=0.5)
+    try:
+        first = batcher.hold()
+        stream = batcher.stream("hello", max_new_tokens=40, chat_template=False)
+        next(stream)
+        deadline = time.monotonic() + 5
+        while not batcher._paces:  # one step timed, so the pace is known
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        wait = batcher.estimated_wait_s()
+        assert wait is not None and 1.0 < wait < 3.0
+        t0 = time.monotonic()
+        with pytest.raises(OverloadedError, match="deadline"):
+            batcher.hold()
+        assert time.monotonic() - t0 < 0.05
+        for _ in stream:
+            pass
+        first.release()
+        batcher.hold().release()  # the place is free again: admitted
+    finally:
+        batcher.stop(timeout=10)

@@ -16,9 +16,11 @@ other users of the model are never interleaved with it.
 from __future__ import annotations
 
 import collections
+import heapq
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +38,9 @@ if TYPE_CHECKING:
 __all__ = ["ContinuousBatcher"]
 logger = logging.getLogger("aikit.serve")
 
+# How many recent decoding steps the admission estimate looks back on (it takes the slowest).
+_PACE_WINDOW = 16
+
 
 @dataclass
 class _Finished:
@@ -49,21 +54,36 @@ class _Job:
         self.sequence = sequence
         self.out: queue.SimpleQueue[str | _Finished | BaseException] = queue.SimpleQueue()
         self.cancelled = False  # set by the request's thread: leave at the next step
+        self.budget = int(getattr(sequence.options, "max_new_tokens", 0) or 0)  # most tokens it may take
+        self.fed = 0  # tokens decoded so far
 
 
 class ContinuousBatcher:
     """Continuous (in-flight) batching of text generation over one model (a ``SequenceRunner``).
 
     At most ``max_active`` sequences decode together; ``hold`` admits at most ``max_active +
-    max_waiting`` requests at a time (``OverloadedError`` beyond, at once). Thread-safe.
+    max_waiting`` requests at a time (``OverloadedError`` beyond, at once). With ``deadline_s``,
+    ``hold`` also refuses at once a request that would not get its first token within it: the
+    estimate plays the queue forward, each waiting sequence taking the first place that frees,
+    with every sequence running to its ``max_new_tokens`` at the slowest recent seconds per step
+    (pessimistic on purpose, as ``DynamicBatcher``'s). Thread-safe.
     """
 
     def __init__(
-        self, model: Model, decoder: StepDecoder, *, max_active: int, max_waiting: int, name: str = "aikit-decoder"
+        self,
+        model: Model,
+        decoder: StepDecoder,
+        *,
+        max_active: int,
+        max_waiting: int,
+        deadline_s: float | None = None,
+        name: str = "aikit-decoder",
     ) -> None:
         self.model = model
         self.max_active = max_active
         self.max_places = max_active + max_waiting
+        self.deadline_s = deadline_s
+        self._paces: collections.deque[float] = collections.deque(maxlen=_PACE_WINDOW)
         self._decoder = decoder
         self._waiting: collections.deque[_Job] = collections.deque()
         self._active: dict[int, _Job] = {}
@@ -97,8 +117,33 @@ class ContinuousBatcher:
                     f"waiting, of {self.max_places} places; retry later",
                     retry_after_s=1.0,
                 )
+            wait = self.estimated_wait_s()
+            if self.deadline_s is not None and wait is not None and wait > self.deadline_s:
+                raise OverloadedError(
+                    f"the server is busy: {len(self._active)} generations are running and {len(self._waiting)} "
+                    f"waiting; a new one would start in an estimated {wait:.1f} s, after its "
+                    f"{self.deadline_s:g} s deadline; retry later",
+                    retry_after_s=max(1.0, wait - self.deadline_s),
+                )
             self._held += 1
         return Hold(self._release_hold)
+
+    def estimated_wait_s(self) -> float | None:
+        """Seconds until a request admitted now would start decoding (0 while a place is free), or
+        None until a step has been timed. Every running and waiting sequence is assumed to use its
+        whole ``max_new_tokens``, at the slowest of the recent steps."""
+        # list() copies the worker's dict in one step (no Python code runs while it iterates).
+        running = [max(0, job.budget - job.fed) for job in list(self._active.values())]
+        waiting = [job.budget for job in self._waiting]
+        if len(running) + len(waiting) < self.max_active:
+            return 0.0
+        if not self._paces:
+            return None
+        ends = running + [0] * (self.max_active - len(running))  # steps until each place frees
+        heapq.heapify(ends)
+        for budget in waiting:  # first come, first served: each takes the first place to free
+            heapq.heappush(ends, heapq.heappop(ends) + budget)
+        return ends[0] * max(self._paces)
 
     def _release_hold(self) -> None:
         with self._cond:
@@ -170,6 +215,7 @@ class ContinuousBatcher:
         self._deliver(slot, job, first)
 
     def _step(self) -> None:
+        started = time.monotonic()
         try:
             tokens = self._decoder.step()
         except Exception as exc:  # the runtime failed: every sequence in the step fails with it
@@ -181,6 +227,7 @@ class ContinuousBatcher:
             return
         self.steps += 1
         self.tokens += len(tokens)
+        self._paces.append(time.monotonic() - started)
         for slot, token in tokens.items():
             self._deliver(slot, self._active[slot], token)
 
@@ -189,6 +236,7 @@ class ContinuousBatcher:
             self._leave(slot)
             job.out.put(_Finished(job.sequence.result()))
             return
+        job.fed += 1
         try:
             piece, done = job.sequence.feed(token)
         except Exception as exc:

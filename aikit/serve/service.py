@@ -109,7 +109,7 @@ class ModelService:
         decoder = self.model.backend.step_decoder() if s.continuous_batching and self.model.task.generative else None
         if decoder is not None:
             self.generator = ContinuousBatcher(
-                self.model, decoder, max_active=s.max_batch_size, max_waiting=s.max_queue
+                self.model, decoder, max_active=s.max_batch_size, max_waiting=s.max_queue, deadline_s=s.timeout_s
             )
             # One thread per request admitted (each runs the model's middleware chain, then waits
             # for its pieces); the pool never holds more than the generator admits.
