@@ -16,6 +16,10 @@ from .results import Generation
 def aikit_predict(call: PredictCall) -> list[Any]:
     model = call.model
     task = model.task
+    if call.purpose == "token_losses":
+        from .evaluate import score_tokens
+
+        return list(score_tokens(model, call.inputs, batch_size=call.batch_size or 8))
     if call.on_text is not None:
         if call.runner is not None:
             if len(call.inputs) != 1:

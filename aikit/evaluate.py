@@ -187,7 +187,21 @@ def token_losses(model: Model, texts: Sequence[str], *, batch_size: int = 8) -> 
 
     Each text is tokenised as is (no chat template); token ``t`` is scored from tokens ``< t``, so
     a text of ``n`` tokens gives ``n - 1`` values. Texts are cut to the model's context length.
+    The texts go through the model's ``aikit_predict`` middleware like ``predict``'s inputs (a
+    ``PredictCall`` with ``purpose="token_losses"``), so input middleware sees what is scored.
     """
+    from .plugins import get_host
+    from .predict_call import PredictCall
+
+    call = PredictCall(
+        model=model, inputs=[str(t) for t in texts], batch_size=batch_size, progress=False, purpose="token_losses"
+    )
+    results: list[NDArray[np.float64]] = get_host().pm.hook.aikit_predict(call=call)
+    return results
+
+
+def score_tokens(model: Model, texts: Sequence[str], *, batch_size: int = 8) -> list[NDArray[np.float64]]:
+    """``token_losses`` without the middleware: what the core's ``aikit_predict`` runs for it."""
     if model.task.name != "text-generation":
         raise ConfigError(
             f"perplexity needs a causal language model (text-generation); this one does {model.task.name!r}"

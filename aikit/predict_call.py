@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -45,6 +45,12 @@ class PredictCall:
     ``runner`` is None unless a server decodes this stream together with others (a
     ``SequenceRunner``): the core then hands the call to it instead of running the model alone.
     Middleware sees and may change the call exactly as for any stream.
+
+    ``purpose`` is ``"predict"`` for ``predict`` and ``stream``. Evaluation that scores text rather
+    than predicting (perplexity: ``aikit.evaluate.token_losses``) sends its texts through the same
+    chain with ``purpose="token_losses"``: ``inputs`` are the texts (input middleware such as
+    redaction sees and may change them), and the results are one ``float64`` array of per-token
+    losses per text, not task results, so output middleware should pass them through.
     """
 
     model: Model
@@ -56,6 +62,7 @@ class PredictCall:
     extra: dict[str, Any] = field(default_factory=dict)
     on_text: Callable[[str], None] | None = None
     runner: SequenceRunner | None = None
+    purpose: Literal["predict", "token_losses"] = "predict"
 
     @property
     def streaming(self) -> bool:

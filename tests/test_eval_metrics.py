@@ -6,6 +6,7 @@ import math
 import random
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -93,3 +94,19 @@ def test_perplexity_needs_a_causal_lm(tiny_model_dir: Callable[[str], Path]) -> 
     model = aikit.Model.load(tiny_model_dir("bert-sequence-classification"))
     with pytest.raises(aikit.ConfigError, match="causal language model"):
         token_losses(model, ["hello"])
+
+
+def test_the_scored_texts_go_through_the_middleware(tiny_model_dir: Callable[[str], Path], aikit_redact: Any) -> None:
+    """Perplexity scores what input middleware leaves: with the redaction plugin, the text scored is
+    the masked one (as many losses as its tokens, less one), as for predict and stream."""
+    from aikit.testing import fresh_host
+
+    secret = "write to bob@example.com or call +44 20 7946 0958 today"
+    masked = "write to [EMAIL] or call [PHONE] today"
+    with fresh_host(aikit_redact):
+        model = aikit.Model.load(tiny_model_dir("llama-causal-lm"))
+        (losses,) = token_losses(model, [secret])
+        tokenizer = model.parts.tokenizer
+        assert len(losses) == len(tokenizer(masked)["input_ids"]) - 1
+        assert len(tokenizer(masked)["input_ids"]) != len(tokenizer(secret)["input_ids"])  # the check can tell
+        np.testing.assert_allclose(losses, aikit.evaluate.score_tokens(model, [masked])[0])
