@@ -88,7 +88,9 @@ def aikit_register_dataset_formats(register: Callable[..., None]) -> None:
 def aikit_register_commands(cli: Any) -> None:
     """Add commands to the ``aikit`` command line. ``cli`` is the root ``typer.Typer`` application.
 
-    Called once when the CLI starts.
+    Called once per plugin, when the CLI runs a command that is not aikit's own (``aikit --help``
+    loads no plugin) and by ``aikit plugins``. A name that aikit or an earlier plugin already has is
+    refused: every command this plugin added is withdrawn and a warning names it.
     """
 
 

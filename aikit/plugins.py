@@ -274,11 +274,15 @@ class PluginHost:
         for kind in _KINDS:
             if self.implements(name, f"aikit_register_{kind}"):
                 self.call_plugin(f"aikit_register_{kind}", name, register=self._registrar(kind, name, info))
-        for hook in (*_MIDDLEWARE_HOOKS, "aikit_choose_backend", "aikit_optimize_candidates"):
-            impls = [i for i in getattr(self.pm.hook, hook).get_hookimpls() if i.plugin is plugin]
-            for impl in impls:
-                kind = "middleware" if hook in _MIDDLEWARE_HOOKS and (impl.wrapper or impl.hookwrapper) else "hooks"
-                info.registered.setdefault(kind, []).append(hook)
+        # The other hooks it implements, for ``aikit plugins``; commands and explainers are recorded
+        # when they are collected (``add_commands``, ``aikit.explain.registered_explainers``).
+        for caller in sorted(self.pm.get_hookcallers(plugin) or [], key=lambda c: c.name):
+            if caller.name.startswith("aikit_register_"):
+                continue
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin:
+                    middleware = caller.name in _MIDDLEWARE_HOOKS and (impl.wrapper or impl.hookwrapper)
+                    info.registered.setdefault("middleware" if middleware else "hooks", []).append(caller.name)
 
     def _claim(self, kind: str, item_name: str, plugin_name: str) -> None:
         """Refuse ``item_name`` when another plugin (or aikit itself) already registered it as a ``kind``."""
