@@ -175,9 +175,10 @@ def test_prompt_lookup_gives_the_greedy_tokens(default_smollm2: aikit.Model, pro
 
 
 @pytest.mark.slow
-def test_prompt_lookup_in_a_batch_and_with_few_drafts(default_smollm2: aikit.Model) -> None:
+def test_batches_and_prompt_lookup_in_a_batch_give_the_single_prompt_tokens(default_smollm2: aikit.Model) -> None:
     prompts = [GROUNDED[0], OPEN[0], GROUNDED[2]]
-    plain = default_smollm2.predict(prompts, max_new_tokens=24)
+    plain = default_smollm2.predict(prompts, max_new_tokens=24)  # one call per step for all rows
+    assert [g.token_ids for g in plain] == [default_smollm2.predict(p, max_new_tokens=24).token_ids for p in prompts]
     for k in (1, 3):
         fast = default_smollm2.predict(prompts, max_new_tokens=24, speculative="prompt-lookup", draft_tokens=k)
         assert [g.token_ids for g in fast] == [g.token_ids for g in plain]

@@ -3,10 +3,11 @@
 Two graph layouts (see ``aikit_onnxruntime.decoder_export``):
 
 - **shared buffer** (onnxruntime-genai builder, ``GroupQueryAttention``): one preallocated
-  ``[1, kv_heads, capacity, head_dim]`` buffer per K and V is bound as both the past input and the
-  present output, so nothing is copied per token; the logits go into a preallocated numpy buffer.
-  Rows of a batch decode in lockstep, each with its own cache (padding stripped), because the
-  fused attention kernel takes right-aligned sequences only.
+  ``[rows, kv_heads, capacity, head_dim]`` buffer per K and V is bound as both the past input and
+  the present output, so nothing is copied per token; outputs go into preallocated numpy buffers.
+  Each prompt is prefilled alone (padding stripped: the fused attention kernel takes no padding
+  inside a prompt), then every step runs all rows in one call, the attention mask giving each row
+  its own length (``_SharedBatch``). Speculative decoding runs row by row.
 - **concatenated cache** (aikit's export): the whole left-padded batch runs in one call with
   ``position_ids`` from the attention mask; the ``present`` OrtValues are re-bound as the next
   step's ``past`` without a numpy round trip.
@@ -222,23 +223,34 @@ class DecoderGraph:
     def _generate_shared(
         self, history: list[list[int]], options: GenerationOptions, rng: np.random.Generator
     ) -> Iterator[NDArray[np.int64]]:
-        rows = [_SharedRow(self, len(h) + options.max_new_tokens) for h in history]
-        pending: list[Sequence[int]] = [h for h in history]  # what each row's cache has not seen yet
+        """Each prompt is prefilled alone (the fused attention takes no padding inside a prompt); then
+        every step runs all rows in one call, each at its own length (``_SharedBatch``)."""
+        batch = _SharedBatch(self, max(len(h) for h in history) + options.max_new_tokens, len(history))
         fast = self._greedy_argmax(options)
-        token = np.zeros(len(rows), dtype=np.int64)
-        for step in range(options.max_new_tokens):
+        name = DECODE_OUTPUT if fast and self.argmax_output else "logits"
+        token = np.zeros(len(history), dtype=np.int64)
+        for r, (h, row) in enumerate(zip(history, batch.rows)):
+            out = row.tokens(h, last=True) if fast else row.logits(h, last=True)
+            batch.joined(r)
             if fast:
-                for r, row in enumerate(rows):
-                    token[r] = row.tokens(pending[r], last=True)[-1]
+                token[r] = out[-1]
+            elif r == 0:
+                first = np.empty((len(history), self.vocab), dtype=np.float32)
+                first[0] = out[-1]
             else:
-                logits = np.stack([row.logits(pending[r], last=True)[-1] for r, row in enumerate(rows)])
-                token = select_next(logits, history, options, rng)
+                first[r] = out[-1]
+        if not fast:
+            token = select_next(first, history, options, rng)
+        for step in range(options.max_new_tokens):
             yield token.copy()
             if step == options.max_new_tokens - 1:
                 return
             for r, t in enumerate(token.tolist()):
                 history[r].append(t)
-                pending[r] = (t,)
+            if fast:
+                token = batch.step(token, name)[:, -1].astype(np.int64)
+            else:
+                token = select_next(batch.step(token, name)[:, -1], history, options, rng)
 
     def _generate_lookup(self, history: list[list[int]], options: GenerationOptions) -> Iterator[NDArray[np.int64]]:
         """Greedy decoding with prompt-lookup drafts checked in one call per row (see the module doc).
@@ -311,15 +323,16 @@ class _SharedRow:
     token, a new id array) is bound.
     """
 
-    def __init__(self, graph: DecoderGraph, capacity: int) -> None:
+    def __init__(self, graph: DecoderGraph, capacity: int, cache: Sequence[NDArray[np.float32]] = ()) -> None:
         ort, lay = graph.ort, graph.layout
         self.graph = graph
         self.capacity = capacity
         self.binding = graph.session.io_binding()
-        self.cache = [
-            ort.OrtValue.ortvalue_from_numpy(np.zeros((1, lay.kv_heads, capacity, lay.head_dim), dtype=np.float32))
-            for _ in lay.past
+        # ``cache``: this row's [1, kv_heads, capacity, head_dim] views of a batch's buffers (written in place)
+        arrays = list(cache) or [
+            np.zeros((1, lay.kv_heads, capacity, lay.head_dim), dtype=np.float32) for _ in lay.past
         ]
+        self.cache = [ort.OrtValue.ortvalue_from_numpy(a) for a in arrays]
         for past, present, value in zip(lay.past, lay.present, self.cache):
             self.binding.bind_ortvalue_input(past, value)
             self.binding.bind_ortvalue_output(present, value)
@@ -377,6 +390,59 @@ class _SharedRow:
             return self._run(ids, last, DECODE_OUTPUT)
         logits: NDArray[np.int64] = np.argmax(self._run(ids, last, "logits"), axis=-1).astype(np.int64)
         return logits
+
+
+class _SharedBatch:
+    """Rows decoding together on a shared-buffer graph: one ``[rows, kv_heads, capacity, head_dim]``
+    buffer per cache input, each row's prompt prefilled alone through a :class:`_SharedRow` over its
+    slice, then one call per step for all rows. The attention mask gives each row its own length
+    (ones up to it, zeros after): ``GroupQueryAttention`` appends each row's new key and value at
+    that row's length and attends to that many positions only, so rows of different lengths need no
+    padding inside the cache.
+    """
+
+    def __init__(self, graph: DecoderGraph, capacity: int, rows: int) -> None:
+        ort, lay = graph.ort, graph.layout
+        self.graph = graph
+        buffers = [np.zeros((rows, lay.kv_heads, capacity, lay.head_dim), dtype=np.float32) for _ in lay.past]
+        self.rows = [_SharedRow(graph, capacity, [b[r : r + 1] for b in buffers]) for r in range(rows)]
+        self.binding = graph.session.io_binding()
+        for past, present, buffer in zip(lay.past, lay.present, buffers):
+            value = ort.OrtValue.ortvalue_from_numpy(buffer)
+            self.binding.bind_ortvalue_input(past, value)
+            self.binding.bind_ortvalue_output(present, value)
+        self.buffers = buffers  # the OrtValues above point into these: keep them alive
+        self.mask = np.zeros((rows, capacity), dtype=lay.mask_dtype)
+        self.ids = np.zeros((rows, 1), dtype=lay.ids_dtype)
+        self.binding.bind_ortvalue_input("input_ids", ort.OrtValue.ortvalue_from_numpy(self.ids))
+        if graph.keeps_last:
+            self.keep = np.ones(1, dtype=np.int64)
+            self.binding.bind_ortvalue_input(DECODE_INPUT, ort.OrtValue.ortvalue_from_numpy(self.keep))
+        self._out: dict[str, NDArray[Any]] = {}
+
+    def joined(self, r: int) -> None:
+        """Row ``r``'s prompt is in its cache: its mask covers it."""
+        self.mask[r, : self.rows[r].total] = 1
+
+    def step(self, tokens: NDArray[np.int64], name: str) -> NDArray[Any]:
+        """Feed one token per row after its cache; ``name``'s output (``[rows, 1]`` ids or ``[rows, 1, vocab]``)."""
+        graph, b = self.graph, self.binding
+        for r, row in enumerate(self.rows):
+            if row.total >= row.capacity:
+                raise ConfigError(f"the decoder's cache holds {row.capacity} tokens; this step needs more")
+            self.mask[r, row.total] = 1
+            row.total += 1
+        self.ids[:, 0] = tokens
+        width = max(row.total for row in self.rows)
+        b.bind_cpu_input("attention_mask", np.ascontiguousarray(self.mask[:, :width]))
+        out = self._out.get(name)
+        if out is None:
+            rows = len(self.rows)
+            shape = (rows, 1, graph.vocab) if name == "logits" else (rows, 1)
+            out = self._out[name] = np.empty(shape, dtype=np.float32 if name == "logits" else np.int64)
+            b.bind_ortvalue_output(name, graph.ort.OrtValue.ortvalue_from_numpy(out))
+        graph.session.run_with_iobinding(b)
+        return out
 
 
 def _past_order(name: str) -> tuple[int, str]:
