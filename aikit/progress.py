@@ -25,13 +25,16 @@ def show_progress(enabled: bool | None, *, items: int = 0, min_items: int = 0) -
 
 
 def progress_bar(
-    total: int, *, desc: str, unit: str, enabled: bool | None = None, min_items: int = 0, leave: bool = True
+    total: int | None, *, desc: str, unit: str, enabled: bool | None = None, min_items: int = 0, leave: bool = True
 ) -> Any:
     """A tqdm bar on standard error over ``total`` units when ``show_progress`` says so, else None.
 
+    ``total=None``: the amount of work is not known in advance (a stream of rows); the bar counts
+    up, and ``min_items`` does not apply.
+
     The caller updates and closes it (``if bar is not None``). ``leave=False`` clears it when closed.
     """
-    if not show_progress(enabled, items=total, min_items=min_items):
+    if not show_progress(enabled, items=min_items if total is None else total, min_items=min_items):
         return None
     from tqdm.auto import tqdm
 

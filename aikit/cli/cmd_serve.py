@@ -118,7 +118,7 @@ def register(app: typer.Typer) -> None:
         elif engine == "local":
             from ..serve.batch_job import run_local_batch
 
-            count = run_local_batch(job, progress=True)
+            count = run_local_batch(job)  # a bar on a terminal (aikit.progress)
         else:
             from ..errors import ConfigError
 

@@ -27,7 +27,6 @@ import json
 import logging
 import math
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import AikitError, ConfigError, InputError
 from ..options import GenerationOptions
+from ..progress import progress_bar
 from .batch_size import candidate_sizes, fastest_batch_size
 from .candidate import Candidate
 from .report import CHOSEN, NOT_TRIED, REJECTED, WITHIN_BUDGET, CandidateResult, OptimizationReport
@@ -77,7 +77,9 @@ def proposed_candidates(model: Model, objective: str) -> tuple[list[Candidate], 
     host = get_host()
     found: list[Candidate] = []
     notes: list[str] = []
-    for impl in host.pm.hook.aikit_optimize_candidates.get_hookimpls():
+    # One plugin at a time, through pluggy's call loop (tracing and the plugin's own wrappers hold).
+    names = sorted({impl.plugin_name for impl in host.pm.hook.aikit_optimize_candidates.get_hookimpls()})
+    for name in names:
         mine: list[Candidate] = []
 
         def propose(candidate: Candidate, _into: list[Candidate] = mine) -> None:
@@ -85,12 +87,11 @@ def proposed_candidates(model: Model, objective: str) -> tuple[list[Candidate], 
                 raise ConfigError(f"propose() takes an aikit.Candidate, got {type(candidate).__name__}")
             _into.append(candidate)
 
-        kwargs = {"model": model, "objective": objective, "propose": propose}
         try:
-            impl.function(**{name: kwargs[name] for name in impl.argnames})
+            host.call_plugin("aikit_optimize_candidates", name, model=model, objective=objective, propose=propose)
         except Exception as exc:  # a broken plugin is reported, not fatal
-            notes.append(f"plugin {impl.plugin_name!r} failed to propose candidates: {type(exc).__name__}: {exc}")
-            logger.warning("plugin %r failed to propose optimize candidates: %s", impl.plugin_name, exc)
+            notes.append(f"plugin {name!r} failed to propose candidates: {type(exc).__name__}: {exc}")
+            logger.warning("plugin %r failed to propose optimize candidates: %s", name, exc)
             continue
         found.extend(mine)
     return found, notes
@@ -330,14 +331,6 @@ def _check_arguments(
         raise ConfigError(f"budget_seconds must be a positive number of seconds or None, got {budget_seconds!r}")
 
 
-def _progress_bar(enabled: bool | None, total: int) -> Any:
-    if enabled is False or (enabled is None and not sys.stderr.isatty()):
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="optimize", unit="candidate", file=sys.stderr, leave=True)
-
-
 def optimize_model(
     model: Model,
     *,
@@ -420,7 +413,7 @@ def optimize_model(
     results = {c.key(): CandidateResult(label=c.label, backend=c.backend, note=c.note) for c in todo}
     report.candidates += list(results.values())
     built: dict[str, Model] = {}
-    bar = _progress_bar(progress, len(todo))
+    bar = progress_bar(len(todo), desc="optimize", unit="candidate", enabled=progress)
     try:
         for candidate in todo:
             result = results[candidate.key()]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, InputError
+from ..progress import progress_bar
 
 if TYPE_CHECKING:
     from ..model import Model
@@ -151,13 +152,12 @@ class RecordWriter:
         self._tmp.unlink(missing_ok=True)
 
 
-def run_local_batch(job: BatchJob, *, progress: bool = True, model: Model | None = None) -> int:
-    """Run ``job`` in this process with a progress bar; return the number of results written."""
-    from tqdm.auto import tqdm
-
+def run_local_batch(job: BatchJob, *, progress: bool | None = None, model: Model | None = None) -> int:
+    """Run ``job`` in this process; return the number of results written. A progress bar counts the
+    rows as ``aikit.progress`` decides (``progress`` wins; by default only on a terminal)."""
     model = model or load_job_model(job)
     writer = RecordWriter(job.output)
-    bar = tqdm(desc="aikit batch", unit="row", disable=not progress)
+    bar = progress_bar(None, desc="aikit batch", unit="row", enabled=progress)
     index = 0
     try:
         chunk: list[Any] = []
@@ -165,17 +165,20 @@ def run_local_batch(job: BatchJob, *, progress: bool = True, model: Model | None
             chunk.append(row)
             if len(chunk) == _CHUNK:
                 index = _run_chunk(model, job, chunk, index, writer)
-                bar.update(len(chunk))
+                if bar is not None:
+                    bar.update(len(chunk))
                 chunk = []
         if chunk:
             index = _run_chunk(model, job, chunk, index, writer)
-            bar.update(len(chunk))
+            if bar is not None:
+                bar.update(len(chunk))
         writer.close()
     except BaseException:
         writer.abort()
         raise
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
     return writer.count
 
 

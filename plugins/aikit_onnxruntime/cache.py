@@ -26,8 +26,11 @@ COMPLETE = "entry.json"  # written last: an entry without it is ignored and rebu
 
 
 def cache_root() -> Path:
-    """``$AIKIT_CACHE_DIR/onnx`` (default ``~/.cache/aikit/onnx``)."""
-    return Path(os.environ.get("AIKIT_CACHE_DIR") or Path.home() / ".cache" / "aikit") / "onnx"
+    """The ``onnx`` folder of aikit's cache (``aikit.cache.cache_dir``: ``$AIKIT_CACHE_DIR``, else the
+    platform's user cache, such as ``$XDG_CACHE_HOME/aikit``)."""
+    from aikit.cache import cache_dir
+
+    return cache_dir("onnx")
 
 
 def module_digest(module: Any) -> str:
