@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from . import plugins as plugins
     from .backend import Backend
     from .benchmark_report import BenchmarkReport
-    from .compare import ComparisonReport, compare
+    from .comparison import ComparisonReport, compare
     from .evaluate import EvaluationReport
     from .explain import Explainer, ExplainOptions, Explanation, FaithfulnessReport
     from .loader import Loader
@@ -63,8 +63,8 @@ if TYPE_CHECKING:
 _LAZY: dict[str, str] = {
     "Backend": ".backend",
     "BenchmarkReport": ".benchmark_report",
-    "ComparisonReport": ".compare",
-    "compare": ".compare",
+    "ComparisonReport": ".comparison",
+    "compare": ".comparison",
     "EvaluationReport": ".evaluate",
     "Loader": ".loader",
     "Model": ".model",

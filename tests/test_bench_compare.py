@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import aikit
-from aikit.compare import agreement, pareto_front
+from aikit.comparison import agreement, pareto_front
 from aikit.results import Classification, Embedding
 
 SENTENCES = ["the cat is happy", "a dog", "paris is a big city on a river", "hello world", "red fish blue fish"]

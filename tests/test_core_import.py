@@ -83,3 +83,16 @@ def test_py_typed_marker_ships() -> None:
     from importlib.resources import files
 
     assert files("aikit").joinpath("py.typed").is_file()
+
+
+def test_no_public_name_is_shadowed_by_a_submodule_of_the_same_name() -> None:
+    """Importing ``aikit.X`` sets the attribute ``aikit.X`` to the module, replacing a lazily loaded
+    public name ``X`` (``aikit.compare`` became a module once ``aikit.compare``'s module was imported)."""
+    from pathlib import Path
+
+    import aikit
+
+    package = Path(aikit.__file__).parent
+    lazy = aikit._LAZY  # type: ignore[attr-defined]
+    clashes = sorted(n for n in lazy if (package / f"{n}.py").exists() or (package / n / "__init__.py").exists())
+    assert clashes == []

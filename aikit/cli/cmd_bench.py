@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Latency (p50/p90/p99), throughput, memory and size; several models give one table of
         ratios against the first, with quality, and --plot draws quality against speed."""
-        from ..compare import compare
+        from ..comparison import compare
         from ..eval_data import load_dataset
         from ..reporting import check_plot_path
 

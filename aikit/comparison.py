@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from .model import Model
 
 __all__ = ["ComparisonReport", "agreement", "compare", "pareto_front"]
-logger = logging.getLogger("aikit.compare")
+logger = logging.getLogger("aikit.comparison")
 
 
 def agreement(baseline: Sequence[Any], results: Sequence[Any]) -> float:
