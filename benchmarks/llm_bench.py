@@ -91,7 +91,7 @@ class Engines:
         self.genai_own = self._genai_model(own) if with_genai else None
         self.llama = self._llama() if with_llama else None
         if not with_llama:
-            self.notes.append("llama.cpp not measured (opt-in: --llama; the llama-cpp-python built here segfaults)")
+            self.notes.append("llama.cpp not measured (opt-in: --llama; llama-cpp-python is not in the lock)")
 
     @property
     def torch(self) -> Any:
@@ -151,13 +151,32 @@ class Engines:
         self.genai_int4_folder = out
         return self._genai_model(out)
 
-    def _llama(self) -> Any:
+    def _llama(self, *, logits_all: bool = False) -> Any:
         try:
-            from llama_cpp import Llama  # type: ignore[import-not-found,unused-ignore]
+            import llama_cpp  # type: ignore[import-not-found,unused-ignore]
+            import llama_cpp.llama  # type: ignore[import-not-found,unused-ignore]
         except ImportError as exc:
             self.notes.append(f"llama.cpp not measured: {exc}")
             return None
-        return Llama(model_path=str(self.gguf), n_threads=self.threads, n_ctx=2048, verbose=False)
+        # llama-cpp-python 0.3.36 built here segfaults in its first decode when llama.cpp repacks
+        # the weights into its "extra buffer types" (the AMX / repacked CPU layouts) on this VM; with
+        # them off it runs. That is the layout llama.cpp uses where repacking is unavailable, so on a
+        # machine where repacking works llama.cpp may be faster than measured here.
+        low: Any = llama_cpp.llama.llama_cpp  # type: ignore[attr-defined,unused-ignore]  # the ctypes layer
+        defaults = low.llama_model_default_params
+
+        def without_extra_buffers() -> Any:
+            params = defaults()
+            params.use_extra_bufts = False
+            return params
+
+        low.llama_model_default_params = without_extra_buffers
+        note = "llama.cpp ran with use_extra_bufts=False (its weight repacking segfaults on this VM)"
+        if note not in self.notes:
+            self.notes.append(note)
+        return llama_cpp.Llama(
+            model_path=str(self.gguf), n_threads=self.threads, n_ctx=2048, verbose=False, logits_all=logits_all
+        )
 
     # ------------------------------------------------------------------ runners: (prompt ids, n) -> tokens
     def runners(self) -> dict[str, Callable[[list[list[int]], int], list[list[int]]]]:
@@ -381,6 +400,15 @@ def bench_ppl(e: Engines, windows: int = 8, length: int = 256) -> list[dict[str,
                 "perplexity": ppl(lambda x: graph.logits(x, np.ones_like(x))),
             }
         )
+    if e.llama is not None:  # a second instance that keeps the logits of every position
+        llama = e._llama(logits_all=True)
+
+        def llama_logits(x: np.ndarray) -> np.ndarray:
+            llama.reset()
+            llama.eval([int(t) for t in x[0]])
+            return np.asarray(llama.scores[: x.shape[1]], dtype=np.float32)[None]
+
+        rows.append({"engine": "llama.cpp (GGUF Q4_1)", "perplexity": ppl(llama_logits)})
     base = rows[1]["perplexity"]
     for r in rows:
         r["vs_float32"] = r["perplexity"] / base - 1
