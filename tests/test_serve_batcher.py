@@ -52,18 +52,35 @@ def test_items_queued_together_share_one_call_and_get_their_own_results(embedder
 
 
 def test_max_wait_closes_a_partial_batch(embedder: aikit.Model) -> None:
+    """Once requests come together (the last batch held two), a lone item waits up to max_wait_ms
+    for company, then runs alone."""
     rec = Recorder(embedder)
     batcher = DynamicBatcher(rec, max_batch_size=64, max_wait_ms=30, max_queue=8)
     try:
+        for f in batcher.submit(["two", "together"]):
+            f.result(timeout=30)
         t0 = time.monotonic()
         (future,) = batcher.submit(["alone"])
         outcome = future.result(timeout=30)
         waited = time.monotonic() - t0
     finally:
         batcher.stop(timeout=30)
-    assert rec.sizes == [1]
+    assert rec.sizes == [2, 1]
     assert outcome.queue_s >= 0.025  # it waited for company, about max_wait_ms
     assert waited < 10
+
+
+def test_requests_coming_one_at_a_time_do_not_wait_for_company(embedder: aikit.Model) -> None:
+    """While every batch holds one item, the next lone item runs at once: waiting max_wait_ms for
+    company that is not coming would only add to its latency."""
+    rec = Recorder(embedder)
+    batcher = DynamicBatcher(rec, max_batch_size=64, max_wait_ms=500, max_queue=8)
+    try:
+        outcomes = [batcher.submit([text])[0].result(timeout=30) for text in ("one", "at", "a", "time")]
+    finally:
+        batcher.stop(timeout=30)
+    assert rec.sizes == [1, 1, 1, 1]
+    assert all(o.queue_s < 0.25 for o in outcomes)  # none waited the 0.5 s max_wait
 
 
 def test_a_failing_item_fails_alone(embedder: aikit.Model) -> None:

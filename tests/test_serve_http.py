@@ -275,6 +275,8 @@ def test_a_bad_item_in_a_batch_fails_only_its_own_request(tiny_model_dir: Any) -
         _wait_ready(c)
         good = {"inputs": [{"image_base64": _png((200, 30, 30))}]}
         bad = {"inputs": [{"image_base64": base64.b64encode(b"not an image at all").decode()}]}
+        # A pair first: once a batch held more than one item, a lone arrival waits for company.
+        assert c.post("/v1/predict", json={"inputs": good["inputs"] * 2}).status_code == 200
         with concurrent.futures.ThreadPoolExecutor(3) as pool:
             with hold_model(model):  # the three requests queue up meanwhile and form one batch
                 futures = [pool.submit(c.post, "/v1/predict", json=body) for body in (good, bad, good)]
@@ -284,9 +286,9 @@ def test_a_bad_item_in_a_batch_fails_only_its_own_request(tiny_model_dir: Any) -
         assert responses[1].json()["detail"][0]["loc"] == ["body", "inputs", 0]
         expected = model.predict(base64.b64decode(good["inputs"][0]["image_base64"]))
         assert responses[0].json()["outputs"][0]["label"] == expected.label
-        # Model calls: the warm-up (1), the failed batch (3), then each of its items alone (1, 1, 1).
-        assert _metric(c, "aikit_batch_size_count") == 5
-        assert _metric(c, "aikit_batch_size_sum") == 1 + 3 + 3
+        # Model calls: the warm-up (1), the pair (2), the failed batch (3), then each of its items alone (1, 1, 1).
+        assert _metric(c, "aikit_batch_size_count") == 6
+        assert _metric(c, "aikit_batch_size_sum") == 1 + 2 + 3 + 3
         assert c.post("/v1/predict", json={"inputs": ["text"]}).status_code == 422
         not_b64 = c.post("/v1/predict", json={"inputs": [{"image_base64": "***"}]})
         assert not_b64.status_code == 422

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .batcher import Hold, OverloadedError
+from .batcher import ADMISSION_HEADROOM, Hold, OverloadedError
 
 if TYPE_CHECKING:
     from collections.abc import Generator
@@ -63,7 +63,7 @@ class ContinuousBatcher:
 
     At most ``max_active`` sequences decode together; ``hold`` admits at most ``max_active +
     max_waiting`` requests at a time (``OverloadedError`` beyond, at once). With ``deadline_s``,
-    ``hold`` also refuses at once a request that would not get its first token within it: the
+    ``hold`` also refuses at once a request that would not get its first token within 80% of it: the
     estimate plays the queue forward, each waiting sequence taking the first place that frees,
     with every sequence running to its ``max_new_tokens`` at the slowest recent seconds per step
     (pessimistic on purpose, as ``DynamicBatcher``'s). Thread-safe.
@@ -118,7 +118,7 @@ class ContinuousBatcher:
                     retry_after_s=1.0,
                 )
             wait = self.estimated_wait_s()
-            if self.deadline_s is not None and wait is not None and wait > self.deadline_s:
+            if self.deadline_s is not None and wait is not None and wait > ADMISSION_HEADROOM * self.deadline_s:
                 raise OverloadedError(
                     f"the server is busy: {len(self._active)} generations are running and {len(self._waiting)} "
                     f"waiting; a new one would start in an estimated {wait:.1f} s, after its "
