@@ -243,12 +243,18 @@ def test_full_queue_is_an_immediate_503_and_timeouts_are_504_then_recovery(embed
                 assert refused.status_code == 503
                 assert int(refused.headers["retry-after"]) >= 1
                 assert refused_s < 0.5, f"a full queue took {refused_s:.2f} s to answer"
+                # Refused at the door, before the body is parsed: even an invalid body gets 503, in
+                # the route family's own error shape, and the connection stays open for the next one.
+                assert c.post("/v1/predict", json={"not": "valid"}).status_code == 503
+                openai = c.post("/v1/embeddings", json={"input": "x", "model": "m"})
+                assert openai.status_code == 503 and openai.json()["error"]["code"] is not None
+                assert openai.headers.get("connection") != "close" and int(openai.headers["retry-after"]) >= 1
                 statuses = sorted(f.result().status_code for f in waiting)
             assert statuses == [504, 504, 504]
         # The model is free again: the service recovers.
         assert c.post("/v1/predict", json={"inputs": ["after"]}).status_code == 200
         text = c.get("/metrics").text
-        assert 'aikit_requests_total{route="/v1/predict",status="503"} 1.0' in text
+        assert 'aikit_requests_total{route="/v1/predict",status="503"} 2.0' in text
         assert 'aikit_request_errors_total{route="/v1/predict",status="504"} 3.0' in text
 
 

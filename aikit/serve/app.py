@@ -54,6 +54,8 @@ ROUTES = frozenset(
         "/docs",
     }
 )
+# Routes that run the model: refused at the door (before their body is read) under overload.
+_MODEL_ROUTES = frozenset({"/v1/predict", "/v1/embeddings", "/v1/chat/completions", "/v1/completions"})
 _VERSIONED = ("torch", "transformers", "onnxruntime", "fastapi", "uvicorn", "pydantic", "ray")
 
 
@@ -99,6 +101,7 @@ def create_app(model: Model, settings: ServeSettings | None = None) -> FastAPI:
         routes=ROUTES,
         error_body=_refusal_body,
         replica=settings.replica_name,
+        admission=lambda path: service.admission_error() if path in _MODEL_ROUTES else None,
     )
     install_error_handlers(app)
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import statistics
 import threading
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -104,6 +105,7 @@ class _Pending:
     key: Hashable
     future: Future[BatchOutcome]
     enqueued: float
+    deadline: float | None  # monotonic time by which it must be answered
 
 
 def options_key(options: Mapping[str, Any]) -> Hashable:
@@ -172,12 +174,13 @@ class DynamicBatcher:
         opts = dict(options or {})
         key = options_key(opts)
         now = time.monotonic()
+        deadline = None if self.deadline_s is None else now + self.deadline_s
         with self._cond:
             self._admit(len(items))
             futures: list[Future[BatchOutcome]] = []
             for item in items:
                 fut: Future[BatchOutcome] = Future()
-                self._queue.append(_Pending(item, opts, key, fut, now))
+                self._queue.append(_Pending(item, opts, key, fut, now, deadline))
                 futures.append(fut)
             self._cond.notify()
         return futures
@@ -197,6 +200,17 @@ class DynamicBatcher:
         with self._cond:
             self._held -= 1
 
+    def admission_error(self, count: int = 1) -> OverloadedError | None:
+        """The ``OverloadedError`` that ``submit`` of ``count`` items would raise now, or None.
+
+        Admits nothing: the server asks before it reads a request's body, to refuse at the door."""
+        with self._cond:
+            try:
+                self._admit(count)
+            except OverloadedError as exc:
+                return exc
+        return None
+
     def _admit(self, count: int) -> None:
         """Raise ``OverloadedError`` unless ``count`` more places are free (caller holds the lock)."""
         if self._stopping:
@@ -212,11 +226,20 @@ class DynamicBatcher:
             )
         wait = self.estimated_wait_s(count)
         if self.deadline_s is not None and wait is not None and wait > ADMISSION_HEADROOM * self.deadline_s:
-            raise OverloadedError(
-                f"the server is overloaded: {len(self._queue)} items are waiting, an estimated {wait:.1f} s of work "
-                f"ahead of this request, more than its {self.deadline_s:g} s deadline; retry later",
-                retry_after_s=self.retry_after_s(),
-            )
+            # Timed-out requests leave cancelled items behind: they hold no work.
+            self._queue = collections.deque(p for p in self._queue if not p.future.cancelled())
+            wait = self.estimated_wait_s(count)
+            # With nothing queued and the model idle, nothing stands ahead: admit whatever the recent
+            # pace says, or one slow batch (a stall) would refuse every request after it for good,
+            # since only a new batch can show that the pace has recovered.
+            idle = not self._queue and self._busy_since is None
+            if not idle and wait is not None and wait > ADMISSION_HEADROOM * self.deadline_s:
+                raise OverloadedError(
+                    f"the server is overloaded: {len(self._queue)} items are waiting, an estimated {wait:.1f} s "
+                    f"of work ahead of this request, more than its {self.deadline_s:g} s deadline allows; "
+                    "retry later",
+                    retry_after_s=self.retry_after_s(),
+                )
 
     def estimated_wait_s(self, count: int) -> float | None:
         """Seconds until ``count`` new items would be answered: the rest of the batch in the model,
@@ -304,12 +327,27 @@ class DynamicBatcher:
         return n
 
     def _take(self, key: Hashable) -> list[_Pending]:
-        """Remove up to ``max_batch_size`` live items with ``key``; drop cancelled ones on the way."""
+        """Remove up to ``max_batch_size`` live items with ``key``; drop cancelled ones on the way, and
+        refuse (``OverloadedError``) those that could not be answered before their deadline even if
+        run now: they would time out after costing a place in the batch."""
         taken: list[_Pending] = []
         kept: collections.deque[_Pending] = collections.deque()
+        now = time.monotonic()
+        # The median of the recent batches (from three on): a typical batch, not a stall (one slow
+        # batch says nothing about the next), so an item is shed only when it would surely be late.
+        pace = statistics.median(self._paces) if len(self._paces) >= 3 else 0.0
         while self._queue:
             p = self._queue.popleft()
             if p.future.cancelled():
+                continue
+            if p.deadline is not None and p.key == key and p.deadline - now < pace:
+                p.future.set_exception(
+                    OverloadedError(
+                        f"the server is overloaded: this input waited {now - p.enqueued:.1f} s and could not be "
+                        f"answered before its {self.deadline_s:g} s deadline; retry later",
+                        retry_after_s=self.retry_after_s(),
+                    )
+                )
                 continue
             if p.key == key and len(taken) < self.max_batch_size:
                 # A future cancelled between the check above and here returns False: skip it.

@@ -106,6 +106,14 @@ class ContinuousBatcher:
         """Sequences decoding now."""
         return len(self._active)
 
+    def admission_error(self) -> OverloadedError | None:
+        """The ``OverloadedError`` that ``hold`` would raise now, or None (admits nothing)."""
+        try:
+            self.hold().release()
+        except OverloadedError as exc:
+            return exc
+        return None
+
     def hold(self) -> Hold:
         """Take one place for a request; ``OverloadedError`` at once when none is free."""
         with self._cond:

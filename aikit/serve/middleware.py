@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import math
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -47,6 +48,11 @@ class ServiceMiddleware:
     ``error_body(path, status, message)`` builds the JSON of the refusals this layer sends itself
     (default ``{"detail": message}``, FastAPI's shape), so each route family keeps its own shape.
     ``replica``, when given, is sent as ``X-Aikit-Replica`` on every response.
+    ``admission(path)`` (optional) is asked, for a request that passed the checks above, whether the
+    model would refuse it now; if it returns an ``OverloadedError``, the request gets ``503`` with
+    ``Retry-After`` at once, its body drained unparsed (so the connection stays usable): under
+    overload most requests are refused, and refusing them before routing and validation leaves the
+    CPU to the requests that are served.
     """
 
     def __init__(
@@ -62,6 +68,7 @@ class ServiceMiddleware:
         public: frozenset[str] = frozenset({"/health"}),
         error_body: Callable[[str, int, str], Any] | None = None,
         replica: str | None = None,
+        admission: Callable[[str], Any] | None = None,
     ) -> None:
         self.app = app
         self._token = token.encode("utf-8") if token else None
@@ -73,6 +80,7 @@ class ServiceMiddleware:
         self.public = public
         self.error_body = error_body or _detail
         self._replica = [(b"x-aikit-replica", replica.encode())] if replica else []
+        self._admission = admission
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -106,9 +114,15 @@ class ServiceMiddleware:
         self.metrics.in_flight.inc()
         try:
             refusal = self._refuse(scope, path, state)
+            overloaded = self._admission(path) if refusal is None and self._admission is not None else None
             if refusal is not None:
                 code, detail, extra = refusal
                 await _send_json(send_timed, code, self.error_body(path, code, detail), [*extra, _CLOSE])
+            elif overloaded is not None:
+                drained = await _drain(self._limited(receive, start))
+                retry = str(max(1, math.ceil(overloaded.retry_after_s)))
+                extra = [(b"retry-after", retry.encode())] + ([] if drained else [_CLOSE])
+                await _send_json(send_timed, 503, self.error_body(path, 503, str(overloaded)), extra)
             else:
                 await self.app(scope, self._limited(receive, start), send_timed)
         finally:
@@ -184,6 +198,20 @@ _CLOSE = (b"connection", b"close")
 
 def _detail(path: str, status: int, message: str) -> dict[str, str]:
     return {"detail": message}
+
+
+async def _drain(receive: Receive) -> bool:
+    """Read a request's body to its end without keeping it; False when it could not be read (too
+    large, too slow, client gone): the connection is then closed after the answer."""
+    from starlette.exceptions import HTTPException
+
+    try:
+        while True:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return bool(message["type"] == "http.request")
+    except HTTPException:
+        return False
 
 
 def _loop_time(perf_deadline: float) -> float:

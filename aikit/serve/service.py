@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import AikitError, ConfigError, InputError
 from ..task import CHARS_PER_TOKEN_BOUND
-from .batcher import BatchOutcome, DynamicBatcher, Hold, RequestTooLargeError
+from .batcher import BatchOutcome, DynamicBatcher, Hold, OverloadedError, RequestTooLargeError
 from .continuous import ContinuousBatcher
 from .metrics import ServeMetrics
 from .settings import ServeSettings
@@ -223,6 +223,8 @@ class ModelService:
             self.metrics.queue_depth.set(self.batcher.depth)
         outcomes: list[BatchOutcome] = []
         for index, value in enumerate(settled):
+            if isinstance(value, OverloadedError):
+                raise value  # shed before it ran (it could not meet its deadline): 503, not the input's fault
             if isinstance(value, BaseException):
                 raise ItemError(index, value)
             outcomes.append(value)
@@ -286,6 +288,13 @@ class ModelService:
         if self.generator is not None:
             return self.generator.stream(prompt, **options)
         return self.model.stream(prompt, **options)
+
+    def admission_error(self) -> OverloadedError | None:
+        """Whether a one-input request would be refused now (``OverloadedError``) or not (None): the
+        continuous batcher decides for a model that has one, else the batcher. Admits nothing."""
+        if self.generator is not None:
+            return self.generator.admission_error()
+        return None if self.batcher is None else self.batcher.admission_error(1)
 
     def hold_stream(self) -> Hold:
         """A place in the admission bound for one generation (``OverloadedError`` if none).
