@@ -240,35 +240,29 @@ def test_run_exclusive_runs_on_the_worker_between_batches_and_reports_errors() -
         batcher.run_exclusive(lambda: None)
 
 
-def test_a_stall_does_not_refuse_requests_for_good_and_late_items_are_shed() -> None:
-    """A batch that stalled far past the deadline sets the pace, but an idle batcher still admits (only
-    a new batch can show the pace recovered); and an item that could not be answered before its
-    deadline even if run now is refused when its turn comes, instead of running and timing out."""
+def test_a_stall_does_not_refuse_requests_for_good() -> None:
+    """A batch that stalled far past the deadline sets the pace, but an idle batcher still admits: only
+    a new batch can show that the pace has recovered."""
     gate = threading.Event()
-    delays = iter([0.0, 0.05, 0.05, 0.05])
 
     def paced(items: list[Any], options: Mapping[str, Any]) -> Sequence[Any]:
         if items[0] == "stall":
             gate.wait(10)
         else:
-            time.sleep(next(delays, 0.05))
+            time.sleep(0.05)
         return list(items)
 
     batcher = DynamicBatcher(paced, max_batch_size=1, max_wait_ms=0, max_queue=10, deadline_s=0.5)
     try:
-        for word in ("warm", "up", "steady", "pace"):  # three paces on record: shedding trusts their median
-            batcher.submit([word])[0].result(timeout=10)
+        batcher.seed_pace(0.05)  # as the server does from its warm-up measurement
+        batcher.submit(["warm"])[0].result(timeout=10)  # the first call is never a pace
         (stalled,) = batcher.submit(["stall"])
-        time.sleep(0.05)
-        (late,) = batcher.submit(["late"])  # admitted: ~0.05 s of work ahead by the recent pace
-        time.sleep(0.6)  # the stall outlasts the late item's 0.5 s deadline
+        time.sleep(0.6)
         gate.set()
         stalled.result(timeout=10)
-        with pytest.raises(OverloadedError, match="deadline"):
-            late.result(timeout=10)  # shed when its turn came, not run
-        assert batcher.estimated_wait_s(1) is not None and batcher.estimated_wait_s(1) > 0.5  # the stall set the pace
-        after = batcher.submit(["after"])  # idle: admitted all the same
-        assert after[0].result(timeout=10).result == "after"
+        wait = batcher.estimated_wait_s(1)
+        assert wait is not None and wait > 0.5  # the stall set the pace ...
+        assert batcher.submit(["after"])[0].result(timeout=10).result == "after"  # ... yet an idle batcher admits
     finally:
         gate.set()
         batcher.stop(timeout=10)

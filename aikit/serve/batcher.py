@@ -27,7 +27,6 @@ from __future__ import annotations
 import collections
 import json
 import logging
-import statistics
 import threading
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -105,7 +104,6 @@ class _Pending:
     key: Hashable
     future: Future[BatchOutcome]
     enqueued: float
-    deadline: float | None  # monotonic time by which it must be answered
 
 
 def options_key(options: Mapping[str, Any]) -> Hashable:
@@ -174,13 +172,12 @@ class DynamicBatcher:
         opts = dict(options or {})
         key = options_key(opts)
         now = time.monotonic()
-        deadline = None if self.deadline_s is None else now + self.deadline_s
         with self._cond:
             self._admit(len(items))
             futures: list[Future[BatchOutcome]] = []
             for item in items:
                 fut: Future[BatchOutcome] = Future()
-                self._queue.append(_Pending(item, opts, key, fut, now, deadline))
+                self._queue.append(_Pending(item, opts, key, fut, now))
                 futures.append(fut)
             self._cond.notify()
         return futures
@@ -199,6 +196,12 @@ class DynamicBatcher:
     def _release_hold(self) -> None:
         with self._cond:
             self._held -= 1
+
+    def seed_pace(self, seconds: float) -> None:
+        """Record ``seconds`` per full batch as measured outside the worker's own calls (at warm-up),
+        so time-based admission holds from the first request, not from the second batch on."""
+        with self._cond:
+            self._paces.append(seconds)
 
     def admission_error(self, count: int = 1) -> OverloadedError | None:
         """The ``OverloadedError`` that ``submit`` of ``count`` items would raise now, or None.
@@ -327,27 +330,12 @@ class DynamicBatcher:
         return n
 
     def _take(self, key: Hashable) -> list[_Pending]:
-        """Remove up to ``max_batch_size`` live items with ``key``; drop cancelled ones on the way, and
-        refuse (``OverloadedError``) those that could not be answered before their deadline even if
-        run now: they would time out after costing a place in the batch."""
+        """Remove up to ``max_batch_size`` live items with ``key``; drop cancelled ones on the way."""
         taken: list[_Pending] = []
         kept: collections.deque[_Pending] = collections.deque()
-        now = time.monotonic()
-        # The median of the recent batches (from three on): a typical batch, not a stall (one slow
-        # batch says nothing about the next), so an item is shed only when it would surely be late.
-        pace = statistics.median(self._paces) if len(self._paces) >= 3 else 0.0
         while self._queue:
             p = self._queue.popleft()
             if p.future.cancelled():
-                continue
-            if p.deadline is not None and p.key == key and p.deadline - now < pace:
-                p.future.set_exception(
-                    OverloadedError(
-                        f"the server is overloaded: this input waited {now - p.enqueued:.1f} s and could not be "
-                        f"answered before its {self.deadline_s:g} s deadline; retry later",
-                        retry_after_s=self.retry_after_s(),
-                    )
-                )
                 continue
             if p.key == key and len(taken) < self.max_batch_size:
                 # A future cancelled between the check above and here returns False: skip it.

@@ -185,6 +185,8 @@ class ModelService:
         best, self.batch_rates = measured
         if self.batch_rates[best] >= _SMALLER_CALLS_GAIN * self.batch_rates[largest]:
             self.model_batch_size = best
+        if self.batcher is not None:  # admission by time holds from the first request on
+            self.batcher.seed_pace(largest / self.batch_rates[self.model_batch_size or largest])
         logger.info(
             "items per model call: %s (measured at warm-up: %s)",
             self.model_batch_size or largest,
@@ -223,8 +225,6 @@ class ModelService:
             self.metrics.queue_depth.set(self.batcher.depth)
         outcomes: list[BatchOutcome] = []
         for index, value in enumerate(settled):
-            if isinstance(value, OverloadedError):
-                raise value  # shed before it ran (it could not meet its deadline): 503, not the input's fault
             if isinstance(value, BaseException):
                 raise ItemError(index, value)
             outcomes.append(value)
