@@ -3,9 +3,10 @@
 A quality measurement, not a speed one: machine load does not change the numbers (only seeds do).
 Two small models are trained here, as in the test suite, on data with a known answer:
 
-- ``text``: aikit's tiny BERT (``aikit.testing``) trained for a few seconds to mark sentences that
-  contain "cat" or "fire" (tests/test_explain.py's keyword task);
-- ``image``: a Keras CNN trained on scikit-learn's 8x8 digits (needs the keras extra).
+- ``text``: aikit's tiny BERT trained for a few seconds to mark sentences that contain "cat" or
+  "fire" (``aikit.testing.trained.keyword_classifier``, tests/test_explain.py's model too);
+- ``image``: a Keras CNN trained on scikit-learn's 8x8 digits (``aikit.testing.trained.digits_cnn``;
+  needs the keras extra).
 
 For each model and method: ``aikit.explain.faithfulness`` (delete the top-k attributed tokens /
 pixels vs k random ones; mean probability drops) and ``aikit.explain.model_randomization``
@@ -29,89 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 METHODS = ("integrated-gradients", "occlusion")
-MARKERS = ("cat", "fire")
-
-
-def keyword_sentences(seed: int, count: int) -> tuple[list[str], list[int]]:
-    """Filler-word sentences; label 1 when one marker word was inserted."""
-    from aikit.testing import TINY_WORDS
-
-    rng = np.random.default_rng(seed)
-    filler = [w for w in TINY_WORDS[:40] if w not in MARKERS]
-    texts, labels = [], []
-    for _ in range(count):
-        words = list(rng.choice(filler, size=int(rng.integers(5, 10))))
-        label = int(rng.integers(0, 2))
-        if label:
-            words.insert(int(rng.integers(0, len(words) + 1)), str(rng.choice(MARKERS)))
-        texts.append(" ".join(words))
-        labels.append(label)
-    return texts, labels
-
-
-def text_model() -> Any:
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification
-
-    import aikit
-    from aikit.testing import tiny_tokenizer
-
-    torch.manual_seed(0)
-    tokenizer = tiny_tokenizer()
-    config = BertConfig(  # type: ignore[call-arg]  # num_labels goes through **kwargs
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        num_labels=2,
-    )
-    module = BertForSequenceClassification(config)
-    texts, labels = keyword_sentences(0, 1024)
-    optimizer = torch.optim.AdamW(module.parameters(), lr=2e-3)
-    module.train()
-    for _epoch in range(3):
-        for start in range(0, len(texts), 32):
-            batch = tokenizer(texts[start : start + 32], padding=True, return_tensors="pt")
-            loss = module(**batch, labels=torch.tensor(labels[start : start + 32])).loss
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    module.eval()  # type: ignore[no-untyped-call]
-    return aikit.Model.from_module(module, task="text-classification", tokenizer=tokenizer, labels=["other", "marked"])
-
-
-def image_model(folder: Path) -> tuple[Any, Any]:
-    from aikit_keras._import import import_keras
-    from sklearn.datasets import load_digits
-
-    import aikit
-
-    keras = import_keras()
-    digits = load_digits()
-    keras.utils.set_random_seed(0)
-    net = keras.Sequential(
-        [
-            keras.Input((8, 8, 1)),
-            keras.layers.Conv2D(16, 3, activation="relu", padding="same"),
-            keras.layers.Flatten(),
-            keras.layers.Dense(10),
-        ]
-    )
-    net.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    net.fit((digits.images[:1500] / 16.0)[..., None], digits.target[:1500], epochs=6, batch_size=32, verbose=0)
-    net.save(folder / "digits.keras")
-    model = aikit.Model.load(
-        folder / "digits.keras",
-        task="image-classification",
-        preprocess=aikit.ImagePreprocess(size=(8, 8), grayscale=True, scale=1 / 16),
-        labels=[str(i) for i in range(10)],
-    )
-    return model, digits
 
 
 def measure(model: Any, inputs: list[Any], *, k: int, options: dict[str, Any]) -> list[dict[str, Any]]:
@@ -171,18 +90,19 @@ def main() -> None:
     import tempfile
 
     import aikit
+    from aikit.testing.trained import digits_cnn, keyword_classifier, keyword_sentences
 
     results: dict[str, Any] = {"aikit": aikit.__version__, "models": {}}
     texts, labels = keyword_sentences(2, 4 * args.n)
     marked = [t for t, label in zip(texts, labels) if label][: args.n]
-    text = text_model()
+    text = keyword_classifier()
     results["models"]["keyword BERT (text)"] = {
         "description": "tiny BERT trained to mark sentences containing 'cat' or 'fire'; marked test sentences",
         "rows": measure(text, marked, k=1, options={"steps": 32}),
     }
     with tempfile.TemporaryDirectory() as folder:
         os.environ.setdefault("KERAS_BACKEND", "torch")
-        image, digits = image_model(Path(folder))
+        image, digits = digits_cnn(Path(folder))
         images = list(digits.images[1500 : 1500 + args.n])
         results["models"]["digits CNN (image)"] = {
             "description": "Keras CNN trained on sklearn digits[:1500]; held-out digits",

@@ -19,65 +19,27 @@ import pytest
 
 import aikit
 from aikit.explain import Explainer, ExplainOptions, Explanation, faithfulness, get_explainer, model_randomization
-from aikit.testing import TINY_WORDS, tiny_tokenizer
+from aikit.testing import TINY_WORDS
+from aikit.testing.trained import KEYWORD_LABELS, MARKERS, keyword_classifier, keyword_sentences
+from aikit.testing.trained import digits_cnn as digits_cnn_model
 
 pytest.importorskip("captum", reason="needs the explain extra: pip install 'aikit[explain]'")
 
-MARKERS = ("cat", "fire")
-LABELS = ["other", "marked"]
-
-
-def _sentences(rng: np.random.Generator, count: int) -> tuple[list[str], list[int]]:
-    filler = [w for w in TINY_WORDS[:40] if w not in MARKERS]
-    texts, labels = [], []
-    for _ in range(count):
-        words = list(rng.choice(filler, size=int(rng.integers(5, 10))))
-        label = int(rng.integers(0, 2))
-        if label:
-            words.insert(int(rng.integers(0, len(words) + 1)), str(rng.choice(MARKERS)))
-        texts.append(" ".join(words))
-        labels.append(label)
-    return texts, labels
+LABELS = KEYWORD_LABELS
 
 
 @pytest.fixture(scope="module")
 def keyword_model() -> Any:
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification
-
     assert all(m in TINY_WORDS for m in MARKERS)
-    torch.manual_seed(0)
-    tokenizer = tiny_tokenizer()
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        num_labels=2,
-    )
-    module = BertForSequenceClassification(config)
-    texts, labels = _sentences(np.random.default_rng(0), 1024)
-    optimizer = torch.optim.AdamW(module.parameters(), lr=2e-3)
-    module.train()
-    for _epoch in range(3):
-        for start in range(0, len(texts), 32):
-            batch = tokenizer(texts[start : start + 32], padding=True, return_tensors="pt")
-            loss = module(**batch, labels=torch.tensor(labels[start : start + 32])).loss
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    module.eval()
-    model = aikit.Model.from_module(module, task="text-classification", tokenizer=tokenizer, labels=LABELS)
-    test_texts, test_labels = _sentences(np.random.default_rng(1), 200)
+    model = keyword_classifier()
+    test_texts, test_labels = keyword_sentences(1, 200)
     accuracy = np.mean([r.label == LABELS[t] for r, t in zip(model.predict(test_texts), test_labels)])
     assert accuracy > 0.95, accuracy  # the keyword rule was learned: explanations have a right answer
     return model
 
 
 def _marked(count: int) -> list[str]:
-    texts, labels = _sentences(np.random.default_rng(2), 4 * count)
+    texts, labels = keyword_sentences(2, 4 * count)
     return [t for t, label in zip(texts, labels) if label][:count]
 
 
@@ -151,31 +113,7 @@ def test_text_pictures(keyword_model: Any, tmp_path: Path) -> None:
 def digits_cnn(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
     if importlib.util.find_spec("keras") is None:
         pytest.skip("needs the keras extra: pip install 'aikit[keras]'")
-    from aikit_keras._import import import_keras
-    from sklearn.datasets import load_digits
-
-    keras = import_keras()
-    digits = load_digits()
-    keras.utils.set_random_seed(0)
-    net = keras.Sequential(
-        [
-            keras.Input((8, 8, 1)),
-            keras.layers.Conv2D(16, 3, activation="relu", padding="same"),
-            keras.layers.Flatten(),
-            keras.layers.Dense(10),
-        ]
-    )
-    net.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    net.fit((digits.images[:1500] / 16.0)[..., None], digits.target[:1500], epochs=6, batch_size=32, verbose=0)
-    path = tmp_path_factory.mktemp("explain_cnn") / "digits.keras"
-    net.save(path)
-    model = aikit.Model.load(
-        path,
-        task="image-classification",
-        preprocess=aikit.ImagePreprocess(size=(8, 8), grayscale=True, scale=1 / 16),
-        labels=[str(i) for i in range(10)],
-    )
-    return model, digits
+    return digits_cnn_model(tmp_path_factory.mktemp("explain_cnn"))
 
 
 def test_image_heat_maps_and_faithfulness(digits_cnn: Any, tmp_path: Path) -> None:
