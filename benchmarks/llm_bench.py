@@ -41,6 +41,10 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import LLAMA_NOTE, measured_line, open_llama
+
 SECTIONS = ("speed", "step", "ttft", "batch", "ppl", "rss")
 
 
@@ -153,30 +157,13 @@ class Engines:
 
     def _llama(self, *, logits_all: bool = False) -> Any:
         try:
-            import llama_cpp  # type: ignore[import-not-found,unused-ignore]
-            import llama_cpp.llama  # type: ignore[import-not-found,unused-ignore]
+            llama = open_llama(self.gguf, self.threads, n_ctx=2048, logits_all=logits_all)
         except ImportError as exc:
             self.notes.append(f"llama.cpp not measured: {exc}")
             return None
-        # llama-cpp-python 0.3.36 built here segfaults in its first decode when llama.cpp repacks
-        # the weights into its "extra buffer types" (the AMX / repacked CPU layouts) on this VM; with
-        # them off it runs. That is the layout llama.cpp uses where repacking is unavailable, so on a
-        # machine where repacking works llama.cpp may be faster than measured here.
-        low: Any = llama_cpp.llama.llama_cpp  # type: ignore[attr-defined,unused-ignore]  # the ctypes layer
-        defaults = low.llama_model_default_params
-
-        def without_extra_buffers() -> Any:
-            params = defaults()
-            params.use_extra_bufts = False
-            return params
-
-        low.llama_model_default_params = without_extra_buffers
-        note = "llama.cpp ran with use_extra_bufts=False (its weight repacking segfaults on this VM)"
-        if note not in self.notes:
-            self.notes.append(note)
-        return llama_cpp.Llama(
-            model_path=str(self.gguf), n_threads=self.threads, n_ctx=2048, verbose=False, logits_all=logits_all
-        )
+        if LLAMA_NOTE not in self.notes:
+            self.notes.append(LLAMA_NOTE)
+        return llama
 
     # ------------------------------------------------------------------ runners: (prompt ids, n) -> tokens
     def runners(self) -> dict[str, Callable[[list[list[int]], int], list[list[int]]]]:
@@ -455,12 +442,14 @@ def rss_child(engine: str, threads: int) -> None:
 
 def render(results: dict[str, Any]) -> str:
     ctx = results["context"]
-    machine = ctx["machine"]
-    flags = " ".join(f for f in machine.get("cpu_flags", []) if f.startswith(("avx", "amx", "fma")))
     lines = [
-        f"Measured {ctx['date']} on {machine.get('cpu', '?')} ({machine.get('cores', '?')} cores; {flags}), "
-        f"{ctx['threads']} threads, load average before the run {ctx['load_average_before'][0]:.2f}; "
-        + ", ".join(f"{k} {v}" for k, v in ctx["versions"].items() if v),
+        measured_line(
+            ctx["date"],
+            ctx["machine"],
+            f"{ctx['load_average_before'][0]:.2f}",
+            ctx["versions"],
+            threads=ctx["threads"],
+        ),
         "",
         f"`Model.load(gguf)` took {ctx['load_s']:.1f} s in this process (the graph was cached).",
         "",

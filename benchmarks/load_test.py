@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import contextlib
 
+from benchmarks.common import measured_line
 from benchmarks.corpus import load_sentences
 
 LEVELS = (1, 8, 32, 128)
@@ -646,11 +647,8 @@ def main() -> None:
 def render(payload: dict[str, Any]) -> str:
     """The docs tables (docs/how-to/serve.md) for one ``--json`` output."""
     m = payload["machine"]
-    v = payload["versions"]
-    flags = " ".join(f for f in m.get("cpu_flags", []) if f.startswith(("avx", "amx", "fma")))
     out = [
-        f"Measured {payload['measured']} UTC on {m.get('cpu', '?')} ({m.get('cores', '?')} cores; {flags}), "
-        f"load average before the run {m['load_average_before']}; " + ", ".join(f"{k} {val}" for k, val in v.items()),
+        measured_line(f"{payload['measured']} UTC", m, str(m["load_average_before"]), payload["versions"]),
         "",
     ]
     levels = payload.get("levels")

@@ -34,7 +34,9 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import LLAMA_NOTE, measured_line, open_llama
 
 PROMPT = "Explain in a few sentences why the sky is blue."
 
@@ -151,9 +153,8 @@ def bench_gen(new_tokens: int, rounds: int, threads: int, budget: float, with_ll
     try:
         if not with_llama:
             raise ImportError("llama.cpp not requested (--llama)")
-        from llama_cpp import Llama  # type: ignore[import-not-found,unused-ignore]
-
-        llm = Llama(model_path=str(gguf), n_threads=threads, n_ctx=512, verbose=False)
+        llm = open_llama(gguf, threads, n_ctx=512)
+        notes.append(LLAMA_NOTE)
 
         def llama_run() -> None:
             out = llm.create_chat_completion(
@@ -243,12 +244,8 @@ def _genai_runner(
 def render(results: dict[str, Any]) -> str:
     """The markdown docs show: machine, load average, the tables, what optimize chose."""
     ctx = results["context"]
-    machine = ctx["machine"]
-    flags = " ".join(f for f in machine.get("cpu_flags", []) if f.startswith(("avx", "amx", "fma")))
     lines = [
-        f"Measured {ctx['date']} on {machine.get('cpu', '?')} ({machine.get('cores', '?')} cores; {flags}), "
-        f"load average before the run {ctx['load_average_before'][0]:.2f}; "
-        + ", ".join(f"{k} {v}" for k, v in ctx["versions"].items() if v),
+        measured_line(ctx["date"], ctx["machine"], f"{ctx['load_average_before'][0]:.2f}", ctx["versions"]),
         "",
     ]
     if "embed" in results:
