@@ -41,25 +41,18 @@ def propose_candidates(model: Model, propose: Callable[[Candidate], None]) -> No
     if not on_ort:
         propose(Candidate(backend="onnxruntime", note="fp32 graph with fusions"))
         propose(Candidate(backend="onnxruntime", backend_options={"fusions": False}, note="fp32 graph, no fusions"))
+    int8 = (
+        ("ort-int8-dynamic", "dynamic int8 (one activation range per tensor)"),
+        (
+            "ort-int8-rows",
+            "int8 with one activation range per token (keeps quality where one range per tensor does not)",
+        ),
+    )
     for options in ({}, {"fusions": False}) if not on_ort else ({},):
-        propose(
-            Candidate(
-                backend="onnxruntime",
-                backend_options=options,
-                strategies=("ort-int8-dynamic",),
-                guard=True,
-                note="dynamic int8 (one activation range per tensor)",
+        for strategy, note in int8:
+            propose(
+                Candidate(backend="onnxruntime", backend_options=options, strategies=(strategy,), guard=True, note=note)
             )
-        )
-        propose(
-            Candidate(
-                backend="onnxruntime",
-                backend_options=options,
-                strategies=("ort-int8-rows",),
-                guard=True,
-                note="int8 with one activation range per token (keeps quality where one range per tensor does not)",
-            )
-        )
     if not on_ort and _bert_like(model):
         # Measured on MiniLM: symmetric rows for the FFN (inputs after GELU / LayerNorm are near zero-centred)
         # and one range per tensor for the attention output projection keep min cosine >= 0.99, faster.
