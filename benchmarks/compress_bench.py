@@ -102,7 +102,7 @@ def bench_minilm(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def perplexity(model: aikit.Model, texts: list[str]) -> float:
     """Token-level perplexity of ``texts`` (each scored on its own, no chat template)."""
-    from aikit.compression_eval import _lm_summary, collate_batches
+    from aikit.measure.quality import _lm_summary, collate_batches
 
     nll = tokens = 0.0
     for batch in collate_batches(model.task, texts):

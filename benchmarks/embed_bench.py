@@ -222,7 +222,7 @@ def main() -> None:
     if args.quick:
         args.n, args.rounds, args.chunks = 200, 1, 1
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    from aikit.artifact import library_versions
+    from aikit.model.artifact import library_versions
     from aikit.sysinfo import cpu_flags, cpu_model
 
     results: dict[str, Any] = {

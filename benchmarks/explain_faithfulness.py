@@ -8,8 +8,8 @@ Two small models are trained here, as in the test suite, on data with a known an
 - ``image``: a Keras CNN trained on scikit-learn's 8x8 digits (``aikit.testing.trained.digits_cnn``;
   needs the keras extra).
 
-For each model and method: ``aikit.explain.faithfulness`` (delete the top-k attributed tokens /
-pixels vs k random ones; mean probability drops) and ``aikit.explain.model_randomization``
+For each model and method: ``aikit.measure.explain.faithfulness`` (delete the top-k attributed tokens /
+pixels vs k random ones; mean probability drops) and ``aikit.measure.explain.model_randomization``
 (Spearman of |attributions| against the same method on the model with shuffled weights).
 
 Usage::
@@ -34,7 +34,7 @@ METHODS = ("integrated-gradients", "occlusion")
 
 
 def measure(model: Any, inputs: list[Any], *, k: int, options: dict[str, Any]) -> list[dict[str, Any]]:
-    from aikit.explain import faithfulness, model_randomization
+    from aikit.measure.explain import faithfulness, model_randomization
 
     rows = []
     for method in METHODS:

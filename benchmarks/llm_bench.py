@@ -180,7 +180,7 @@ class Engines:
         return out
 
     def _aikit(self, ids: list[list[int]], n: int, speculative: str | None) -> list[list[int]]:
-        from aikit.options import GenerationOptions
+        from aikit.contracts.options import GenerationOptions
 
         arrays = {"input_ids": np.asarray(ids), "attention_mask": np.ones((len(ids), len(ids[0])), dtype=np.int64)}
         options = GenerationOptions(max_new_tokens=n, speculative=speculative)
@@ -260,7 +260,7 @@ def bench_step(e: Engines, rounds: int, steps: int = 64) -> list[dict[str, Any]]
     """
     from aikit_onnxruntime.decoder import _SharedRow
 
-    from aikit.options import GenerationOptions
+    from aikit.contracts.options import GenerationOptions
 
     graph = e.aikit.backend.decoder  # type: ignore[attr-defined]
     prompt = e.chat_ids("Explain in a few sentences why the sky is blue.")

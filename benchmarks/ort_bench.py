@@ -133,7 +133,7 @@ def bench_gen(new_tokens: int, rounds: int, threads: int) -> list[dict[str, Any]
             "input_ids": np.asarray([prompt_ids]),
             "attention_mask": np.ones((1, len(prompt_ids)), dtype=np.int64),
         }
-        opts = aikit.options.GenerationOptions(max_new_tokens=new_tokens)
+        opts = aikit.contracts.options.GenerationOptions(max_new_tokens=new_tokens)
 
         def run() -> None:  # the backend's decode loop, as predict drives it (no EOS stop: fixed length)
             tokens[name] = [int(s[0]) for s in model.backend.generate(arrays, opts)]
@@ -240,7 +240,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    from aikit.artifact import library_versions
+    from aikit.model.artifact import library_versions
     from aikit.sysinfo import cpu_model
 
     results: dict[str, Any] = {

@@ -51,7 +51,7 @@ print(f"cosine(original, int8): mean {agreement.mean():.4f}, worst {agreement.mi
 # --8<-- [end:quality]
 
 # --8<-- [start:benchmark]
-from aikit.benchmark import benchmark
+from aikit.measure.benchmark import benchmark
 
 for candidate in (model, small):
     report = benchmark(candidate, texts, batch_sizes=(1, 16), repeats=3)

@@ -22,7 +22,7 @@ import numpy as np
 
 import aikit
 from aikit.defaults import default_model_path
-from aikit.plugins import get_host
+from aikit.plugins.host import get_host
 
 SAMPLES = [
     "Please reset the password for jane.doe@example.com",

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import aikit
-from aikit.comparison import agreement, pareto_front
-from aikit.results import Classification, Embedding
+from aikit.contracts.results import Classification, Embedding
+from aikit.measure.comparison import agreement, pareto_front
 
 SENTENCES = ["the cat is happy", "a dog", "paris is a big city on a river", "hello world", "red fish blue fish"]
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 import aikit
-from aikit.eval_data import Dataset
+from aikit.measure.eval_data import Dataset
 from benchmarks.corpus import load_sentences
 
 pytestmark = pytest.mark.slow

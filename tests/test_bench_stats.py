@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import aikit
-from aikit.benchmark import benchmark
-from aikit.benchmark_report import LatencyStats, percentile
+from aikit.measure.benchmark import benchmark
+from aikit.measure.benchmark_report import LatencyStats, percentile
 from aikit.testing import MockBackend, fresh_host
 
 SENTENCES = ["the cat is happy", "a dog", "paris is a big city on a river", "hello world", "red fish blue fish"]

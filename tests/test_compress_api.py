@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import aikit
-from aikit.compression import parse_strategy
-from aikit.compression_report import CompressionReport
+from aikit.compress.chain import parse_strategy
+from aikit.compress.report import CompressionReport
 from aikit.testing import fresh_host
 
 TEXTS = [f"sentence {i}: the {'quick ' * (i % 5)}brown fox jumps over {i} lazy dogs" for i in range(24)]

@@ -128,8 +128,8 @@ def test_recovery_keeps_the_best_held_out_weights(embedder: aikit.Model) -> None
 
     from aikit_prune.recovery import _hidden, cosine_loss, distill
 
-    from aikit.compression_eval import prepare_data
-    from aikit.compression_tools import to_tensors
+    from aikit.compress.tools import to_tensors
+    from aikit.measure.quality import prepare_data
 
     teacher = _module(embedder)
     student = copy.deepcopy(teacher)

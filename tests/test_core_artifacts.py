@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import aikit
-from aikit.artifact import DIGEST_NAME, FORMAT_VERSION, MANIFEST_NAME, hash_file
+from aikit.model.artifact import DIGEST_NAME, FORMAT_VERSION, MANIFEST_NAME, hash_file
 
 TinyDir = Callable[[str], Path]
 CASES = [

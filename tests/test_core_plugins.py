@@ -12,7 +12,7 @@ import typer
 import aikit
 from aikit import Backend, PredictCall, hookimpl
 from aikit.errors import UnknownNameError
-from aikit.plugins import PluginHost
+from aikit.plugins.host import PluginHost
 from aikit.testing import MockBackend, fresh_host
 
 
@@ -290,7 +290,7 @@ def test_aikit_runs_a_plugin_command_and_plugins_lists_everything_a_plugin_added
     import json
 
     from aikit.cli import app, main
-    from aikit.explain import Explainer
+    from aikit.measure.explain import Explainer
 
     class Everything(CommandPlugin):
         @hookimpl

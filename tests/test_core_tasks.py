@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import aikit
+from aikit.contracts.results import Classification, Embedding, Generation, TokenTags
 from aikit.errors import ConfigError, InputError
-from aikit.results import Classification, Embedding, Generation, TokenTags
 from aikit.testing import MockBackend, fresh_host
 
 TinyDir = Callable[[str], Path]

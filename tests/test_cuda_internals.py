@@ -19,9 +19,9 @@ from aikit_cuda.transfer import pad_batch, to_device, to_host, unpad_outputs
 from aikit_torch.decoding import decode
 
 import aikit
+from aikit.contracts.options import GenerationOptions
+from aikit.contracts.strategy import CompressionContext
 from aikit.errors import CompressionError, ConfigError
-from aikit.options import GenerationOptions
-from aikit.strategy import CompressionContext
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 import aikit
 from aikit.cli import app
+from aikit.contracts.options import BackendOptions
 from aikit.errors import BackendUnavailableError, ConfigError
-from aikit.options import BackendOptions
 
 
 @pytest.fixture
@@ -70,12 +70,12 @@ def test_explicit_cuda_fails_before_reading_the_model(
 ) -> None:
     if CudaBackend.unavailable_reason() is None:
         pytest.skip("a GPU is usable here")
-    import aikit.model
+    import aikit.model.model
 
     def must_not_run(*args: object, **kwargs: object) -> None:
         raise AssertionError("the model was read although the backend cannot run")
 
-    monkeypatch.setattr(aikit.model, "_read_source", must_not_run)
+    monkeypatch.setattr(aikit.model.model, "_read_source", must_not_run)
     # The reason names what was found: a CPU-only torch build (install a CUDA one) or a CUDA build
     # without a usable GPU (check the driver); which one depends on the torch installed here.
     with pytest.raises(
@@ -95,8 +95,8 @@ def test_auto_picks_the_cpu_backend_without_a_gpu(tiny_model_dir: Callable[[str]
 def test_auto_prefers_cuda_when_a_gpu_is_usable(
     tiny_model_dir: Callable[[str], Path], fake_cuda: Callable[..., None]
 ) -> None:
-    from aikit.model import _resolve_backend
-    from aikit.plugins import get_task
+    from aikit.model.model import _resolve_backend
+    from aikit.plugins.host import get_task
 
     model = aikit.Model.load(tiny_model_dir("llama-causal-lm"))
     task_cls = get_task("text-generation")

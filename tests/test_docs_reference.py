@@ -13,8 +13,8 @@ from types import ModuleType
 import pytest
 
 import aikit
+import aikit.contracts.hookspecs
 import aikit.errors
-import aikit.hookspecs
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -25,7 +25,7 @@ SNIPPET = re.compile(r'--8<--\s+"([^"]+)"')
 def _hook_functions() -> dict[str, object]:
     return {
         name: fn
-        for name, fn in inspect.getmembers(aikit.hookspecs, inspect.isfunction)
+        for name, fn in inspect.getmembers(aikit.contracts.hookspecs, inspect.isfunction)
         if name.startswith("aikit_") and hasattr(fn, "aikit_spec")
     }
 

@@ -11,7 +11,7 @@ import pytest
 from sklearn import metrics as skm
 
 import aikit
-from aikit.eval_data import Dataset, load_dataset
+from aikit.measure.eval_data import Dataset, load_dataset
 from aikit.testing import fresh_host
 
 ROWS = [

@@ -13,7 +13,8 @@ import pytest
 from sklearn import metrics as skm
 
 import aikit
-from aikit.evaluate import token_losses
+import aikit.plugins._core
+from aikit.measure.evaluate import token_losses
 
 LABELS = ["cat", "dog", "bird", "fish"]
 
@@ -109,4 +110,4 @@ def test_the_scored_texts_go_through_the_middleware(tiny_model_dir: Callable[[st
         tokenizer = model.parts.tokenizer
         assert len(losses) == len(tokenizer(masked)["input_ids"]) - 1
         assert len(tokenizer(masked)["input_ids"]) != len(tokenizer(secret)["input_ids"])  # the check can tell
-        np.testing.assert_allclose(losses, aikit.evaluate.score_tokens(model, [masked])[0])
+        np.testing.assert_allclose(losses, aikit.plugins._core.score_tokens(model, [masked])[0])

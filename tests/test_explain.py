@@ -18,7 +18,14 @@ import numpy as np
 import pytest
 
 import aikit
-from aikit.explain import Explainer, ExplainOptions, Explanation, faithfulness, get_explainer, model_randomization
+from aikit.measure.explain import (
+    Explainer,
+    ExplainOptions,
+    Explanation,
+    faithfulness,
+    get_explainer,
+    model_randomization,
+)
 from aikit.testing import TINY_WORDS
 from aikit.testing.trained import KEYWORD_LABELS, MARKERS, keyword_classifier, keyword_sentences
 from aikit.testing.trained import digits_cnn as digits_cnn_model
@@ -213,7 +220,7 @@ def test_html_renders_in_headless_chromium(keyword_model: Any, digits_cnn: Any, 
 
     from PIL import Image
 
-    from aikit.explain import write_html
+    from aikit.measure.explain import write_html
 
     browser = _chromium()
     if browser is None:
@@ -286,7 +293,7 @@ def test_model_randomization_fails_an_explainer_that_ignores_the_model(
 
 
 def test_randomized_model_leaves_the_model_alone(digits_cnn: Any) -> None:
-    from aikit.explain import randomized_model, rank_correlation
+    from aikit.measure.explain import randomized_model, rank_correlation
 
     model, digits = digits_cnn
     images = list(digits.images[1500:1540])

@@ -19,8 +19,8 @@ import pytest
 from numpy.typing import NDArray
 
 import aikit
+from aikit.contracts.options import BackendOptions, GenerationOptions
 from aikit.errors import BackendError, CompressionError, ConfigError
-from aikit.options import BackendOptions, GenerationOptions
 
 pytest.importorskip("onnxruntime")
 gguf = pytest.importorskip("gguf")
@@ -77,13 +77,13 @@ def test_header_probe_matches_the_gguf_reader(tmp_path: Path) -> None:
 def test_auto_runs_mappable_files_natively_and_reports_the_cost_of_the_others(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    task = aikit.plugins.get_task("text-generation")
+    task = aikit.plugins.host.get_task("text-generation")
     cpu = BackendOptions()
     mapped = _write_gguf(tmp_path / "q.gguf", _tensors("Q4_0", "F16"))
     assert prefers_native(_parts(mapped), task, cpu)
     assert not prefers_native(_parts(mapped), task, BackendOptions(device="cuda"))  # the CPU path only
     assert not prefers_native(_parts(mapped), task, BackendOptions(dtype="bfloat16"))  # torch's bf16 path
-    assert not prefers_native(_parts(mapped), aikit.plugins.get_task("text-classification"), cpu)
+    assert not prefers_native(_parts(mapped), aikit.plugins.host.get_task("text-classification"), cpu)
     unmapped = _write_gguf(tmp_path / "f16.gguf", _tensors("F16", "F16"))
     with caplog.at_level(logging.WARNING, logger="aikit.onnxruntime"):
         assert not prefers_native(_parts(unmapped), task, cpu)

@@ -234,7 +234,7 @@ PROMPTS = ("The capital of France is", "def fibonacci(n):", "Once upon a time, a
 
 
 def _greedy(model: Any, text: str, steps: int = 32) -> list[int]:
-    from aikit.options import GenerationOptions
+    from aikit.contracts.options import GenerationOptions
 
     ids = np.array([model.parts.tokenizer(text)["input_ids"]], dtype=np.int64)
     feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import aikit
+from aikit.contracts.options import GenerationOptions
 from aikit.errors import BackendError
-from aikit.options import GenerationOptions
 
 pytest.importorskip("onnxruntime")
 

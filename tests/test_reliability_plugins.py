@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 import aikit
-from aikit.plugins import PluginHost, reset_host
+from aikit.plugins.host import PluginHost, reset_host
 
 PLUGINS_SRC = Path(__file__).parent / "plugins_src"
 BROKEN = {
@@ -164,7 +164,7 @@ def test_import_aikit_works_and_stays_light_with_broken_plugins_installed(plugin
         "import sys, aikit\n"
         "assert 'torch' not in sys.modules\n"
         "print(aikit.get_metric('test-exact-match')([1], [1]))\n"
-        "print(sorted(n for n, p in aikit.plugins.get_host().plugins.items() if p.error))"
+        "print(sorted(n for n, p in aikit.plugins.host.get_host().plugins.items() if p.error))"
     )
     result = run_aikit(plugin_site, code=code)
     assert result.returncode == 0, result.stderr
@@ -204,7 +204,7 @@ def test_load_plugins_accepts_a_module_path(plugin_site: Path) -> None:
 def test_strict_plugins_turns_a_failure_into_an_error(plugin_site: Path) -> None:
     env = {"AIKIT_DISABLE_PLUGIN_AUTOLOAD": "1", "AIKIT_STRICT_PLUGINS": "1"}
     for name, expected in BROKEN.items():
-        code = "import aikit\ntry:\n    aikit.plugins.get_host()\nexcept aikit.PluginLoadError as e:\n    print(e.plugin, '|', e)"
+        code = "import aikit\ntry:\n    aikit.plugins.host.get_host()\nexcept aikit.PluginLoadError as e:\n    print(e.plugin, '|', e)"
         result = run_aikit(plugin_site, code=code, env={**env, "AIKIT_LOAD_PLUGINS": f"test_good,{name}"})
         assert result.returncode == 0, result.stderr
         plugin, message = result.stdout.strip().split(" | ", 1)

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 import aikit
-import aikit.artifact as artifact_module
-from aikit.artifact import read_manifest, verify_files
+import aikit.model.artifact as artifact_module
+from aikit.model.artifact import read_manifest, verify_files
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 HELD = 60.0  # how long a child blocks at its stage; the parent kills it long before

@@ -27,9 +27,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import aikit
-from aikit import artifact as artifact_module
-from aikit.artifact import DIGEST_NAME, MANIFEST_NAME, hash_file, read_manifest, verify_files
-from aikit.manifest import MAX_MANIFEST_BYTES, digest_line
+from aikit.model import artifact as artifact_module
+from aikit.model.artifact import DIGEST_NAME, MANIFEST_NAME, hash_file, read_manifest, verify_files
+from aikit.model.manifest import MAX_MANIFEST_BYTES, digest_line
 
 TinyDir = Callable[[str], Path]
 HOSTILE = settings(
@@ -335,7 +335,7 @@ def test_a_format_1_artifact_still_loads_with_a_warning(classifier: Path, caplog
     manifest["format_version"] = 1
     (classifier / MANIFEST_NAME).write_text(json.dumps(manifest), encoding="utf-8")
     (classifier / DIGEST_NAME).unlink()
-    with caplog.at_level("WARNING", logger="aikit.artifact"):
+    with caplog.at_level("WARNING", logger="aikit.model.artifact"):
         assert aikit.Model.load(classifier).predict("good").label
     assert any("older aikit (format 1)" in r.getMessage() for r in caplog.records)
 

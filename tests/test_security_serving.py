@@ -23,9 +23,9 @@ import pytest
 from numpy.typing import NDArray
 
 import aikit
-from aikit.backend import Arrays, Backend
-from aikit.options import BackendOptions, GenerationOptions
-from aikit.parts import ModelParts
+from aikit.contracts.backend import Arrays, Backend
+from aikit.contracts.options import BackendOptions, GenerationOptions
+from aikit.contracts.parts import ModelParts
 from aikit.serve import DynamicBatcher, OverloadedError, ServeSettings, create_app
 from aikit.serve.batcher import RequestTooLargeError
 from aikit.serve.info import HIDDEN, hide_paths

@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 import aikit
-from aikit.backend import StepDecoder
-from aikit.options import GenerationOptions
+from aikit.contracts.backend import StepDecoder
+from aikit.contracts.options import GenerationOptions
 from aikit.serve import ContinuousBatcher, OverloadedError, ServeSettings, create_app
 from aikit.serve.local import LocalServer
 from aikit.testing import fresh_host

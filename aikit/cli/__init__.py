@@ -15,8 +15,8 @@ from typing import Any
 
 import typer
 
-from ..errors import AikitError
-from ._output import configure_output
+from aikit.cli._output import configure_output
+from aikit.errors import AikitError
 
 __all__ = ["app", "main"]
 
@@ -82,7 +82,7 @@ def _command_names(entry: Any) -> list[str]:
 def _register_plugin_commands() -> None:
     """Add the plugins' commands to ``app`` (once per plugin host), refusing a name that aikit or an
     earlier plugin already has; the refused plugin is named in a warning and in ``aikit plugins``."""
-    from ..plugins import get_host
+    from aikit.plugins.host import get_host
 
     get_host().add_commands(app, _command_names)
 

@@ -18,7 +18,7 @@ import sys
 import warnings
 from typing import Any, TextIO
 
-from ..errors import AikitWarning
+from aikit.errors import AikitWarning
 
 __all__ = ["configure_output"]
 

@@ -7,28 +7,28 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ._common import echo_json, split_list
+from aikit.cli._common import echo_json, split_list
 
 if TYPE_CHECKING:
-    from ..model import Model
+    from aikit.model.model import Model
 
 _INTERRUPTED = 130  # the shell's code for "stopped by Ctrl-C"
 
 
 def _load(spec: str, *, task: str | None, backend: str, dtype: str | None, threads: int | None) -> Model:
     """Load a model path, or a packaged default model by name (``minilm``, ``smollm2``)."""
-    from ..defaults import DEFAULT_MODELS, default_model_path
-    from ..model import Model
+    from aikit.defaults import DEFAULT_MODELS, DEFAULT_TASKS, default_model_path
+    from aikit.model.model import Model
 
     source: Any = spec
     if spec in DEFAULT_MODELS and not Path(spec).exists():
         source = default_model_path(spec)
-        task = task or ("feature-extraction" if spec == "minilm" else None)
+        task = task or DEFAULT_TASKS[spec]
     return Model.load(source, task=task, backend=backend, dtype=dtype, threads=threads)
 
 
 def _batch_sizes(value: str) -> list[int]:
-    from ..errors import ConfigError
+    from aikit.errors import ConfigError
 
     try:
         sizes = [int(v) for v in split_list(value)]
@@ -65,9 +65,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Latency (p50/p90/p99), throughput, memory and size; several models give one table of
         ratios against the first, with quality, and --plot draws quality against speed."""
-        from ..comparison import compare
-        from ..eval_data import load_dataset
-        from ..reporting import check_plot_path
+        from aikit.measure.comparison import compare
+        from aikit.measure.eval_data import load_dataset
+        from aikit.measure.reporting import check_plot_path
 
         sizes = _batch_sizes(batch_size)
         if plot is not None:

@@ -8,8 +8,8 @@ from typing import Any
 
 import typer
 
-from ..errors import ConfigError
-from ._common import echo_json
+from aikit.cli._common import echo_json
+from aikit.errors import ConfigError
 
 
 def read_calibration(path: Path) -> list[Any]:
@@ -48,14 +48,18 @@ def register(app: typer.Typer) -> None:
             None, help="Accuracy guard bound (e.g. 0.01); needs --calibration."
         ),
         task: str | None = typer.Option(None, help="Task name (inferred when omitted)."),
+        backend: str | None = typer.Option(
+            None, help="Backend to load the model on (default: one that every --strategy declares it runs on)."
+        ),
         speed: bool = typer.Option(True, "--speed/--no-speed", help="Time the compressed model against the original."),
         json_out: bool = typer.Option(False, "--json", help="Print the report as JSON instead of a table."),
     ) -> None:
         """Compress a model with one or more strategies, save it, and print what it cost."""
-        from ..model import Model
+        from aikit.compress.chain import backend_for
+        from aikit.model.model import Model
 
         items = read_calibration(calibration) if calibration is not None else None
-        loaded = Model.load(model, task=task, backend="torch")
+        loaded = Model.load(model, task=task, backend=backend or backend_for(strategy))
         if items is not None and loaded.task.input_kind == "image":
             items = [Path(p) for p in items]
         small = loaded.compress(

@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
         """Semantic search with all-MiniLM-L6-v2 and a chat answer from SmolLM2, fully offline."""
         import time
 
-        from ..demo import run_demo
+        from aikit.cli.demo import run_demo
 
         t0 = time.perf_counter()
         run_demo(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ._common import echo_json
+from aikit.cli._common import echo_json
 
 
 def register(app: typer.Typer) -> None:
@@ -31,14 +31,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Show which tokens or pixels a classifier's prediction depends on, or which token pairs drive the
         similarity of two texts under an embedding model."""
-        from ..explain import write_html
-        from ..model import Model
+        from aikit.measure.explain import write_html
+        from aikit.model.model import Model
 
         m = Model.load(model, task=task, backend=backend)
         items: list[object] = list(inputs)
         if m.task.input_kind == "image":
             items = [Path(p) for p in inputs]
-        if m.task.name == "feature-extraction":  # an embedding model explains the similarity of two texts
+        if m.task.explain_input == "pair":  # an embedding model explains the similarity of two texts
             if len(inputs) % 2:
                 raise typer.BadParameter("an embedding model explains pairs of texts: give an even number of texts")
             pairs = [(inputs[i], inputs[i + 1]) for i in range(0, len(inputs), 2)]

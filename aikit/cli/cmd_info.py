@@ -6,15 +6,15 @@ from typing import Any
 
 import typer
 
-from ._common import echo_json
+from aikit.cli._common import echo_json
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def info(json_out: bool = typer.Option(False, "--json", help="Print JSON instead of text.")) -> None:
         """Versions, hardware, plugins, the backend "auto" picks, and version conflicts."""
-        from ..plugins import get_host
-        from ..sysinfo import installed_versions, machine_info, version_warnings
+        from aikit.plugins.host import get_host
+        from aikit.sysinfo import installed_versions, machine_info, version_warnings
 
         host = get_host()
         backends = {}
@@ -56,14 +56,14 @@ def register(app: typer.Typer) -> None:
 
         Added: backends, tasks, strategies, loaders, metrics, dataset formats, explainers, commands,
         middleware (aikit_predict wrappers) and other hooks."""
-        from ..errors import RegistrationError
-        from ..plugins import get_host
-        from . import _register_plugin_commands
+        from aikit.cli import _register_plugin_commands
+        from aikit.errors import RegistrationError
+        from aikit.plugins.host import get_host
 
         host = get_host()
         _register_plugin_commands()  # the plugins' commands, checked as ``aikit COMMAND`` would add them
         try:
-            from ..explain import registered_explainers
+            from aikit.measure.explain import registered_explainers
 
             registered_explainers()  # records each plugin's explainers on its PluginInfo
         except RegistrationError as exc:  # reported under the plugin's name, like any registration failure

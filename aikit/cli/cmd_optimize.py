@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from ._common import echo_json
-from .cmd_compress import read_calibration
+from aikit.cli._common import echo_json
+from aikit.cli.cmd_compress import read_calibration
 
 
 def register(app: typer.Typer) -> None:
@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print the report as JSON instead of a table."),
     ) -> None:
         """Find the fastest variant of a model on this machine within a quality budget; save it."""
-        from ..model import Model
+        from aikit.model.model import Model
 
         items = read_calibration(calibration)
         loaded = Model.load(model, task=task)

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from ._common import echo_json
+from aikit.cli._common import echo_json
 
 
 def register(app: typer.Typer) -> None:
@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print JSON results."),
     ) -> None:
         """Run a model on the given inputs and print one result per input."""
-        from ..model import Model
+        from aikit.model.model import Model
 
         m = Model.load(model, task=task, backend=backend)
         items: list[object] = list(inputs)
@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _short(result: object) -> str:
-    from ..results import Classification, Embedding, Generation, TokenTags
+    from aikit.contracts.results import Classification, Embedding, Generation, TokenTags
 
     if isinstance(result, Embedding):
         head = ", ".join(f"{x:.4f}" for x in result.vector[:4])

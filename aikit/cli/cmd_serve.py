@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
         log_level: str = typer.Option("info", help="uvicorn log level."),
     ) -> None:
         """Serve a model over HTTP with dynamic batching (see docs/how-to/serve.md)."""
-        from ..serve.settings import ServeSettings, read_token
+        from aikit.serve.settings import ServeSettings, read_token
 
         settings = ServeSettings(
             host=host,
@@ -71,16 +71,16 @@ def register(app: typer.Typer) -> None:
             model_name=name or _default_name(model),
         )
         if engine == "ray":
-            from ..serve.ray_serve import run_ray_serve
+            from aikit.serve.ray_serve import run_ray_serve
 
             run_ray_serve(model, settings, replicas=replicas, task=task, backend=backend, address=ray_address)
             return
         if engine != "uvicorn":
-            from ..errors import ConfigError
+            from aikit.errors import ConfigError
 
             raise ConfigError(f"--engine must be 'uvicorn' or 'ray', got {engine!r}")
-        from ..model import Model
-        from ..serve.runner import serve as run_server
+        from aikit.model.model import Model
+        from aikit.serve.runner import serve as run_server
 
         typer.echo(f"loading {model} ...", err=True)
         loaded = Model.load(model, task=task, backend=backend, threads=threads)
@@ -100,7 +100,7 @@ def register(app: typer.Typer) -> None:
         ray_address: str | None = typer.Option(None, help="Ray only: cluster address (default: start a local one)."),
     ) -> None:
         """Run a model over every row of a JSONL / Parquet file and write the results."""
-        from ..serve.batch_job import BatchJob
+        from aikit.serve.batch_job import BatchJob
 
         job = BatchJob(
             model=model,
@@ -112,15 +112,15 @@ def register(app: typer.Typer) -> None:
             batch_size=batch_size,
         )
         if engine == "ray":
-            from ..serve.ray_batch import run_ray_batch
+            from aikit.serve.ray_batch import run_ray_batch
 
             count = run_ray_batch(job, workers=workers, address=ray_address)
         elif engine == "local":
-            from ..serve.batch_job import run_local_batch
+            from aikit.serve.batch_job import run_local_batch
 
             count = run_local_batch(job)  # a bar on a terminal (aikit.progress)
         else:
-            from ..errors import ConfigError
+            from aikit.errors import ConfigError
 
             raise ConfigError(f"--engine must be 'local' or 'ray', got {engine!r}")
         typer.echo(f"wrote {count} results to {output_path}", err=True)
@@ -138,6 +138,6 @@ def _model_batch_size(value: str) -> int | None:
     try:
         return int(value)
     except ValueError:
-        from ..errors import ConfigError
+        from aikit.errors import ConfigError
 
         raise ConfigError(f"--model-batch-size must be a number or 'auto', got {value!r}") from None

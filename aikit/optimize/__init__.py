@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from .candidate import Candidate
-from .report import CandidateResult, OptimizationReport
+from aikit.contracts.candidate import Candidate
+from aikit.optimize.report import CandidateResult, OptimizationReport
 
 __all__ = ["Candidate", "CandidateResult", "OptimizationReport"]

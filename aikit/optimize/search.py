@@ -32,16 +32,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AikitError, ConfigError, InputError
-from ..options import GenerationOptions
-from ..progress import progress_bar
-from .batch_size import candidate_sizes, fastest_batch_size
-from .candidate import Candidate
-from .report import CHOSEN, NOT_TRIED, REJECTED, WITHIN_BUDGET, CandidateResult, OptimizationReport
+from aikit.contracts.candidate import Candidate
+from aikit.contracts.options import GenerationOptions
+from aikit.errors import AikitError, ConfigError, InputError
+from aikit.measure.batch_size import candidate_sizes, fastest_batch_size
+from aikit.optimize.report import CHOSEN, NOT_TRIED, REJECTED, WITHIN_BUDGET, CandidateResult, OptimizationReport
+from aikit.progress import progress_bar
 
 if TYPE_CHECKING:
-    from ..backend import Backend
-    from ..model import Model
+    from aikit.contracts.backend import Backend
+    from aikit.model.model import Model
 
 __all__ = ["OBJECTIVES", "optimize_model", "proposed_candidates", "split_calibration"]
 
@@ -72,7 +72,7 @@ def proposed_candidates(model: Model, objective: str) -> tuple[list[Candidate], 
 
     Each implementation is called on its own so that one broken plugin costs only its proposals.
     """
-    from ..plugins import get_host
+    from aikit.plugins.host import get_host
 
     host = get_host()
     found: list[Candidate] = []
@@ -116,7 +116,7 @@ class _Search:
         batch_size: int,
         max_new_tokens: int,
     ) -> None:
-        from .. import compression_eval as ev
+        import aikit.measure.quality as ev
 
         self.model = model
         self.bound = bound
@@ -166,7 +166,7 @@ class _Search:
     # ------------------------------------------------------------------ quality
     def drop(self, backend: Backend, *, quick: bool = False) -> tuple[dict[str, float], str, float]:
         """``(metrics, metric name, quality drop)`` on the held-out batches (``quick``: the first quarter)."""
-        from .. import compression_eval as ev
+        import aikit.measure.quality as ev
 
         n = self.quick if quick else len(self.data.eval)
         return ev.measure_quality(self.reference[:n], ev.summarise(self.model.task, backend, self.data.eval[:n]))
@@ -191,8 +191,15 @@ class _Search:
 
     def build(self, candidate: Candidate, result: CandidateResult) -> Model:
         """The candidate's model, checked against the quality bound (raises ``_RejectedError``)."""
-        from ..compression import CompressionRun, apply_chain, chain_report, check_plan, new_model, resolve_configs
-        from ..plugins import get_backend
+        from aikit.compress.chain import (
+            CompressionRun,
+            apply_chain,
+            chain_report,
+            check_plan,
+            new_model,
+            resolve_configs,
+        )
+        from aikit.plugins.host import get_backend
 
         try:
             backend_cls = get_backend(candidate.backend)
@@ -345,8 +352,8 @@ def optimize_model(
     on_candidate: Callable[[CandidateResult], None] | None = None,
 ) -> Model:
     """The work behind ``Model.optimize`` (see its docstring and this module's)."""
-    from ..benchmark import MemorySampler
-    from ..sysinfo import cpu_flags, cpu_model
+    from aikit.measure.benchmark import MemorySampler
+    from aikit.sysinfo import cpu_flags, cpu_model
 
     start = time.perf_counter()
     _check_arguments(calibration, max_quality_drop, objective, batch_size, budget_seconds)
@@ -484,7 +491,7 @@ def optimize_model(
             )
             parts = dataclasses.replace(parts, task_state={**parts.task_state, "batch_size": best})
     report.seconds = time.perf_counter() - start
-    from ..model import Model
+    from aikit.model.model import Model
 
     return Model(
         task=type(chosen.task)(parts) if parts is not chosen.parts else chosen.task,

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .settings import TOKEN_ENV_VAR, ServeSettings, read_token
+from aikit.serve.settings import TOKEN_ENV_VAR, ServeSettings, read_token
 
 if TYPE_CHECKING:
-    from .app import create_app
-    from .batcher import DynamicBatcher, OverloadedError
-    from .continuous import ContinuousBatcher
-    from .runner import serve
+    from aikit.serve.app import create_app
+    from aikit.serve.batcher import DynamicBatcher, OverloadedError
+    from aikit.serve.continuous import ContinuousBatcher
+    from aikit.serve.runner import serve
 
 __all__ = [
     "TOKEN_ENV_VAR",
@@ -47,7 +47,7 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
-        from ..errors import MissingDependencyError
+        from aikit.errors import MissingDependencyError
 
         try:
             module = importlib.import_module(_LAZY[name], __name__)

@@ -21,21 +21,21 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from .. import __version__
-from ..errors import ConfigError
-from ..options import options_from_kwargs
-from .http_errors import field_error, raise_http
-from .info import hide_paths
-from .metrics import ServeMetrics
-from .middleware import ServiceMiddleware
-from .openai_errors import error_body, install_error_handlers, is_openai_path
-from .openai_routes import add_openai_routes
-from .schemas import ChatMessage, ImageInput, PredictRequest
-from .service import ModelService
-from .settings import ServeSettings
+from aikit import __version__
+from aikit.contracts.options import options_from_kwargs
+from aikit.errors import ConfigError
+from aikit.serve.http_errors import field_error, raise_http
+from aikit.serve.info import hide_paths
+from aikit.serve.metrics import ServeMetrics
+from aikit.serve.middleware import ServiceMiddleware
+from aikit.serve.openai_errors import error_body, install_error_handlers, is_openai_path
+from aikit.serve.openai_routes import add_openai_routes
+from aikit.serve.schemas import ChatMessage, ImageInput, PredictRequest
+from aikit.serve.service import ModelService
+from aikit.serve.settings import ServeSettings
 
 if TYPE_CHECKING:
-    from ..model import Model
+    from aikit.model.model import Model
 
 __all__ = ["create_app"]
 
@@ -181,8 +181,10 @@ def _to_model_input(model: Model, item: Any, index: int) -> Any:
         except (binascii.Error, ValueError) as exc:
             raise field_error((*loc, "image_base64"), f"not valid base64: {exc}") from exc
     if isinstance(item, list):
-        if model.task_name != "text-generation":
-            raise field_error(loc, f"chat messages need a text-generation model; this one does {model.task_name!r}")
+        if not model.task.chat:
+            raise field_error(
+                loc, f"chat messages need a chat model (text-generation); this one does {model.task_name!r}"
+            )
         return [m.model_dump() for m in item if isinstance(m, ChatMessage)]
     if isinstance(item, ImageInput):
         raise field_error(loc, f"this model does {model.task_name!r}, which takes text, not images")

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError, InputError
-from ..progress import progress_bar
+from aikit.errors import ConfigError, InputError
+from aikit.progress import progress_bar
 
 if TYPE_CHECKING:
-    from ..model import Model
+    from aikit.model.model import Model
 
 __all__ = ["BatchJob", "decode_row", "load_job_model", "read_rows", "result_records", "run_local_batch"]
 
@@ -60,7 +60,7 @@ class BatchJob:
 
 
 def load_job_model(job: BatchJob, *, threads: int | None = None) -> Model:
-    from ..model import Model
+    from aikit.model.model import Model
 
     return Model.load(job.model, task=job.task, backend=job.backend, threads=threads)
 

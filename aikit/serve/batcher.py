@@ -34,7 +34,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ServingError
+from aikit.errors import ServingError
 
 __all__ = ["BatchOutcome", "DynamicBatcher", "Hold", "OverloadedError", "RequestTooLargeError"]
 logger = logging.getLogger("aikit.serve")

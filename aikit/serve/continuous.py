@@ -24,16 +24,16 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .batcher import ADMISSION_HEADROOM, Hold, OverloadedError
+from aikit.serve.batcher import ADMISSION_HEADROOM, Hold, OverloadedError
 
 if TYPE_CHECKING:
     from collections.abc import Generator
 
-    from ..backend import StepDecoder
-    from ..model import Model
-    from ..predict_call import PredictCall
-    from ..results import Generation
-    from ..task import TokenSequence
+    from aikit.contracts.backend import StepDecoder
+    from aikit.contracts.predict_call import PredictCall
+    from aikit.contracts.results import Generation
+    from aikit.contracts.task import TokenSequence
+    from aikit.model.model import Model
 
 __all__ = ["ContinuousBatcher"]
 logger = logging.getLogger("aikit.serve")

@@ -10,8 +10,8 @@ import time
 from types import TracebackType
 from typing import Any
 
-from ..errors import ServingError
-from .settings import ServeSettings
+from aikit.errors import ServingError
+from aikit.serve.settings import ServeSettings
 
 __all__ = ["LocalServer", "free_port"]
 
@@ -42,7 +42,7 @@ class LocalServer:
         service = getattr(getattr(app, "state", None), "service", None)
         settings = getattr(service, "settings", None)
         if isinstance(settings, ServeSettings):
-            from .protocol import uvicorn_options
+            from aikit.serve.protocol import uvicorn_options
 
             config = {**uvicorn_options(settings), **config}
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from .metrics import ServeMetrics
+from aikit.serve.metrics import ServeMetrics
 
 __all__ = ["ServiceMiddleware"]
 

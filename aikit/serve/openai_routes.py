@@ -26,15 +26,15 @@ from typing import Any, NoReturn
 import numpy as np
 from fastapi import FastAPI, Request
 
-from ..errors import ConfigError
-from ..options import options_from_kwargs
-from ..results import Embedding, Generation
-from .batcher import RequestTooLargeError
-from .http_errors import raise_http
-from .openai_errors import OpenAIError
-from .openai_schemas import ChatMessage, ChatRequest, CompletionRequest, EmbeddingsRequest
-from .openai_stream import ChoiceFormat, StreamJob, stream_choices
-from .service import ItemError, ModelService, describe_error
+from aikit.contracts.options import options_from_kwargs
+from aikit.contracts.results import Embedding, Generation
+from aikit.errors import ConfigError
+from aikit.serve.batcher import RequestTooLargeError
+from aikit.serve.http_errors import raise_http
+from aikit.serve.openai_errors import OpenAIError
+from aikit.serve.openai_schemas import ChatMessage, ChatRequest, CompletionRequest, EmbeddingsRequest
+from aikit.serve.openai_stream import ChoiceFormat, StreamJob, stream_choices
+from aikit.serve.service import ItemError, ModelService, describe_error
 
 __all__ = ["add_openai_routes"]
 
@@ -48,7 +48,8 @@ def add_openai_routes(app: FastAPI, service: ModelService) -> None:
     created = int(time.time())
     card = {"id": name, "object": "model", "created": created, "owned_by": "aikit"}
 
-    def check_model(requested: str | None, task: str, route: str) -> None:
+    def check_model(requested: str | None, capability: str, route: str) -> None:
+        """404 for another model's name; 400 unless the task declares ``capability`` (a ``Task`` flag)."""
         if requested is not None and requested != name:
             raise OpenAIError(
                 404,
@@ -56,8 +57,9 @@ def add_openai_routes(app: FastAPI, service: ModelService) -> None:
                 param="model",
                 code="model_not_found",
             )
-        if model.task_name != task:
-            raise OpenAIError(400, f"{route} needs a {task} model; this one does {model.task_name!r}", param="model")
+        if not getattr(model.task, capability):
+            what = {"embeds": "an embedding", "chat": "a chat", "generative": "a text-generation"}[capability]
+            raise OpenAIError(400, f"{route} needs {what} model; this one does {model.task_name!r}", param="model")
 
     @app.get("/v1/models", tags=["openai"], summary="OpenAI-compatible model list (the served model)")
     async def models() -> dict[str, Any]:
@@ -76,7 +78,7 @@ def add_openai_routes(app: FastAPI, service: ModelService) -> None:
 
     @app.post("/v1/embeddings", tags=["openai"], summary="OpenAI-compatible embeddings")
     async def embeddings(body: EmbeddingsRequest, request: Request) -> dict[str, Any]:
-        check_model(body.model, "feature-extraction", "/v1/embeddings")
+        check_model(body.model, "embeds", "/v1/embeddings")
         texts = await _embedding_texts(service, body.input)
         dims = body.dimensions
         allowed = service.settings.embedding_dimensions
@@ -112,7 +114,7 @@ def add_openai_routes(app: FastAPI, service: ModelService) -> None:
         "/v1/chat/completions", tags=["openai"], summary="OpenAI-compatible chat completions (SSE when streaming)"
     )
     async def chat(body: ChatRequest, request: Request) -> Any:
-        check_model(body.model, "text-generation", "/v1/chat/completions")
+        check_model(body.model, "chat", "/v1/chat/completions")
         _refuse_unsupported(body.unsupported_fields())
         messages = _messages(body.messages)
         base = _generation_options(service, body, body.max_completion_tokens or body.max_tokens or 64, {})
@@ -146,7 +148,7 @@ def add_openai_routes(app: FastAPI, service: ModelService) -> None:
 
     @app.post("/v1/completions", tags=["openai"], summary="OpenAI-compatible text completions (legacy; SSE)")
     async def completions(body: CompletionRequest, request: Request) -> Any:
-        check_model(body.model, "text-generation", "/v1/completions")
+        check_model(body.model, "generative", "/v1/completions")
         _refuse_unsupported(body.unsupported_fields())
         prompts = [body.prompt] if isinstance(body.prompt, str) else list(body.prompt)
         if not prompts:

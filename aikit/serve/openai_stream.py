@@ -26,10 +26,10 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 from typing_extensions import override
 
-from ..results import Generation
-from .batcher import Hold
-from .openai_errors import error_body
-from .service import ItemError, ModelService, RequestTimeoutError, describe_error
+from aikit.contracts.results import Generation
+from aikit.serve.batcher import Hold
+from aikit.serve.openai_errors import error_body
+from aikit.serve.service import ItemError, ModelService, RequestTimeoutError, describe_error
 
 __all__ = ["ChoiceFormat", "StreamJob", "stream_choices"]
 

@@ -32,7 +32,7 @@ import h11
 from typing_extensions import override
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from .settings import ServeSettings
+from aikit.serve.settings import ServeSettings
 
 if TYPE_CHECKING:
     from uvicorn.config import Config

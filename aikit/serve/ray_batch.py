@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .batch_job import BatchJob, RecordWriter, decode_row, load_job_model, result_records
+from aikit.serve.batch_job import BatchJob, RecordWriter, decode_row, load_job_model, result_records
 
 __all__ = ["ModelActor", "run_ray_batch"]
 
@@ -46,7 +46,7 @@ def run_ray_batch(job: BatchJob, *, workers: int = 2, cpus_per_worker: float = 1
     Connects to ``address`` (or the running / a new local Ray instance). Each actor reserves
     ``cpus_per_worker`` CPUs and uses that many intra-op threads.
     """
-    from ..errors import MissingDependencyError
+    from aikit.errors import MissingDependencyError
 
     try:
         import ray
@@ -63,7 +63,7 @@ def run_ray_batch(job: BatchJob, *, workers: int = 2, cpus_per_worker: float = 1
     if job.is_parquet:
         ds = ray.data.read_parquet(str(job.input))
         if job.field not in ds.schema().names:
-            from ..errors import ConfigError
+            from aikit.errors import ConfigError
 
             raise ConfigError(f"{job.input.name} has no column {job.field!r} (columns: {', '.join(ds.schema().names)})")
     else:

@@ -14,8 +14,8 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..errors import MissingDependencyError, ServingError
-from .settings import ServeSettings
+from aikit.errors import MissingDependencyError, ServingError
+from aikit.serve.settings import ServeSettings
 
 __all__ = ["RayServeOptions", "build_app", "run_ray_serve", "start_ray_serve"]
 logger = logging.getLogger("aikit.serve")
@@ -40,13 +40,13 @@ class AikitReplica:
     """One Ray Serve replica: loads the model; ``__serve_build_asgi_app__`` gives the app."""
 
     def __init__(self, source: str, settings: ServeSettings, task: str | None, backend: str, threads: int) -> None:
-        from ..model import Model
+        from aikit.model.model import Model
 
         self.settings = replace(settings, replica_name=settings.replica_name or _replica_id())
         self.model = Model.load(source, task=task, backend=backend, threads=threads)
 
     def __serve_build_asgi_app__(self) -> Any:
-        from .app import create_app
+        from aikit.serve.app import create_app
 
         return create_app(self.model, self.settings)
 

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from typing_extensions import override
 
-from ..errors import ServingError
-from .settings import ServeSettings
+from aikit.errors import ServingError
+from aikit.serve.settings import ServeSettings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from ..model import Model
+    from aikit.model.model import Model
 
 __all__ = ["serve", "serve_app"]
 logger = logging.getLogger("aikit.serve")
@@ -30,7 +30,7 @@ logger = logging.getLogger("aikit.serve")
 
 def serve(model: Model, settings: ServeSettings, *, log_level: str = "info") -> None:
     """Serve ``model`` on ``settings.host:settings.port`` until SIGTERM / SIGINT (blocking)."""
-    from .app import create_app
+    from aikit.serve.app import create_app
 
     serve_app(create_app(model, settings), settings, log_level=log_level)
 
@@ -48,7 +48,7 @@ def serve_app(app: FastAPI, settings: ServeSettings, *, log_level: str = "info")
             service.mark_draining()
             super().handle_exit(sig, frame)
 
-    from .protocol import uvicorn_options
+    from aikit.serve.protocol import uvicorn_options
 
     config = uvicorn.Config(
         app,

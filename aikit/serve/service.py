@@ -17,15 +17,15 @@ from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..errors import AikitError, ConfigError, InputError
-from ..task import CHARS_PER_TOKEN_BOUND
-from .batcher import BatchOutcome, DynamicBatcher, Hold, OverloadedError, RequestTooLargeError
-from .continuous import ContinuousBatcher
-from .metrics import ServeMetrics
-from .settings import ServeSettings
+from aikit.contracts.task import CHARS_PER_TOKEN_BOUND
+from aikit.errors import AikitError, ConfigError, InputError
+from aikit.serve.batcher import BatchOutcome, DynamicBatcher, Hold, OverloadedError, RequestTooLargeError
+from aikit.serve.continuous import ContinuousBatcher
+from aikit.serve.metrics import ServeMetrics
+from aikit.serve.settings import ServeSettings
 
 if TYPE_CHECKING:
-    from ..model import Model
+    from aikit.model.model import Model
 
 __all__ = ["ItemError", "ModelService", "RequestTimeoutError", "Timings"]
 logger = logging.getLogger("aikit.serve")
@@ -175,8 +175,8 @@ class ModelService:
         (Python's own docs) and keep the fastest, if it beats whole batches by ``_SMALLER_CALLS_GAIN``
         (a smaller call that is only as fast is noise, and costs more calls). Runs on the batcher's
         worker, between batches."""
-        from ..optimize.batch_size import candidate_sizes, fastest_batch_size
-        from ..sample_text import load_sentences
+        from aikit.measure.batch_size import candidate_sizes, fastest_batch_size
+        from aikit.sample_text import load_sentences
 
         largest = self.settings.max_batch_size
         measured = fastest_batch_size(self.model, load_sentences(2 * largest), candidate_sizes(largest), rounds=3)

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ConfigError
+from aikit.errors import ConfigError
 
 __all__ = ["TOKEN_ENV_VAR", "ServeSettings", "read_token"]
 

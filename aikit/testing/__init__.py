@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..plugins import PluginHost, reset_host
-from .doubles import MockBackend
-from .tiny import TINY_KINDS, TINY_WORDS, save_tiny_model, tiny_tokenizer
+from aikit.plugins.host import PluginHost, reset_host
+from aikit.testing.doubles import MockBackend
+from aikit.testing.tiny import TINY_KINDS, TINY_WORDS, save_tiny_model, tiny_tokenizer
 
 __all__ = ["TINY_KINDS", "TINY_WORDS", "MockBackend", "fresh_host", "save_tiny_model", "tiny_tokenizer"]
 

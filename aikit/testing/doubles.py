@@ -10,9 +10,9 @@ import numpy as np
 from numpy.typing import NDArray
 from typing_extensions import override
 
-from ..backend import Arrays, Backend
-from ..options import BackendOptions, GenerationOptions
-from ..parts import ModelParts
+from aikit.contracts.backend import Arrays, Backend
+from aikit.contracts.options import BackendOptions, GenerationOptions
+from aikit.contracts.parts import ModelParts
 
 __all__ = ["MockBackend"]
 

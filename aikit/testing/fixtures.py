@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ..plugins import PluginHost
-from . import fresh_host, save_tiny_model
+from aikit.plugins.host import PluginHost
+from aikit.testing import fresh_host, save_tiny_model
 
 
 @pytest.fixture

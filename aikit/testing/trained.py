@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .tiny import TINY_WORDS, tiny_tokenizer
+from aikit.testing.tiny import TINY_WORDS, tiny_tokenizer
 
 if TYPE_CHECKING:
-    from ..model import Model
+    from aikit.model.model import Model
 
 __all__ = ["KEYWORD_LABELS", "MARKERS", "digits_cnn", "keyword_classifier", "keyword_sentences"]
 
@@ -49,7 +49,7 @@ def keyword_classifier() -> Model:
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    from ..model import Model
+    from aikit.model.model import Model
 
     torch.manual_seed(0)
     tokenizer = tiny_tokenizer()
@@ -83,8 +83,8 @@ def digits_cnn(folder: Path) -> tuple[Model, Any]:
     from aikit_keras._import import import_keras
     from sklearn.datasets import load_digits
 
-    from ..model import Model
-    from ..preprocess import ImagePreprocess
+    from aikit.contracts.preprocess import ImagePreprocess
+    from aikit.model.model import Model
 
     keras = import_keras()
     digits = load_digits()

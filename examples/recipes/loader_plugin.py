@@ -26,7 +26,7 @@ class PackagedModelLoader(Loader):
     @override
     def load(self, source: object, *, task: str | None, options: LoadOptions) -> ModelParts:
         from aikit.defaults import default_model_path
-        from aikit.plugins import get_host
+        from aikit.plugins.host import get_host
 
         path = default_model_path(str(source)[len(PREFIX) :])  # UnknownNameError lists the names
         for loader_cls in sorted(get_host().loaders.values(), key=lambda cls: -cls.priority):

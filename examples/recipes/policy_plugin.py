@@ -36,7 +36,7 @@ def aikit_register_commands(cli: Any) -> None:
     @app.command()
     def candidates(generative: bool = typer.Option(False, help="Only backends that can generate text.")) -> None:
         """List the registered backends in the order backend="auto" considers them."""
-        from aikit.plugins import get_host
+        from aikit.plugins.host import get_host
 
         host = get_host()
         for cls in sorted(host.backends.values(), key=lambda c: -c.priority):

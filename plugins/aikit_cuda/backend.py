@@ -17,10 +17,10 @@ from aikit_torch.modules import is_transformers_model
 from numpy.typing import NDArray
 from typing_extensions import override
 
-from aikit.backend import Arrays, Backend
+from aikit.contracts.backend import Arrays, Backend
+from aikit.contracts.options import BackendOptions, GenerationOptions
+from aikit.contracts.parts import ModelParts
 from aikit.errors import BackendError, BackendUnavailableError, ConfigError
-from aikit.options import BackendOptions, GenerationOptions
-from aikit.parts import ModelParts
 
 from . import probe
 from .options import CudaOptions

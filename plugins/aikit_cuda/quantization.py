@@ -16,9 +16,9 @@ from typing import Any, ClassVar
 import torch
 from typing_extensions import override
 
-from aikit.backend import Backend
+from aikit.contracts.backend import Backend
+from aikit.contracts.strategy import CompressionConfig, CompressionContext, Strategy
 from aikit.errors import CompressionError, ConfigError, MissingDependencyError
-from aikit.strategy import CompressionConfig, CompressionContext, Strategy
 
 __all__ = ["CudaFloat8", "CudaInt4WeightOnly", "CudaInt8WeightOnly", "quantize_module"]
 

@@ -21,8 +21,8 @@ from aikit_torch.modules import (
     weights_path,
 )
 
+from aikit.contracts.parts import ModelParts
 from aikit.errors import ArtifactError, MissingDependencyError, ModelLoadError
-from aikit.parts import ModelParts
 
 __all__ = ["has_quantized_weights", "load_quantized_module", "save_quantized_module"]
 

@@ -17,7 +17,7 @@ from aikit_torch.decoding import select_next
 from aikit_torch.kv_cache import cache_kwargs
 from numpy.typing import NDArray
 
-from aikit.options import GenerationOptions
+from aikit.contracts.options import GenerationOptions
 
 __all__ = ["StaticCachePool", "decode_static", "supports_static_cache"]
 

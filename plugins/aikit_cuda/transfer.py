@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from aikit.backend import Arrays
+from aikit.contracts.backend import Arrays
 from aikit.errors import BackendError
 
 __all__ = ["PaddedShape", "pad_batch", "to_device", "to_host", "unpad_outputs"]

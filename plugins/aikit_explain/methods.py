@@ -10,13 +10,13 @@ from numpy.typing import NDArray
 from typing_extensions import override
 
 from aikit.errors import ConfigError, MissingDependencyError
-from aikit.explain import Explainer, ExplainOptions, pair_embeddings, target_probabilities
+from aikit.measure.explain import Explainer, ExplainOptions, pair_embeddings, target_probabilities
 
 if TYPE_CHECKING:
     import torch
 
-    from aikit.model import Model
-    from aikit.task import Example
+    from aikit.contracts.task import Example
+    from aikit.model.model import Model
 
 __all__ = ["IntegratedGradients", "Occlusion", "baseline_token_id"]
 

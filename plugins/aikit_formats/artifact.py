@@ -9,14 +9,14 @@ from typing import Any
 
 from typing_extensions import override
 
-from aikit.artifact import MANIFEST_NAME, read_manifest, verify_files
+from aikit.contracts.loader import Loader
+from aikit.contracts.options import LoadOptions
+from aikit.contracts.parts import ModelParts, SourceInfo
+from aikit.contracts.preprocess import ImagePreprocess
 from aikit.errors import AikitError, ModelLoadError, UnknownNameError
-from aikit.loader import Loader
-from aikit.options import LoadOptions
-from aikit.parts import ModelParts, SourceInfo
-from aikit.plugins import get_backend, get_task
-from aikit.preprocess import ImagePreprocess
-from aikit.remote_code import check_remote_code
+from aikit.model.artifact import MANIFEST_NAME, read_manifest, verify_files
+from aikit.model.remote_code import check_remote_code
+from aikit.plugins.host import get_backend, get_task
 
 
 class ArtifactLoader(Loader):

@@ -12,10 +12,10 @@ from typing import Any
 
 from typing_extensions import override
 
+from aikit.contracts.loader import Loader
+from aikit.contracts.options import LoadOptions
+from aikit.contracts.parts import ModelParts, SourceInfo
 from aikit.errors import MissingDependencyError, ModelLoadError
-from aikit.loader import Loader
-from aikit.options import LoadOptions
-from aikit.parts import ModelParts, SourceInfo
 
 from ._quiet import gguf_progress_on_terminals_only, quiet_transformers
 from .huggingface import combined_hash

@@ -11,13 +11,13 @@ from typing import Any
 
 from typing_extensions import override
 
-from aikit.artifact import MANIFEST_NAME, hash_file
+from aikit.contracts.loader import Loader
+from aikit.contracts.options import LoadOptions
+from aikit.contracts.parts import ModelParts, SourceInfo
 from aikit.errors import MissingDependencyError, ModelLoadError, UnsafeModelError
-from aikit.loader import Loader
-from aikit.options import LoadOptions
-from aikit.parts import ModelParts, SourceInfo
-from aikit.plugins import resolve_task
-from aikit.remote_code import check_remote_code
+from aikit.model.artifact import MANIFEST_NAME, hash_file
+from aikit.model.remote_code import check_remote_code
+from aikit.plugins.host import resolve_task
 
 from ._quiet import quiet_transformers
 

@@ -17,10 +17,10 @@ from typing import Any
 
 from typing_extensions import override
 
+from aikit.contracts.loader import Loader
+from aikit.contracts.options import LoadOptions
+from aikit.contracts.parts import ModelParts, SourceInfo
 from aikit.errors import ModelLoadError, UnsafeModelError
-from aikit.loader import Loader
-from aikit.options import LoadOptions
-from aikit.parts import ModelParts, SourceInfo
 
 from .huggingface import PICKLE_SUFFIXES, combined_hash
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from aikit import Backend, Loader, Task, hookimpl
-from aikit.parts import ModelParts
+from aikit.contracts.parts import ModelParts
 
 from .backend import KerasBackend
 from .loader import KERAS_EXTRA, KerasFileLoader

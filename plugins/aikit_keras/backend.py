@@ -19,11 +19,11 @@ from aikit_torch.backend import TorchBackend, outputs_to_arrays
 from numpy.typing import NDArray
 from typing_extensions import override
 
-from aikit.backend import Arrays, Backend
+from aikit.contracts.backend import Arrays, Backend
+from aikit.contracts.options import BackendOptions
+from aikit.contracts.parts import ModelParts
 from aikit.errors import BackendError, ConfigError, UnsafeModelError
-from aikit.manifest import listed_file
-from aikit.options import BackendOptions
-from aikit.parts import ModelParts
+from aikit.model.manifest import listed_file
 
 from ._import import import_keras, keras_unavailable_reason
 from .loader import mark_keras_parts, read_keras_file
@@ -141,7 +141,7 @@ class KerasBackend(TorchBackend):
         return arrange_inputs(self._input_names, self._input_shapes, tensors)
 
     def torch_forward(self, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """The model's first output for named features, differentiable (``aikit.explain`` uses it)."""
+        """The model's first output for named features, differentiable (``aikit.measure.explain`` uses it)."""
         out = self.module(*self.model_inputs(tensors))
         if isinstance(out, (list, tuple)):
             out = out[0]

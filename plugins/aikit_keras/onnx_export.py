@@ -38,8 +38,8 @@ import torch
 from numpy.typing import NDArray
 from typing_extensions import override
 
+from aikit.contracts.parts import ModelParts
 from aikit.errors import BackendError, ConfigError
-from aikit.parts import ModelParts
 
 from .backend import arrange_inputs, declared_inputs, feature_names
 

@@ -1,4 +1,4 @@
-"""Dataset file formats for ``aikit.evaluate``: JSONL, CSV / TSV, JSON, plain text, Hugging Face.
+"""Dataset file formats for ``aikit.measure.evaluate``: JSONL, CSV / TSV, JSON, plain text, Hugging Face.
 
 A reader takes the location (a path, or what follows ``name:`` in ``"name:location"``) and an
 optional split, and returns the records as dicts. Errors name the file and line.

@@ -1,6 +1,6 @@
 """Metrics that compare model outputs beyond labels: embedding agreement, perplexity, exact match.
 
-``cosine_agreement`` and ``perplexity`` consume what ``aikit.evaluate`` computes for them
+``cosine_agreement`` and ``perplexity`` consume what ``aikit.measure.evaluate`` computes for them
 (their ``needs`` attribute says what): embeddings from the model and a reference model, and
 per-token negative log-likelihoods.
 """
@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from aikit.errors import InputError
+from aikit.numerics import cosine_rows
 
 __all__ = ["cosine_agreement", "exact_match", "perplexity"]
 
@@ -41,8 +42,7 @@ def cosine_agreement(predictions: NDArray[np.float32], references: NDArray[np.fl
         raise InputError(
             f"cosine agreement needs two equally shaped, non-empty (n, dim) matrices; got {a.shape} and {b.shape}"
         )
-    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    cos = np.einsum("ij,ij->i", a, b) / np.clip(norms, 1e-12, None)
+    cos = cosine_rows(a, b)
     return {"mean": float(cos.mean()), "min": float(cos.min()), "p05": float(np.percentile(cos, 5))}
 
 

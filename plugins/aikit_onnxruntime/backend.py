@@ -13,11 +13,11 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 from typing_extensions import override
 
-from aikit.artifact import MANIFEST_NAME, listed_file
-from aikit.backend import Arrays, Backend, StepDecoder
+from aikit.contracts.backend import Arrays, Backend, StepDecoder
+from aikit.contracts.options import BackendOptions, GenerationOptions
+from aikit.contracts.parts import ModelParts
 from aikit.errors import BackendError, ConfigError, ModelLoadError
-from aikit.options import BackendOptions, GenerationOptions
-from aikit.parts import ModelParts
+from aikit.model.artifact import MANIFEST_NAME, listed_file
 
 from .decoder import DecoderGraph
 from .graph_info import describe_graph, graph_files
@@ -136,7 +136,7 @@ class OrtBackend(Backend):
     @override
     def from_loaded_parts(cls, parts: ModelParts, options: BackendOptions) -> tuple[Backend, tuple[Any, ...]]:
         """A GGUF file on the CPU runs its own blocks (``ort-gguf-native``, see ``gguf_load``); else ``from_parts``."""
-        from aikit.plugins import resolve_task
+        from aikit.plugins.host import resolve_task
 
         from .gguf_load import native_backend, prefers_native
 

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from aikit.contracts.parts import ModelParts
+from aikit.contracts.task import Task
 from aikit.errors import BackendError
-from aikit.parts import ModelParts
-from aikit.task import Task
 
 from .decoder_export import build_with_genai, export_causal_lm, genai_supports, kv_shape
 from .export import ExportedGraph, eager_attention, export_graph, graph_for_task

@@ -2,7 +2,7 @@
 
 A key hashes everything that decides the bytes of an export: the weights (a hash of the torch
 state, so a model compressed on torch gets its own entry), the task, the export settings and
-the versions of the libraries that produce the graph (``aikit.artifact.library_versions``).
+the versions of the libraries that produce the graph (``aikit.model.artifact.library_versions``).
 Entries are written into a temporary sibling folder and renamed into place, so a reader sees
 either a complete entry or none.
 """
@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from aikit.artifact import library_versions
+from aikit.model.artifact import library_versions
 
 __all__ = ["cache_root", "cached_entry", "entry_key", "module_digest"]
 

@@ -26,9 +26,9 @@ import numpy as np
 from numpy.typing import NDArray
 from typing_extensions import override
 
-from aikit.backend import StepDecoder
+from aikit.contracts.backend import StepDecoder
+from aikit.contracts.options import GenerationOptions
 from aikit.errors import ConfigError
-from aikit.options import GenerationOptions
 
 from .decoder import DecoderGraph
 from .gguf_decode import DECODE_INPUT, DECODE_OUTPUT

@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from aikit.contracts.options import GenerationOptions
 from aikit.errors import ConfigError
-from aikit.options import GenerationOptions
 
 from .gguf_decode import DECODE_INPUT, DECODE_OUTPUT
 from .sampling import select_next

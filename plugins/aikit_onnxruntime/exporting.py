@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
+from aikit.contracts.parts import ModelParts
 from aikit.errors import BackendError
-from aikit.parts import ModelParts
-from aikit.plugins import resolve_task
+from aikit.plugins.host import resolve_task
 
 from .cache import cached_entry, entry_key, module_digest
 from .settings import OrtSettings

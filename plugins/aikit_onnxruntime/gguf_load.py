@@ -21,13 +21,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aikit.options import BackendOptions
-from aikit.parts import ModelParts
+from aikit.contracts.options import BackendOptions
+from aikit.contracts.parts import ModelParts
 
 from .gguf_blocks import NATIVE_TYPES
 
 if TYPE_CHECKING:
-    from aikit.task import Task
+    from aikit.contracts.task import Task
 
     from .backend import OrtBackend
     from .gguf_strategy import OrtGgufNative

@@ -14,12 +14,12 @@ from pathlib import Path
 
 from typing_extensions import override
 
-from aikit.artifact import hash_file
+from aikit.contracts.loader import Loader
+from aikit.contracts.options import LoadOptions
+from aikit.contracts.parts import ModelParts, SourceInfo
 from aikit.errors import MissingDependencyError, ModelLoadError
-from aikit.loader import Loader
-from aikit.options import LoadOptions
-from aikit.parts import ModelParts, SourceInfo
-from aikit.remote_code import check_remote_code
+from aikit.model.artifact import hash_file
+from aikit.model.remote_code import check_remote_code
 
 from .graph_info import describe_graph, graph_files
 

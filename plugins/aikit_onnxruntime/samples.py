@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from aikit.contracts.parts import ModelParts
+from aikit.contracts.task import Task
 from aikit.errors import BackendError
-from aikit.parts import ModelParts
-from aikit.task import Task
 
 __all__ = ["SAMPLE_TEXTS", "sample_batch"]
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from aikit.options import GenerationOptions
+from aikit.contracts.options import GenerationOptions
 
 __all__ = ["select_next"]
 

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from typing_extensions import override
 
-from aikit.backend import Backend
+from aikit.contracts.backend import Backend
+from aikit.contracts.strategy import CompressionConfig, CompressionContext, Strategy
 from aikit.errors import CompressionError, ConfigError
-from aikit.strategy import CompressionConfig, CompressionContext, Strategy
 
 from . import quantize
 from .cache import cached_entry, entry_key

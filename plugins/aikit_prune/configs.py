@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from aikit.contracts.strategy import CompressionConfig
 from aikit.errors import ConfigError
-from aikit.strategy import CompressionConfig
 
 __all__ = ["Magnitude", "SemiStructured", "Structured"]
 

@@ -22,7 +22,7 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from aikit.compression_tools import forward_module, to_tensors
+from aikit.compress.tools import forward_module, to_tensors
 
 __all__ = ["RecoveryResult", "cosine_loss", "distill"]
 

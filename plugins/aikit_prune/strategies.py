@@ -6,8 +6,8 @@ from typing import Any, ClassVar
 
 from typing_extensions import override
 
-from aikit.backend import Backend
-from aikit.strategy import CompressionConfig, CompressionContext, Strategy
+from aikit.contracts.backend import Backend
+from aikit.contracts.strategy import CompressionConfig, CompressionContext, Strategy
 
 from .configs import Structured
 from .unstructured import MagnitudeStrategy, SemiStructuredStrategy
@@ -25,7 +25,7 @@ class StructuredStrategy(Strategy):
 
     @override
     def apply(self, backend: Backend, config: CompressionConfig, context: CompressionContext) -> Backend:
-        from aikit.compression_tools import add_note, copy_module, module_of
+        from aikit.compress.tools import add_note, copy_module, module_of
 
         from .recovery import distill
         from .structured import prune_blocks

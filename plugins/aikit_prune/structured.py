@@ -25,7 +25,7 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from aikit.compression_tools import linear_at, run_calibration, set_module
+from aikit.compress.tools import linear_at, run_calibration, set_module
 from aikit.errors import CompressionError
 
 __all__ = ["Blocks", "find_blocks", "keep_count", "prune_blocks", "shrink_skeleton"]

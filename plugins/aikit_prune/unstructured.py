@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from typing_extensions import override
 
-from aikit.backend import Backend
-from aikit.strategy import CompressionConfig, CompressionContext, Strategy
+from aikit.contracts.backend import Backend
+from aikit.contracts.strategy import CompressionConfig, CompressionContext, Strategy
 
 from .configs import Magnitude, SemiStructured
 
@@ -24,7 +24,7 @@ __all__ = ["MagnitudeStrategy", "SemiStructuredStrategy"]
 
 def prunable_linears(module: nn.Module, exclude: tuple[str, ...]) -> list[str]:
     """Linear layers to prune: all but ``exclude`` and the output head."""
-    from aikit.compression_tools import linear_names
+    from aikit.compress.tools import linear_names
 
     get_out = getattr(module, "get_output_embeddings", None)
     head = get_out() if callable(get_out) else None
@@ -54,7 +54,7 @@ class _PruneStrategy(Strategy):
     def apply(self, backend: Backend, config: CompressionConfig, context: CompressionContext) -> Backend:
         import torch
 
-        from aikit.compression_tools import copy_module, linear_at, module_of
+        from aikit.compress.tools import copy_module, linear_at, module_of
 
         module = copy_module(module_of(backend, self.name))
         names = prunable_linears(module, config.exclude)  # type: ignore[attr-defined]
@@ -78,7 +78,7 @@ class MagnitudeStrategy(_PruneStrategy):
     def masks(self, module: nn.Module, names: list[str], config: Any) -> dict[str, torch.Tensor]:
         import torch
 
-        from aikit.compression_tools import linear_at
+        from aikit.compress.tools import linear_at
 
         weights = {n: linear_at(module, n).weight.detach() for n in names}
         if not weights:
@@ -100,7 +100,7 @@ class SemiStructuredStrategy(_PruneStrategy):
     def masks(self, module: nn.Module, names: list[str], config: Any) -> dict[str, torch.Tensor]:
         import torch
 
-        from aikit.compression_tools import linear_at
+        from aikit.compress.tools import linear_at
 
         out = {}
         for name in names:
@@ -115,7 +115,7 @@ class SemiStructuredStrategy(_PruneStrategy):
 
     @override
     def apply(self, backend: Backend, config: CompressionConfig, context: CompressionContext) -> Backend:
-        from aikit.compression_tools import add_note
+        from aikit.compress.tools import add_note
 
         add_note(context, "prune-2:4 is accuracy-only on CPU: no runtime here accelerates 2:4 sparsity")
         return super().apply(backend, config, context)

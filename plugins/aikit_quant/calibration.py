@@ -9,7 +9,7 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from aikit.compression_tools import run_calibration
+from aikit.compress.tools import run_calibration
 
 __all__ = ["activation_ranges", "input_absmax", "smoothing_scales"]
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from aikit.contracts.strategy import CompressionConfig
 from aikit.errors import ConfigError
-from aikit.strategy import CompressionConfig
 
 __all__ = ["Bf16", "Fp16", "Int4WeightOnly", "Int8Dynamic", "Int8Static", "Int8WeightOnly"]
 

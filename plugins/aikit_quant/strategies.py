@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from typing_extensions import override
 
-from aikit.backend import Backend
-from aikit.strategy import CompressionConfig, CompressionContext, Strategy
+from aikit.contracts.backend import Backend
+from aikit.contracts.strategy import CompressionConfig, CompressionContext, Strategy
 
 from .configs import Bf16, Fp16, Int4WeightOnly, Int8Dynamic, Int8Static, Int8WeightOnly
 
@@ -32,7 +32,7 @@ class _SwapStrategy(Strategy):
     backends: ClassVar[frozenset[str]] = TORCH
 
     def targets(self, module: nn.Module, config: Any) -> list[str]:
-        from aikit.compression_tools import linear_names
+        from aikit.compress.tools import linear_names
 
         return linear_names(module, config.exclude)
 
@@ -49,7 +49,7 @@ class _SwapStrategy(Strategy):
         return {}
 
     def prepare(self, module: nn.Module, names: list[str]) -> None:
-        from aikit.compression_tools import tie_free
+        from aikit.compress.tools import tie_free
 
         head = _output_head_name(module)
         if head is not None and head in names:
@@ -74,7 +74,7 @@ class _SwapStrategy(Strategy):
     def apply(self, backend: Backend, config: CompressionConfig, context: CompressionContext) -> Backend:
         import torch
 
-        from aikit.compression_tools import copy_module, module_of, set_module
+        from aikit.compress.tools import copy_module, module_of, set_module
 
         module = copy_module(module_of(backend, self.name))
         names = self.targets(module, config)
@@ -91,7 +91,7 @@ class _SwapStrategy(Strategy):
 
     @override
     def restore(self, module: Any, config: CompressionConfig) -> Any:
-        from aikit.compression_tools import set_module
+        from aikit.compress.tools import set_module
 
         names = self.targets(module, config)
         self.prepare(module, names)
@@ -157,7 +157,7 @@ class _Int8Activations(_SwapStrategy):
     ) -> dict[str, Any]:
         if config.smoothquant is None:
             return {}
-        from aikit.compression_tools import require_calibration
+        from aikit.compress.tools import require_calibration
 
         from .calibration import input_absmax, smoothing_scales
 
@@ -270,7 +270,7 @@ class Int4WeightOnlyStrategy(_SwapStrategy):
     @override
     def targets(self, module: nn.Module, config: Any) -> list[str]:
         # tinygemm packs 16 output rows at a time: other widths (small classifier heads) stay in fp32
-        from aikit.compression_tools import linear_at
+        from aikit.compress.tools import linear_at
 
         from .int4_modules import fitting_group
 
@@ -318,7 +318,7 @@ class _CastStrategy(Strategy):
     def apply(self, backend: Backend, config: CompressionConfig, context: CompressionContext) -> Backend:
         import torch
 
-        from aikit.compression_tools import copy_module, module_of
+        from aikit.compress.tools import copy_module, module_of
 
         module = copy_module(module_of(backend, self.name)).to(getattr(torch, self.dtype_name))
         context.progress(1, 1)

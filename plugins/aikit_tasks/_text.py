@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from aikit.contracts.task import CHARS_PER_TOKEN_BOUND, Example
 from aikit.errors import InputError, TruncationWarning
-from aikit.task import CHARS_PER_TOKEN_BOUND, Example
 
 _UNBOUNDED = 1_000_000  # transformers' sentinel for "no limit" is a huge int
 _SURROGATE = re.compile(r"[\ud800-\udfff]")

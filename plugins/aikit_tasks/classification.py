@@ -9,11 +9,14 @@ import numpy as np
 from numpy.typing import NDArray
 from typing_extensions import override
 
-from aikit.parts import ModelParts
-from aikit.results import Classification, Entity, TokenTags
-from aikit.task import Example, Task
+from aikit.contracts.parts import ModelParts
+from aikit.contracts.results import Classification, Entity, TokenTags
+from aikit.contracts.task import Example, Task
 
 from ._text import TruncationNotice, as_text, encode_texts, model_limit, pad_id, softmax
+
+# What evaluate() reports for a classifier when the caller names no metrics (text and images alike).
+LABEL_METRICS = ("accuracy", "precision", "recall", "f1", "confusion_matrix")
 
 
 def label_names(parts: ModelParts, count: int) -> list[str]:
@@ -50,6 +53,8 @@ class TextClassification(_TextTask):
     """
 
     name = "text-classification"
+    default_metrics = LABEL_METRICS
+    explain_input = "text"
     aliases = ("sentiment-analysis",)
     description = "one label per text, with scores"
     hf_auto_class = "AutoModelForSequenceClassification"
@@ -85,6 +90,7 @@ class TokenClassification(_TextTask):
     """
 
     name = "token-classification"
+    default_metrics = ("exact_match",)
     aliases = ("ner",)
     description = "labels per token, merged into entity spans"
     hf_auto_class = "AutoModelForTokenClassification"

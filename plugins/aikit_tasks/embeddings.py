@@ -9,10 +9,10 @@ import numpy as np
 from numpy.typing import NDArray
 from typing_extensions import override
 
+from aikit.contracts.parts import ModelParts
+from aikit.contracts.results import Embedding
+from aikit.contracts.task import Example, Task
 from aikit.errors import ConfigError
-from aikit.parts import ModelParts
-from aikit.results import Embedding
-from aikit.task import Example, Task
 
 from ._text import TruncationNotice, as_text, encode_texts, model_limit, pad_id
 
@@ -45,6 +45,9 @@ class FeatureExtraction(Task):
     """
 
     name = "feature-extraction"
+    embeds = True
+    default_metrics = ("cosine_agreement",)
+    explain_input = "pair"
     aliases = ("embeddings", "sentence-similarity")
     description = "sentence embeddings (pooled, optionally normalised)"
     hf_auto_class = "AutoModel"
@@ -78,6 +81,7 @@ class FeatureExtraction(Task):
     def pad_values(self) -> dict[str, int]:
         return {"input_ids": pad_id(self.parts.tokenizer)}
 
+    @override
     def embed_batch(self, outputs: dict[str, NDArray[Any]], mask: NDArray[np.int64]) -> NDArray[np.float32]:
         if "sentence_embedding" in outputs:
             vectors = outputs["sentence_embedding"].astype(np.float32, copy=False)

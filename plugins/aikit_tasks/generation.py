@@ -10,12 +10,12 @@ import numpy as np
 from numpy.typing import NDArray
 from typing_extensions import override
 
-from aikit.backend import Backend
+from aikit.contracts.backend import Backend
+from aikit.contracts.options import GenerationOptions
+from aikit.contracts.parts import ModelParts
+from aikit.contracts.results import Generation
+from aikit.contracts.task import CHARS_PER_TOKEN_BOUND, Example, Task, TokenSequence
 from aikit.errors import ConfigError, InputError, TruncationWarning
-from aikit.options import GenerationOptions
-from aikit.parts import ModelParts
-from aikit.results import Generation
-from aikit.task import CHARS_PER_TOKEN_BOUND, Example, Task, TokenSequence
 
 from ._text import as_text, model_limit, pad_id
 
@@ -144,6 +144,9 @@ class TextGeneration(Task):
     hf_auto_class = "AutoModelForCausalLM"
     architecture_suffixes: ClassVar[tuple[str, ...]] = ("ForCausalLM",)
     generative = True
+    chat = True
+    default_metrics = ("exact_match",)
+    metrics_without_references = ("perplexity",)
     options_class = GenerationOptions
     default_batch_size = 8
     left_padding = True
@@ -278,6 +281,7 @@ class Text2TextGeneration(TextGeneration):
     """Sequence-to-sequence models (T5, BART...): text in, new text out (summaries, translations)."""
 
     name = "text2text-generation"
+    chat = False  # an encoder-decoder takes one input text, not a chat template
     aliases = ("summarization", "translation", "seq2seq")
     description = "encoder-decoder models: text in, generated text out"
     hf_auto_class = "AutoModelForSeq2SeqLM"

@@ -9,12 +9,12 @@ import numpy as np
 from numpy.typing import NDArray
 from typing_extensions import override
 
+from aikit.contracts.preprocess import read_image
+from aikit.contracts.task import Example, Task
 from aikit.errors import InputError
-from aikit.preprocess import read_image
-from aikit.task import Example, Task
 
 from ._text import softmax
-from .classification import classify, label_names
+from .classification import LABEL_METRICS, classify, label_names
 
 
 class ImageClassification(Task):
@@ -26,6 +26,8 @@ class ImageClassification(Task):
     """
 
     name = "image-classification"
+    default_metrics = LABEL_METRICS
+    explain_input = "image"
     description = "one label per image, with scores"
     input_kind = "image"
     hf_auto_class = "AutoModelForImageClassification"

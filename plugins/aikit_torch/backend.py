@@ -12,10 +12,10 @@ import torch
 from numpy.typing import NDArray
 from typing_extensions import override
 
-from aikit.backend import Arrays, Backend
+from aikit.contracts.backend import Arrays, Backend
+from aikit.contracts.options import BackendOptions, GenerationOptions
+from aikit.contracts.parts import ModelParts
 from aikit.errors import BackendError, ConfigError
-from aikit.options import BackendOptions, GenerationOptions
-from aikit.parts import ModelParts
 
 from .decoding import decode
 from .modules import is_transformers_model, restore_module, save_module

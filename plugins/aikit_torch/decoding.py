@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from aikit.contracts.options import GenerationOptions
 from aikit.errors import BackendError
-from aikit.options import GenerationOptions
 
 from .kv_cache import cache_kwargs, returned_cache
 

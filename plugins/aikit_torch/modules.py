@@ -17,10 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
-from aikit.artifact import MANIFEST_NAME, listed_file
+from aikit.contracts.parts import ModelParts
 from aikit.errors import AikitError, ArtifactError, ModelLoadError
-from aikit.parts import ModelParts
-from aikit.plugins import get_strategy
+from aikit.model.artifact import MANIFEST_NAME, listed_file
+from aikit.plugins.host import get_strategy
 
 WEIGHTS = "model.safetensors"
 # A module whose layers aikit replaced (int8 / int4 modules, torchao tensors) is saved under this name:
