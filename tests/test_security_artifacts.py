@@ -119,10 +119,10 @@ def test_a_symlink_out_of_the_folder_is_refused(artifact: Path, tmp_path: Path) 
 
 def test_verify_false_skips_hashes_and_logs_a_warning(artifact: Path, caplog: pytest.LogCaptureFixture) -> None:
     (artifact / "extra.txt").write_text("unlisted", encoding="utf-8")
-    with caplog.at_level(logging.WARNING, logger="aikit.model.artifact"):
+    with caplog.at_level(logging.WARNING, logger="aikit.artifact"):
         model = aikit.Model.load(artifact, verify=False)
     assert model.predict("good").label in ("negative", "positive")
-    warnings = [r for r in caplog.records if r.name == "aikit.model.artifact" and r.levelno == logging.WARNING]
+    warnings = [r for r in caplog.records if r.name == "aikit.artifact" and r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "WITHOUT verifying" in warnings[0].getMessage()
     assert str(artifact) in warnings[0].getMessage()
 

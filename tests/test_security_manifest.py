@@ -335,7 +335,7 @@ def test_a_format_1_artifact_still_loads_with_a_warning(classifier: Path, caplog
     manifest["format_version"] = 1
     (classifier / MANIFEST_NAME).write_text(json.dumps(manifest), encoding="utf-8")
     (classifier / DIGEST_NAME).unlink()
-    with caplog.at_level("WARNING", logger="aikit.model.artifact"):
+    with caplog.at_level("WARNING", logger="aikit.artifact"):
         assert aikit.Model.load(classifier).predict("good").label
     assert any("older aikit (format 1)" in r.getMessage() for r in caplog.records)
 
