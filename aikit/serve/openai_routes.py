@@ -58,8 +58,12 @@ def add_openai_routes(app: FastAPI, service: ModelService) -> None:
                 code="model_not_found",
             )
         if not getattr(model.task, capability):
-            what = {"embeds": "an embedding", "chat": "a chat", "generative": "a text-generation"}[capability]
-            raise OpenAIError(400, f"{route} needs {what} model; this one does {model.task_name!r}", param="model")
+            what = {
+                "embeds": "an embedding model (feature-extraction)",
+                "chat": "a chat model (text-generation)",
+                "generative": "a text-generation model",
+            }[capability]
+            raise OpenAIError(400, f"{route} needs {what}; this one does {model.task_name!r}", param="model")
 
     @app.get("/v1/models", tags=["openai"], summary="OpenAI-compatible model list (the served model)")
     async def models() -> dict[str, Any]:

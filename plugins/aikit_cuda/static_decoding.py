@@ -18,6 +18,7 @@ from aikit_torch.kv_cache import cache_kwargs
 from numpy.typing import NDArray
 
 from aikit.contracts.options import GenerationOptions
+from aikit.contracts.sampling import new_rng
 
 __all__ = ["StaticCachePool", "decode_static", "supports_static_cache"]
 
@@ -84,11 +85,7 @@ def decode_static(
 
     ``step`` runs the one-token decoding forward (a compiled ``module.forward``); None runs ``module``.
     """
-    generator = torch.Generator(device="cpu")
-    if options.seed is not None:
-        generator.manual_seed(options.seed)
-    else:
-        generator.seed()
+    generator = new_rng(options)
     batch, prompt = input_ids.shape
     with torch.inference_mode():  # the pooled cache's tensors were made in inference mode; reset them there
         cache, length, pooled = pool.acquire(module, batch, prompt + options.max_new_tokens)

@@ -203,12 +203,12 @@ class OrtBackend(Backend):
         self, ids: NDArray[np.int64], mask: NDArray[np.int64], options: GenerationOptions
     ) -> Iterator[NDArray[np.int64]]:
         """Greedy / sampled decoding with the cache-free decoder graph (the whole target is re-run each step)."""
-        from .sampling import select_next
+        from aikit.contracts.sampling import new_rng, select_next
 
         start = self.facts.get("decoder_start_token_id")
         if start is None:
             raise BackendError("this seq2seq export has no decoder_start_token_id")
-        rng = np.random.default_rng(options.seed)
+        rng = new_rng(options)
         hidden = self.runners["encoder"].run({"input_ids": ids, "attention_mask": mask})["last_hidden_state"]
         target = np.full((ids.shape[0], 1), int(start), dtype=np.int64)
         history = [[int(start)] for _ in range(ids.shape[0])]

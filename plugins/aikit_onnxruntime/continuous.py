@@ -28,11 +28,11 @@ from typing_extensions import override
 
 from aikit.contracts.backend import StepDecoder
 from aikit.contracts.options import GenerationOptions
+from aikit.contracts.sampling import is_plain_greedy, new_rng, select_next
 from aikit.errors import ConfigError
 
 from .decoder import DecoderGraph
 from .gguf_decode import DECODE_INPUT, DECODE_OUTPUT
-from .sampling import select_next
 
 __all__ = ["OrtStepDecoder", "SharedStepDecoder", "step_decoder_for"]
 
@@ -69,7 +69,7 @@ def _check_fits(prompt_ids: Sequence[int], options: GenerationOptions, capacity:
 
 def _select(logits: NDArray[np.float32], rows: Sequence[_Row]) -> list[int]:
     """Each row's next token under its own options (greedy rows share one argmax)."""
-    if all(not r.options.do_sample and r.options.repetition_penalty in (None, 1.0) for r in rows):
+    if all(is_plain_greedy(r.options) for r in rows):
         return [int(t) for t in np.argmax(logits, axis=-1)]
     return [int(select_next(logits[i : i + 1], [r.history], r.options, r.rng)[0]) for i, r in enumerate(rows)]
 
@@ -80,7 +80,7 @@ def _run_head(graph: DecoderGraph, binding: Any, batch: int, length: int, rows: 
     graph has one (no logits row is copied out), else chosen from the last position's logits."""
     if graph.keeps_last:  # the output head runs on the last position only
         binding.bind_cpu_input(DECODE_INPUT, np.asarray([1], dtype=np.int64))
-    plain = all(not r.options.do_sample and r.options.repetition_penalty in (None, 1.0) for r in rows)
+    plain = all(is_plain_greedy(r.options) for r in rows)
     if plain and graph.argmax_output:
         tokens = np.empty((batch, 1), dtype=np.int64)
         binding.bind_output(DECODE_OUTPUT, "cpu", 0, np.int64, list(tokens.shape), tokens.ctypes.data)
@@ -109,7 +109,7 @@ def _new_row(slot: int, prompt_ids: Sequence[int], options: GenerationOptions) -
     return _Row(
         slot=slot,
         options=options,
-        rng=np.random.default_rng(options.seed),
+        rng=new_rng(options),
         history=[int(t) for t in prompt_ids],
         position=len(prompt_ids),
         next_token=0,

@@ -41,10 +41,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from aikit.contracts.options import GenerationOptions
+from aikit.contracts.sampling import is_plain_greedy, new_rng, select_next
 from aikit.errors import ConfigError
 
 from .gguf_decode import DECODE_INPUT, DECODE_OUTPUT
-from .sampling import select_next
 
 __all__ = ["DecoderGraph"]
 
@@ -154,7 +154,7 @@ class DecoderGraph:
         ``options.speculative`` is honoured on shared-buffer graphs; elsewhere decoding runs one
         token per step, which gives the same tokens.
         """
-        rng = np.random.default_rng(options.seed)
+        rng = new_rng(options)
         history = [[int(t) for t in row[m.astype(bool)]] for row, m in zip(input_ids, attention_mask)]
         if self.layout.shared:
             prompt_len = int(attention_mask.sum(axis=1).max())
@@ -171,7 +171,7 @@ class DecoderGraph:
 
     def _greedy_argmax(self, options: GenerationOptions) -> bool:
         """Whether the next token is the graph's own ``next_tokens`` (plain greedy, and the graph has it)."""
-        return self.argmax_output and not options.do_sample and options.repetition_penalty in (None, 1.0)
+        return self.argmax_output and is_plain_greedy(options)
 
     def _generate_concat(
         self,

@@ -15,35 +15,24 @@ import torch
 from numpy.typing import NDArray
 
 from aikit.contracts.options import GenerationOptions
+from aikit.contracts.sampling import is_plain_greedy, new_rng
+from aikit.contracts.sampling import select_next as shared_select_next
 from aikit.errors import BackendError
 
 from .kv_cache import cache_kwargs, returned_cache
 
 
 def select_next(
-    logits: torch.Tensor, history: torch.Tensor, options: GenerationOptions, generator: torch.Generator
+    logits: torch.Tensor, history: torch.Tensor, options: GenerationOptions, rng: np.random.Generator
 ) -> torch.Tensor:
-    """Pick the next token per row from ``(batch, vocab)`` logits (greedy or sampled)."""
-    logits = logits.float()
-    if options.repetition_penalty is not None and options.repetition_penalty != 1.0:
-        seen = torch.gather(logits, 1, history)
-        seen = torch.where(seen < 0, seen * options.repetition_penalty, seen / options.repetition_penalty)
-        logits = logits.scatter(1, history, seen)
-    if not options.do_sample:
+    """The next token per row of ``(batch, vocab)`` logits, as ``aikit.contracts.sampling.select_next``
+    chooses it. Plain greedy stays on the logits' device (an argmax, the same first-maximum rule);
+    anything else moves the rows to numpy for the shared implementation."""
+    if is_plain_greedy(options):
         return torch.argmax(logits, dim=-1)
-    logits = logits / options.temperature
-    if options.top_k is not None:
-        k = min(options.top_k, logits.shape[-1])
-        kth = torch.topk(logits, k, dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if options.top_p is not None and options.top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
-        drop = cumulative - torch.softmax(sorted_logits, dim=-1) >= options.top_p  # keep the first token always
-        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-        logits = torch.full_like(logits, float("-inf")).scatter(1, order, sorted_logits)
-    probs = torch.softmax(logits, dim=-1)
-    return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1).to(logits.device)
+    rows = logits.float().cpu().numpy()
+    chosen = shared_select_next(rows, history.cpu().tolist(), options, rng)
+    return torch.from_numpy(chosen).to(logits.device)
 
 
 def decode(
@@ -53,11 +42,7 @@ def decode(
 
     ``input_ids`` are left-padded for decoder-only models (right-padded for seq2seq).
     """
-    generator = torch.Generator(device="cpu")
-    if options.seed is not None:
-        generator.manual_seed(options.seed)
-    else:
-        generator.seed()
+    generator = new_rng(options)
     config = getattr(module, "config", None)
     if config is None:
         raise BackendError("text generation needs a transformers model with a config")
@@ -69,7 +54,7 @@ def decode(
 
 
 def _decode_causal(
-    module: Any, input_ids: torch.Tensor, mask: torch.Tensor, options: GenerationOptions, generator: torch.Generator
+    module: Any, input_ids: torch.Tensor, mask: torch.Tensor, options: GenerationOptions, generator: np.random.Generator
 ) -> Iterator[NDArray[np.int64]]:
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     out = module(input_ids=input_ids, attention_mask=mask, position_ids=positions, **cache_kwargs(module, None))
@@ -90,7 +75,7 @@ def _decode_causal(
 
 
 def _decode_seq2seq(
-    module: Any, input_ids: torch.Tensor, mask: torch.Tensor, options: GenerationOptions, generator: torch.Generator
+    module: Any, input_ids: torch.Tensor, mask: torch.Tensor, options: GenerationOptions, generator: np.random.Generator
 ) -> Iterator[NDArray[np.int64]]:
     config = module.config
     gen_config = getattr(module, "generation_config", None)
