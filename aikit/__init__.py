@@ -8,10 +8,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from . import prune as prune  # config namespaces; their classes load lazily (no torch)
-from . import quant as quant
-from .contracts.hookspecs import hookimpl
-from .errors import (
+from aikit.contracts.hookspecs import hookimpl
+from aikit.errors import (
     AikitError,
     AikitWarning,
     ArtifactError,
@@ -35,26 +33,30 @@ from .errors import (
     UnsafeModelError,
 )
 
+from . import prune as prune  # config namespaces; their classes load lazily (no torch)
+from . import quant as quant
+
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from aikit.contracts.backend import Backend
+    from aikit.contracts.loader import Loader
+    from aikit.contracts.options import BackendOptions, GenerationOptions, LoadOptions
+    from aikit.contracts.parts import ModelParts, SourceInfo
+    from aikit.contracts.predict_call import PredictCall
+    from aikit.contracts.preprocess import ImagePreprocess
+    from aikit.contracts.results import Classification, Embedding, Entity, Generation, TokenTags
+    from aikit.contracts.strategy import CompressionConfig, CompressionContext, Strategy
+    from aikit.contracts.task import Example, Task
+    from aikit.measure.benchmark_report import BenchmarkReport
+    from aikit.measure.comparison import ComparisonReport, compare
+    from aikit.measure.evaluate import EvaluationReport
+    from aikit.measure.explain import Explainer, ExplainOptions, Explanation, FaithfulnessReport
+    from aikit.model import Model
+    from aikit.optimize import Candidate, CandidateResult, OptimizationReport
+    from aikit.plugins.host import get_backend, get_loader, get_metric, get_strategy, get_task
+
     from . import plugins as plugins
-    from .contracts.backend import Backend
-    from .contracts.loader import Loader
-    from .contracts.options import BackendOptions, GenerationOptions, LoadOptions
-    from .contracts.parts import ModelParts, SourceInfo
-    from .contracts.predict_call import PredictCall
-    from .contracts.preprocess import ImagePreprocess
-    from .contracts.results import Classification, Embedding, Entity, Generation, TokenTags
-    from .contracts.strategy import CompressionConfig, CompressionContext, Strategy
-    from .contracts.task import Example, Task
-    from .measure.benchmark_report import BenchmarkReport
-    from .measure.comparison import ComparisonReport, compare
-    from .measure.evaluate import EvaluationReport
-    from .measure.explain import Explainer, ExplainOptions, Explanation, FaithfulnessReport
-    from .model import Model
-    from .optimize import Candidate, CandidateResult, OptimizationReport
-    from .plugins.host import get_backend, get_loader, get_metric, get_strategy, get_task
 
 # Public names loaded on first use, by the module that defines them. ``import aikit`` stays at the
 # errors, the hook marker and the config namespaces: numpy, the plugin host and the reports cost

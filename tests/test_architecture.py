@@ -43,7 +43,7 @@ def test_an_upward_import_breaks_it(tmp_path: Path, importer: str) -> None:
     start = text.index("[tool.importlinter]")
     body = text[start:]
     end = body.find("# The core reaches plugins")
-    config.write_text(textwrap.dedent(body[:end]).replace('root_packages = [', 'root_packages = ["aikit"]\n#', 1))
+    config.write_text(textwrap.dedent(body[:end]).replace("root_packages = [", 'root_packages = ["aikit"]\n#', 1))
     result = _lint(config, tmp_path)
     assert result.returncode != 0
     assert f"{importer} -> aikit.cli" in result.stdout

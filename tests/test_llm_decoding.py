@@ -153,7 +153,7 @@ def test_auto_load_runs_the_files_blocks_on_onnxruntime(default_smollm2: aikit.M
 def test_a_second_load_reuses_the_cached_graph(
     default_smollm2: aikit.Model, smollm2_path: Any, monkeypatch: Any
 ) -> None:
-    import aikit_onnxruntime.exporting as exporting
+    import aikit_onnxruntime.export.cached as exporting
     import aikit_onnxruntime.gguf_strategy as strategy
 
     def refuse(*args: Any, **kwargs: Any) -> Any:

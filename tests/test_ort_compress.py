@@ -105,7 +105,7 @@ def test_compressed_artifact_loads_without_export(
     small = embedder.compress("ort-int8-dynamic", calibration=CALIBRATION, measure_speed=False)
     saved = small.save(tmp_path / "art")
     assert (saved / "model.onnx").is_file()
-    import aikit_onnxruntime.build as build
+    import aikit_onnxruntime.export.build as build
 
     monkeypatch.setattr(build, "build_export", lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-exported")))
     again = aikit.Model.load(saved)

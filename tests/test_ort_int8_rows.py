@@ -74,7 +74,7 @@ def test_save_load_round_trip_is_identical(minilm_rows: aikit.Model, tmp_path: P
 
 
 def test_exclusions_keep_nodes_in_float(minilm_plain: aikit.Model) -> None:
-    from aikit_onnxruntime.strategies import OrtInt8Rows, OrtInt8RowsStrategy
+    from aikit_onnxruntime.compress.strategies import OrtInt8Rows, OrtInt8RowsStrategy
 
     layers = OrtInt8RowsStrategy().guard_layers(minilm_plain.backend, OrtInt8Rows(exclude=("*layer.5/*",)))
     assert len(layers) == 30 and not any("layer.5/" in n for n in layers)
@@ -93,7 +93,7 @@ def test_exclusions_keep_nodes_in_float(minilm_plain: aikit.Model) -> None:
     ],
 )
 def test_bad_config_is_a_config_error(spec: dict[str, Any]) -> None:
-    from aikit_onnxruntime.strategies import OrtInt8Rows
+    from aikit_onnxruntime.compress.strategies import OrtInt8Rows
 
     with pytest.raises(ConfigError):
         OrtInt8Rows(**spec)
@@ -123,7 +123,7 @@ def _tiny_graph(k: int, n: int, seed: int) -> tuple[Any, np.ndarray, np.ndarray]
 def test_rows_keep_small_rows_exact(symmetric: tuple[str, ...]) -> None:
     # One row 1000x larger than the others, as outlier tokens are: a per-tensor range would flatten
     # the small rows to a few codes; per-row ranges keep every row within int8 rounding.
-    from aikit_onnxruntime.quantize_rows import rows_int8_model
+    from aikit_onnxruntime.compress.quantize_rows import rows_int8_model
 
     model, w, b = _tiny_graph(64, 48, seed=0)
     done = rows_int8_model(model, symmetric=symmetric, reduce_range=False, exclude=())
@@ -139,7 +139,7 @@ def test_rows_keep_small_rows_exact(symmetric: tuple[str, ...]) -> None:
 
 
 def test_per_tensor_nodes_use_one_fused_op_with_the_bias() -> None:
-    from aikit_onnxruntime.quantize_rows import rows_int8_model
+    from aikit_onnxruntime.compress.quantize_rows import rows_int8_model
 
     model, w, b = _tiny_graph(64, 48, seed=3)
     rows_int8_model(model, symmetric=(), reduce_range=False, exclude=(), per_tensor=("dense/*",))
@@ -151,7 +151,7 @@ def test_per_tensor_nodes_use_one_fused_op_with_the_bias() -> None:
 
 
 def test_rows_int8_excludes_by_pattern() -> None:
-    from aikit_onnxruntime.quantize_rows import rows_int8_model
+    from aikit_onnxruntime.compress.quantize_rows import rows_int8_model
 
     model, _, _ = _tiny_graph(16, 8, seed=2)
     assert rows_int8_model(model, symmetric=(), reduce_range=False, exclude=("dense/*",)) == []

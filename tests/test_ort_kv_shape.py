@@ -7,7 +7,7 @@ import pytest
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("onnxruntime")
 
-from aikit_onnxruntime.decoder_export import kv_shape  # noqa: E402
+from aikit_onnxruntime.export.decoder import kv_shape  # noqa: E402
 
 
 @pytest.mark.parametrize(

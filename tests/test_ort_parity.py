@@ -128,7 +128,7 @@ def test_second_load_reuses_the_cached_export(
     path = tiny_model_dir("bert-sequence-classification")
     first = aikit.Model.load(path, backend="onnxruntime")
     entries = sorted(p.name for p in (ort_cache / "onnx").iterdir() if not p.name.startswith("."))
-    import aikit_onnxruntime.build as build
+    import aikit_onnxruntime.export.build as build
 
     def no_export(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("exported again instead of using the cache")

@@ -82,7 +82,7 @@ def test_smollm2_left_padded_batch_equals_single_prompts(smollm2_ort: aikit.Mode
 def test_smollm2_artifact_reloads_without_rebuilding(
     smollm2_ort: aikit.Model, tmp_path: Path, monkeypatch: Any
 ) -> None:
-    import aikit_onnxruntime.build as build
+    import aikit_onnxruntime.export.build as build
 
     saved = smollm2_ort.save(tmp_path / "smol")
     assert (saved / "model.onnx").is_file() and (saved / "model.onnx.data").is_file()

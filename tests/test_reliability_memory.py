@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import aikit
-from aikit.model.resources import AVAILABLE_FRACTION, check_memory, estimate_load_bytes
+from aikit.model._resources import AVAILABLE_FRACTION, check_memory, estimate_load_bytes
 from aikit.sysinfo import memory_available_bytes
 
 AVAILABLE = memory_available_bytes()

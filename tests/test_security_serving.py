@@ -27,8 +27,8 @@ from aikit.contracts.backend import Arrays, Backend
 from aikit.contracts.options import BackendOptions, GenerationOptions
 from aikit.contracts.parts import ModelParts
 from aikit.serve import DynamicBatcher, OverloadedError, ServeSettings, create_app
-from aikit.serve.batcher import RequestTooLargeError
-from aikit.serve.info import HIDDEN, hide_paths
+from aikit.serve._batcher import RequestTooLargeError
+from aikit.serve._info import HIDDEN, hide_paths
 from aikit.serve.local import LocalServer
 from aikit.testing import TINY_WORDS, MockBackend, fresh_host
 

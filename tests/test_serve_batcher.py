@@ -13,7 +13,7 @@ import pytest
 import aikit
 from aikit.errors import InputError
 from aikit.serve import DynamicBatcher
-from aikit.serve.batcher import OverloadedError
+from aikit.serve._batcher import OverloadedError
 
 
 @pytest.fixture(scope="module")

@@ -321,7 +321,7 @@ def chain_report(
     bound: float | None,
     plan: list[Strategy],
 ) -> CompressionReport:
-    import aikit.compress.sizes as sizes
+    import aikit.compress._sizes as sizes
     import aikit.measure.quality as ev
     from aikit.compress.report import CompressionReport
     from aikit.sysinfo import cpu_model, has_int8_dot_product

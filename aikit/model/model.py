@@ -23,7 +23,7 @@ from aikit.contracts.options import BackendOptions, LoadOptions, options_from_kw
 from aikit.contracts.parts import ModelParts
 from aikit.contracts.predict_call import PredictCall, SequenceRunner, StreamClosed
 from aikit.errors import BackendError, BackendUnavailableError, ConfigError, InputError, ModelLoadError
-from aikit.model.resources import check_memory
+from aikit.model._resources import check_memory
 from aikit.plugins.host import get_backend, get_host, get_task, resolve_task, strategies_for
 
 if TYPE_CHECKING:
@@ -511,7 +511,7 @@ class Model:
         ``Model.load(directory)`` restores this model with no extra arguments (plain-PyTorch
         models may need ``module=`` / ``preprocess=``, as ``from_module`` explains).
         """
-        from aikit.model.saving import save_model
+        from aikit.model._saving import save_model
 
         return save_model(self, directory)
 

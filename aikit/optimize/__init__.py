@@ -6,6 +6,6 @@
 from __future__ import annotations
 
 from aikit.contracts.candidate import Candidate
-from aikit.optimize.report import CandidateResult, OptimizationReport
+from aikit.optimize._report import CandidateResult, OptimizationReport
 
 __all__ = ["Candidate", "CandidateResult", "OptimizationReport"]

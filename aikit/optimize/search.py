@@ -36,7 +36,7 @@ from aikit.contracts.candidate import Candidate
 from aikit.contracts.options import GenerationOptions
 from aikit.errors import AikitError, ConfigError, InputError
 from aikit.measure.batch_size import candidate_sizes, fastest_batch_size
-from aikit.optimize.report import CHOSEN, NOT_TRIED, REJECTED, WITHIN_BUDGET, CandidateResult, OptimizationReport
+from aikit.optimize._report import CHOSEN, NOT_TRIED, REJECTED, WITHIN_BUDGET, CandidateResult, OptimizationReport
 from aikit.progress import progress_bar
 
 if TYPE_CHECKING:

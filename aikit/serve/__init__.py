@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 from aikit.serve.settings import TOKEN_ENV_VAR, ServeSettings, read_token
 
 if TYPE_CHECKING:
-    from aikit.serve.app import create_app
-    from aikit.serve.batcher import DynamicBatcher, OverloadedError
-    from aikit.serve.continuous import ContinuousBatcher
+    from aikit.serve._app import create_app
+    from aikit.serve._batcher import DynamicBatcher, OverloadedError
+    from aikit.serve._continuous import ContinuousBatcher
     from aikit.serve.runner import serve
 
 __all__ = [
@@ -34,10 +34,10 @@ __all__ = [
 ]
 
 _LAZY = {
-    "create_app": ".app",
-    "ContinuousBatcher": ".continuous",
-    "DynamicBatcher": ".batcher",
-    "OverloadedError": ".batcher",
+    "create_app": "._app",
+    "ContinuousBatcher": "._continuous",
+    "DynamicBatcher": "._batcher",
+    "OverloadedError": "._batcher",
     "serve": ".runner",
 }
 

@@ -32,7 +32,7 @@ class LocalServer:
     gracefully (in-flight requests finish) and joins its thread.
 
     An app made by ``create_app`` runs with the same connection limits as ``aikit serve``
-    (request-head deadline, head size, keep-alive: ``aikit.serve.protocol.uvicorn_options``),
+    (request-head deadline, head size, keep-alive: ``aikit.serve._protocol.uvicorn_options``),
     taken from its settings; ``config`` keywords override them.
     """
 
@@ -42,7 +42,7 @@ class LocalServer:
         service = getattr(getattr(app, "state", None), "service", None)
         settings = getattr(service, "settings", None)
         if isinstance(settings, ServeSettings):
-            from aikit.serve.protocol import uvicorn_options
+            from aikit.serve._protocol import uvicorn_options
 
             config = {**uvicorn_options(settings), **config}
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

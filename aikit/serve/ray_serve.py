@@ -46,7 +46,7 @@ class AikitReplica:
         self.model = Model.load(source, task=task, backend=backend, threads=threads)
 
     def __serve_build_asgi_app__(self) -> Any:
-        from aikit.serve.app import create_app
+        from aikit.serve._app import create_app
 
         return create_app(self.model, self.settings)
 

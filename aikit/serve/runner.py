@@ -30,7 +30,7 @@ logger = logging.getLogger("aikit.serve")
 
 def serve(model: Model, settings: ServeSettings, *, log_level: str = "info") -> None:
     """Serve ``model`` on ``settings.host:settings.port`` until SIGTERM / SIGINT (blocking)."""
-    from aikit.serve.app import create_app
+    from aikit.serve._app import create_app
 
     serve_app(create_app(model, settings), settings, log_level=log_level)
 
@@ -48,7 +48,7 @@ def serve_app(app: FastAPI, settings: ServeSettings, *, log_level: str = "info")
             service.mark_draining()
             super().handle_exit(sig, frame)
 
-    from aikit.serve.protocol import uvicorn_options
+    from aikit.serve._protocol import uvicorn_options
 
     config = uvicorn.Config(
         app,

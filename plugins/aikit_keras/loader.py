@@ -34,7 +34,7 @@ __all__ = ["KERAS_EXTRA", "ONNX_EXPORT_EXTRA", "KerasFileLoader", "mark_keras_pa
 
 # ``ModelParts.extras`` key marking parts that hold a Keras model (the keras backend is chosen for them).
 KERAS_EXTRA = "keras"
-# ``aikit_onnxruntime.exporting.EXPORT_RECIPE``: how the onnxruntime backend exports a Keras model.
+# ``aikit_onnxruntime.export.cached.EXPORT_RECIPE``: how the onnxruntime backend exports a Keras model.
 # Spelled out so that this plugin does not import the onnxruntime plugin.
 ONNX_EXPORT_EXTRA = "onnx_export"
 

@@ -2,7 +2,7 @@
 
 A Keras model on Keras' torch backend is a ``torch.nn.Module``, so it is exported with the same
 TorchScript exporter (opset 17) as every other aikit export, and validated the same way
-(``aikit_onnxruntime.validate.compare_outputs``, tolerance ``atol + rtol * max|keras|`` from
+(``aikit_onnxruntime.export.validate.compare_outputs``, tolerance ``atol + rtol * max|keras|`` from
 ``backend_options``). Three things differ from a plain module, and are handled here:
 
 - **Inputs.** The graph takes the task's own arrays (``pixel_values`` channels-first;
@@ -126,7 +126,7 @@ def _reference(model: Any, names: list[str], shapes: list[tuple[int | None, ...]
 
 
 class KerasExportRecipe:
-    """``aikit_onnxruntime.exporting.ExportRecipe`` for a ``keras.Model`` (see the module docstring)."""
+    """``aikit_onnxruntime.export.cached.ExportRecipe`` for a ``keras.Model`` (see the module docstring)."""
 
     def cache_key(self, module: Any) -> str:
         """The model's architecture (``get_config``): Keras models of one class differ only there."""
@@ -179,7 +179,7 @@ class KerasExportRecipe:
             facts["sequence_length"] = length
             problem = _check(path, model, names, shapes, probes, output, settings, facts)
         if problem is not None:
-            from aikit_onnxruntime.validate import ExportMismatchError
+            from aikit_onnxruntime.export.validate import ExportMismatchError
 
             raise ExportMismatchError(f"the ONNX export of this Keras model does not reproduce it: {problem}")
         return facts
@@ -214,7 +214,7 @@ class KerasExportRecipe:
         sequence: bool,
         per_token: bool,
     ) -> None:
-        from aikit_onnxruntime.export import OPSET, legacy_exporter_warnings
+        from aikit_onnxruntime.export.graphs import OPSET, legacy_exporter_warnings
 
         axes: dict[str, dict[int, str]] = {
             name: ({0: "batch", 1: "sequence"} if sequence and sample[name].ndim == 2 else {0: "batch"})
@@ -253,7 +253,7 @@ def _fits(shape: tuple[int, ...], declared: tuple[int | None, ...]) -> bool:
 def _sample(
     task: Any, parts: ModelParts, settings: Any, names: list[str], shapes: list[tuple[int | None, ...]]
 ) -> dict[str, NDArray[Any]]:
-    """Two real inputs to trace and validate with: the task's own sample batch (aikit_onnxruntime.samples)
+    """Two real inputs to trace and validate with: the task's own sample batch (aikit_onnxruntime.export.sample_inputs)
     when its arrays fit the model's declared inputs, else random values of the declared shape.
 
     The task's sample runs the model's ``preprocess`` on random photos; a preprocess written for
@@ -261,7 +261,7 @@ def _sample(
     one source of truth. A declared image shape is ambiguous about the layout the task hands over,
     so it needs ``backend_options={'input_shape': (C, H, W)}``.
     """
-    from aikit_onnxruntime.samples import sample_batch
+    from aikit_onnxruntime.export.sample_inputs import sample_batch
 
     try:
         sample = sample_batch(task, parts, settings.input_shape)
@@ -303,8 +303,8 @@ def _check(
     cannot is unusable), but its numbers are not compared.
     """
     import onnxruntime
+    from aikit_onnxruntime.export.validate import ExportMismatchError, compare_outputs
     from aikit_onnxruntime.session import OrtRunner
-    from aikit_onnxruntime.validate import ExportMismatchError, compare_outputs
 
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 4  # a graph failing a probe is an expected outcome here, not a log line
@@ -387,7 +387,7 @@ def _first_failing(
     keras: Any, model: Any, layers: list[Any], args: list[torch.Tensor], path: Path
 ) -> tuple[Any, str] | None:
     """The first of ``layers`` whose export to ``path`` fails on the inputs it receives from ``args``."""
-    from aikit_onnxruntime.export import OPSET, legacy_exporter_warnings
+    from aikit_onnxruntime.export.graphs import OPSET, legacy_exporter_warnings
 
     for layer in layers:
         try:

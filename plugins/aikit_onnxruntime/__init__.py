@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from aikit import Backend, BackendOptions, Candidate, Loader, Model, ModelParts, Strategy, Task, hookimpl
-
-from .backend import OrtBackend
-from .loader import OnnxFileLoader
+from aikit_onnxruntime.backend import OrtBackend
+from aikit_onnxruntime.loader import OnnxFileLoader
 
 __version__ = "0.1.0"
 __all__ = ["OnnxFileLoader", "OrtBackend"]
@@ -25,7 +24,7 @@ def aikit_choose_backend(
     """A GGUF file on the CPU runs on onnxruntime with its own blocks (see ``gguf_load``)."""
     if OrtBackend.name not in candidates or parts.source.kind != "gguf":
         return None
-    from .gguf_load import prefers_native
+    from aikit_onnxruntime.gguf_load import prefers_native
 
     return OrtBackend.name if prefers_native(parts, task, options) else None
 
@@ -37,8 +36,8 @@ def aikit_register_loaders(register: Callable[[type[Loader]], None]) -> None:
 
 @hookimpl
 def aikit_register_strategies(register: Callable[[type[Strategy]], None]) -> None:
-    from .gguf_strategy import OrtGgufNativeStrategy
-    from .strategies import STRATEGIES
+    from aikit_onnxruntime.compress.strategies import STRATEGIES
+    from aikit_onnxruntime.gguf_strategy import OrtGgufNativeStrategy
 
     for strategy in STRATEGIES:
         register(strategy)
@@ -47,8 +46,8 @@ def aikit_register_strategies(register: Callable[[type[Strategy]], None]) -> Non
 
 @hookimpl
 def aikit_optimize_candidates(model: Model, propose: Callable[[Candidate], None]) -> None:
-    from .candidates import propose_candidates
-    from .gguf_candidates import propose_gguf_candidates
+    from aikit_onnxruntime.candidates import propose_candidates
+    from aikit_onnxruntime.gguf_candidates import propose_gguf_candidates
 
     propose_gguf_candidates(model, propose)  # first: the file's own weights, when the model came from a GGUF
     propose_candidates(model, propose)

@@ -18,11 +18,10 @@ from aikit.contracts.options import BackendOptions, GenerationOptions
 from aikit.contracts.parts import ModelParts
 from aikit.errors import BackendError, ConfigError, ModelLoadError
 from aikit.model.artifact import MANIFEST_NAME, listed_file
-
-from .decoder import DecoderGraph
-from .graph_info import describe_graph, graph_files
-from .session import OrtRunner, make_session
-from .settings import OrtSettings
+from aikit_onnxruntime.decoder import DecoderGraph
+from aikit_onnxruntime.graph_info import describe_graph, graph_files
+from aikit_onnxruntime.session import OrtRunner, make_session
+from aikit_onnxruntime.settings import OrtSettings
 
 __all__ = ["OrtBackend"]
 
@@ -127,7 +126,7 @@ class OrtBackend(Backend):
             facts = dict(parts.extras.get("onnx_facts") or describe_graph(parts.onnx_path))
             facts.setdefault("graphs", {"model": parts.onnx_path.name})
             return cls(parts.onnx_path.parent, facts, options, config=parts.config)
-        from .exporting import export_parts
+        from aikit_onnxruntime.export.cached import export_parts
 
         folder, facts = export_parts(parts, settings)
         return cls(folder, facts, options, config=parts.config)
@@ -137,8 +136,7 @@ class OrtBackend(Backend):
     def from_loaded_parts(cls, parts: ModelParts, options: BackendOptions) -> tuple[Backend, tuple[Any, ...]]:
         """A GGUF file on the CPU runs its own blocks (``ort-gguf-native``, see ``gguf_load``); else ``from_parts``."""
         from aikit.plugins.host import resolve_task
-
-        from .gguf_load import native_backend, prefers_native
+        from aikit_onnxruntime.gguf_load import native_backend, prefers_native
 
         if parts.payload == "torch" and prefers_native(
             parts, resolve_task(parts, None), options, fallback="ONNX Runtime"
@@ -195,7 +193,7 @@ class OrtBackend(Backend):
         """Continuous batching for decoder graphs (both cache layouts); None for other graphs."""
         if self.decoder is None:
             return None
-        from .continuous import step_decoder_for
+        from aikit_onnxruntime.continuous import step_decoder_for
 
         return step_decoder_for(self.decoder)
 
@@ -253,7 +251,7 @@ class OrtBackend(Backend):
         (onnxruntime-genai's builder puts ``SimplifiedLayerNormalization`` in the default domain),
         which it rejects. The hashes pin these bytes to what aikit wrote, and ONNX Runtime validates
         the graph when it opens the session."""
-        from .loader import check_onnx_file
+        from aikit_onnxruntime.loader import check_onnx_file
 
         try:
             facts = ArtifactFacts.model_validate(state.get("facts"))

@@ -25,7 +25,7 @@ def _bert_like(model: Model) -> bool:
 
 def propose_candidates(model: Model, propose: Callable[[Candidate], None]) -> None:
     """Propose onnxruntime chains for models that can be exported (torch module) or already are ONNX."""
-    from .backend import OrtBackend
+    from aikit_onnxruntime.backend import OrtBackend
 
     if OrtBackend.unavailable_reason() is not None:
         return

@@ -1,6 +1,6 @@
 """KV-cached decoding on a plain ``InferenceSession``, yielding one ``(batch,)`` token array per step.
 
-Two graph layouts (see ``aikit_onnxruntime.decoder_export``):
+Two graph layouts (see ``aikit_onnxruntime.export.decoder``):
 
 - **shared buffer** (onnxruntime-genai builder, ``GroupQueryAttention``): one preallocated
   ``[rows, kv_heads, capacity, head_dim]`` buffer per K and V is bound as both the past input and
@@ -43,8 +43,7 @@ from numpy.typing import NDArray
 from aikit.contracts.options import GenerationOptions
 from aikit.contracts.sampling import is_plain_greedy, new_rng, select_next
 from aikit.errors import ConfigError
-
-from .gguf_decode import DECODE_INPUT, DECODE_OUTPUT
+from aikit_onnxruntime.gguf_decode import DECODE_INPUT, DECODE_OUTPUT
 
 __all__ = ["DecoderGraph"]
 

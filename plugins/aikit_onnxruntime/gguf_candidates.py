@@ -19,8 +19,8 @@ def propose_gguf_candidates(model: Model, propose: Callable[[Candidate], None]) 
     Proposes nothing when ONNX Runtime is unavailable, the model is not generative, or its source
     is not a GGUF file (a model already on onnxruntime keeps the source it was loaded from).
     """
-    from .backend import OrtBackend
-    from .gguf_strategy import OrtGgufNative
+    from aikit_onnxruntime.backend import OrtBackend
+    from aikit_onnxruntime.gguf_strategy import OrtGgufNative
 
     if OrtBackend.unavailable_reason() is not None or not model.task.generative:
         return

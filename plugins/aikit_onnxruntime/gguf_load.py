@@ -23,14 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 from aikit.contracts.options import BackendOptions
 from aikit.contracts.parts import ModelParts
-
-from .gguf_blocks import NATIVE_TYPES
+from aikit_onnxruntime.gguf_blocks import NATIVE_TYPES
 
 if TYPE_CHECKING:
     from aikit.contracts.task import Task
-
-    from .backend import OrtBackend
-    from .gguf_strategy import OrtGgufNative
+    from aikit_onnxruntime.backend import OrtBackend
+    from aikit_onnxruntime.gguf_strategy import OrtGgufNative
 
 __all__ = ["gguf_tensor_types", "native_backend", "prefers_native"]
 
@@ -135,12 +133,12 @@ def native_backend(parts: ModelParts, options: BackendOptions) -> tuple[OrtBacke
     Builds on a cache miss (export, then block mapping, with a progress bar on a terminal) and
     logs what stayed float32; a hit opens the cached graph only.
     """
-    from .backend import OrtBackend
-    from .build import export_settings
-    from .cache import cached_entry, entry_key
-    from .exporting import export_parts
-    from .gguf_strategy import _LAYOUT, OrtGgufNative, OrtGgufNativeStrategy, build_native
-    from .settings import OrtSettings
+    from aikit_onnxruntime.backend import OrtBackend
+    from aikit_onnxruntime.export.build import export_settings
+    from aikit_onnxruntime.export.cache import cached_entry, entry_key
+    from aikit_onnxruntime.export.cached import export_parts
+    from aikit_onnxruntime.gguf_strategy import _LAYOUT, OrtGgufNative, OrtGgufNativeStrategy, build_native
+    from aikit_onnxruntime.settings import OrtSettings
 
     settings = OrtSettings.from_options(options.extra)
     config = OrtGgufNative()

@@ -19,12 +19,11 @@ from typing_extensions import override
 from aikit.contracts.backend import Backend
 from aikit.contracts.strategy import CompressionConfig, CompressionContext, Strategy
 from aikit.errors import CompressionError, ConfigError
-
-from .cache import cached_entry, entry_key
+from aikit_onnxruntime.export.cache import cached_entry, entry_key
 
 if TYPE_CHECKING:
-    from .backend import OrtBackend
-from .strategies import ORT, guard_nodes, with_cached_graphs
+    from aikit_onnxruntime.backend import OrtBackend
+from aikit_onnxruntime.compress.strategies import ORT, guard_nodes, with_cached_graphs
 
 __all__ = ["OrtGgufNative", "OrtGgufNativeStrategy", "build_native", "float_backend", "gguf_source"]
 
@@ -97,7 +96,7 @@ class OrtGgufNativeStrategy(Strategy):
     @override
     def apply(self, backend: Backend, config: CompressionConfig, context: CompressionContext) -> Backend:
         """A new backend whose graphs hold the GGUF's blocks; notes name what stayed float32 and its size."""
-        from .backend import OrtBackend, graph_bytes
+        from aikit_onnxruntime.backend import OrtBackend, graph_bytes
 
         if not isinstance(backend, OrtBackend):
             raise CompressionError(f"{self.name} needs a model on the onnxruntime backend, not {backend.name!r}")
@@ -140,7 +139,7 @@ class OrtGgufNativeStrategy(Strategy):
 
     def notes(self, folder: Path) -> list[str]:
         """Report lines recorded when ``folder`` was built: what mapped, what stayed float32 and why."""
-        from .gguf_native import NativeReport
+        from aikit_onnxruntime.gguf_native import NativeReport
 
         try:
             reports = json.loads((folder / _REPORT).read_text(encoding="utf-8"))
@@ -177,8 +176,8 @@ def build_native(
     """
     import shutil
 
-    from .gguf_decode import add_decode_head
-    from .gguf_native import GgufIndex, gguf_native_graph
+    from aikit_onnxruntime.gguf_decode import add_decode_head
+    from aikit_onnxruntime.gguf_native import GgufIndex, gguf_native_graph
 
     index = GgufIndex(gguf)
     facts = dict(base_facts)
@@ -211,7 +210,7 @@ def float_backend(backend: Backend) -> OrtBackend:
 
     Raises ``CompressionError`` naming the way back to float32 when they are no longer cached.
     """
-    from .backend import OrtBackend
+    from aikit_onnxruntime.backend import OrtBackend
 
     assert isinstance(backend, OrtBackend)
     folder = Path(str(backend.facts.get("float_graphs", "")))

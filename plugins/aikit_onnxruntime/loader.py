@@ -20,8 +20,7 @@ from aikit.contracts.parts import ModelParts, SourceInfo
 from aikit.errors import MissingDependencyError, ModelLoadError
 from aikit.model.artifact import hash_file
 from aikit.model.remote_code import check_remote_code
-
-from .graph_info import describe_graph, graph_files
+from aikit_onnxruntime.graph_info import describe_graph, graph_files
 
 __all__ = ["OnnxFileLoader", "check_onnx_file"]
 

@@ -17,8 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from aikit.errors import BackendError, ConfigError, InputError
-
-from .settings import OrtSettings
+from aikit_onnxruntime.settings import OrtSettings
 
 __all__ = ["OrtRunner", "choose_providers", "make_session"]
 

@@ -16,15 +16,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from typing_extensions import override
 
+import aikit_onnxruntime.compress.quantize as quantize
 from aikit.contracts.backend import Backend
 from aikit.contracts.strategy import CompressionConfig, CompressionContext, Strategy
 from aikit.errors import CompressionError, ConfigError
-
-from . import quantize
-from .cache import cached_entry, entry_key
+from aikit_onnxruntime.export.cache import cached_entry, entry_key
 
 if TYPE_CHECKING:
-    from .backend import OrtBackend
+    from aikit_onnxruntime.backend import OrtBackend
 
 __all__ = ["STRATEGIES", "OrtInt4WeightOnly", "OrtInt8Dynamic", "OrtInt8Rows", "OrtInt8Static", "OrtInt8WeightOnly"]
 
@@ -131,7 +130,7 @@ def with_cached_graphs(backend: OrtBackend, folder: Path, facts: dict[str, Any])
 def guard_nodes(backend: Backend, op_types: tuple[str, ...], exclude: tuple[str, ...]) -> list[str]:
     """``op_types`` nodes with constant weights in every graph of an ORT ``backend``, in graph order,
     less those ``exclude`` names: what the accuracy guard may keep in float32."""
-    from .backend import OrtBackend
+    from aikit_onnxruntime.backend import OrtBackend
 
     if not isinstance(backend, OrtBackend):
         return []
@@ -151,7 +150,7 @@ class _OrtStrategy(Strategy):
 
     @override
     def apply(self, backend: Backend, config: CompressionConfig, context: CompressionContext) -> Backend:
-        from .backend import OrtBackend, graph_bytes
+        from aikit_onnxruntime.backend import OrtBackend, graph_bytes
 
         if not isinstance(backend, OrtBackend):
             raise CompressionError(f"{self.name} needs a model on the onnxruntime backend, not {backend.name!r}")
@@ -225,7 +224,7 @@ class OrtInt8RowsStrategy(_OrtStrategy):
 
     @override
     def apply(self, backend: Backend, config: CompressionConfig, context: CompressionContext) -> Backend:
-        from .backend import OrtBackend
+        from aikit_onnxruntime.backend import OrtBackend
 
         new = super().apply(backend, config, context)
         # Said on every call (a cached graph skips quantize_graph): fused Attention nodes hold
@@ -247,7 +246,7 @@ class OrtInt8RowsStrategy(_OrtStrategy):
 
     @override
     def quantize_graph(self, src: Path, dst: Path, config: Any, backend: Any, context: CompressionContext) -> None:
-        from .quantize_rows import rows_int8
+        from aikit_onnxruntime.compress.quantize_rows import rows_int8
 
         rows_int8(
             src,

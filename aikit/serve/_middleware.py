@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from aikit.serve.metrics import ServeMetrics
+from aikit.serve._metrics import ServeMetrics
 
 __all__ = ["ServiceMiddleware"]
 
@@ -42,7 +42,7 @@ class ServiceMiddleware:
     ``body_timeout_s`` bounds the time from the request head to the last byte of its body, while
     the app reads it: past it the read raises ``408`` (the app answers it; the connection is then
     closed). It does not bound the response, nor a route that never reads its body (the server
-    closes such a connection once the response is sent; see ``aikit.serve.protocol``).
+    closes such a connection once the response is sent; see ``aikit.serve._protocol``).
     ``max_inputs`` is only quoted in ``413`` answers, so clients learn how to split a request.
     A request that passed the token check gets ``scope["state"]["authenticated"] = True``.
     ``error_body(path, status, message)`` builds the JSON of the refusals this layer sends itself

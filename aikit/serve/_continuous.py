@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aikit.serve.batcher import ADMISSION_HEADROOM, Hold, OverloadedError
+from aikit.serve._batcher import ADMISSION_HEADROOM, Hold, OverloadedError
 
 if TYPE_CHECKING:
     from collections.abc import Generator

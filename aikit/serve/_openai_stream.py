@@ -27,9 +27,9 @@ from starlette.types import Receive, Scope, Send
 from typing_extensions import override
 
 from aikit.contracts.results import Generation
-from aikit.serve.batcher import Hold
-from aikit.serve.openai_errors import error_body
-from aikit.serve.service import ItemError, ModelService, RequestTimeoutError, describe_error
+from aikit.serve._batcher import Hold
+from aikit.serve._openai_errors import error_body
+from aikit.serve._service import ItemError, ModelService, RequestTimeoutError, describe_error
 
 __all__ = ["ChoiceFormat", "StreamJob", "stream_choices"]
 

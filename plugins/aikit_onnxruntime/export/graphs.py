@@ -8,7 +8,7 @@ Every graph takes the arrays aikit's tasks produce and returns the names the tas
 - seq2seq: an encoder graph (``input_ids``, ``attention_mask`` → ``last_hidden_state``) and a
   decoder graph without KV cache (``decoder_input_ids``, ``encoder_hidden_states``,
   ``encoder_attention_mask`` → ``logits``);
-- decoder LLMs: see ``aikit_onnxruntime.decoder_export``.
+- decoder LLMs: see ``aikit_onnxruntime.export.decoder``.
 
 The TorchScript exporter (``torch.onnx.export(dynamo=False)``, opset 17) is used: its BERT graphs
 are the ones ONNX Runtime's transformer fusions recognise (the dynamo exporter's graph is exact

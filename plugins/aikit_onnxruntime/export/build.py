@@ -19,15 +19,14 @@ from numpy.typing import NDArray
 from aikit.contracts.parts import ModelParts
 from aikit.contracts.task import Task
 from aikit.errors import BackendError
-
-from .decoder_export import build_with_genai, export_causal_lm, genai_supports, kv_shape
-from .export import ExportedGraph, eager_attention, export_graph, graph_for_task
-from .fusion import fuse_transformer, fusion_model_type
-from .graph_info import describe_graph
-from .samples import sample_batch
-from .session import OrtRunner, make_session
-from .settings import OrtSettings
-from .validate import ExportMismatchError, compare_outputs
+from aikit_onnxruntime.compress.fusion import fuse_transformer, fusion_model_type
+from aikit_onnxruntime.export.decoder import build_with_genai, export_causal_lm, genai_supports, kv_shape
+from aikit_onnxruntime.export.graphs import ExportedGraph, eager_attention, export_graph, graph_for_task
+from aikit_onnxruntime.export.sample_inputs import sample_batch
+from aikit_onnxruntime.export.validate import ExportMismatchError, compare_outputs
+from aikit_onnxruntime.graph_info import describe_graph
+from aikit_onnxruntime.session import OrtRunner, make_session
+from aikit_onnxruntime.settings import OrtSettings
 
 __all__ = ["build_export", "export_settings"]
 
@@ -185,7 +184,7 @@ def _validate_decoder(
     path: Path, facts: Mapping[str, Any], module: Any, sample: Mapping[str, NDArray[Any]], settings: OrtSettings
 ) -> dict[str, float]:
     """Prefill logits of a left-padded batch, and the logits of one cached step, against torch."""
-    from .decoder import DecoderGraph
+    from aikit_onnxruntime.decoder import DecoderGraph
 
     ids, mask = np.asarray(sample["input_ids"]), np.asarray(sample["attention_mask"])
     graph = DecoderGraph(

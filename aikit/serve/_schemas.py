@@ -1,6 +1,6 @@
 """Request bodies of aikit's own routes (pydantic): unknown fields are refused with ``422``.
 
-The OpenAI-compatible routes have theirs in ``aikit.serve.openai_schemas``.
+The OpenAI-compatible routes have theirs in ``aikit.serve._openai_schemas``.
 """
 
 from __future__ import annotations

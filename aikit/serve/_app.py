@@ -24,14 +24,14 @@ from fastapi.responses import JSONResponse
 from aikit import __version__
 from aikit.contracts.options import options_from_kwargs
 from aikit.errors import ConfigError
-from aikit.serve.http_errors import field_error, raise_http
-from aikit.serve.info import hide_paths
-from aikit.serve.metrics import ServeMetrics
-from aikit.serve.middleware import ServiceMiddleware
-from aikit.serve.openai_errors import error_body, install_error_handlers, is_openai_path
-from aikit.serve.openai_routes import add_openai_routes
-from aikit.serve.schemas import ChatMessage, ImageInput, PredictRequest
-from aikit.serve.service import ModelService
+from aikit.serve._http_errors import field_error, raise_http
+from aikit.serve._info import hide_paths
+from aikit.serve._metrics import ServeMetrics
+from aikit.serve._middleware import ServiceMiddleware
+from aikit.serve._openai_errors import error_body, install_error_handlers, is_openai_path
+from aikit.serve._openai_routes import add_openai_routes
+from aikit.serve._schemas import ChatMessage, ImageInput, PredictRequest
+from aikit.serve._service import ModelService
 from aikit.serve.settings import ServeSettings
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ def create_app(model: Model, settings: ServeSettings | None = None) -> FastAPI:
 
     @app.get("/info", tags=["operations"], summary="The model, its backend, the settings and versions")
     async def info(request: Request) -> dict[str, Any]:
-        # Local paths only for a request that presented the token (see aikit.serve.info).
+        # Local paths only for a request that presented the token (see aikit.serve._info).
         show = hide_paths if not getattr(request.state, "authenticated", False) else _as_is
         return {
             "model": settings.model_name,

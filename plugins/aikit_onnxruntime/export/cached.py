@@ -14,9 +14,8 @@ from typing import Any, Protocol
 from aikit.contracts.parts import ModelParts
 from aikit.errors import BackendError
 from aikit.plugins.host import resolve_task
-
-from .cache import cached_entry, entry_key, module_digest
-from .settings import OrtSettings
+from aikit_onnxruntime.export.cache import cached_entry, entry_key, module_digest
+from aikit_onnxruntime.settings import OrtSettings
 
 __all__ = ["EXPORT_RECIPE", "ExportRecipe", "export_parts"]
 
@@ -49,7 +48,7 @@ def export_parts(parts: ModelParts, settings: OrtSettings) -> tuple[Path, dict[s
     """Folder and facts of the validated export of ``parts.module`` for its task (built once, then cached)."""
     import torch
 
-    from .build import build_export, export_settings
+    from aikit_onnxruntime.export.build import build_export, export_settings
 
     module = parts.module
     if not isinstance(module, torch.nn.Module):

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from .quantize import _large, resolve_exclusions
+from aikit_onnxruntime.compress.quantize import _large, resolve_exclusions
 
 __all__ = ["quantizable_nodes_model", "rows_int8", "rows_int8_model"]
 

@@ -9,8 +9,8 @@ from typing import NoReturn
 from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
 
-from aikit.serve.batcher import OverloadedError, RequestTooLargeError
-from aikit.serve.service import ItemError, RequestTimeoutError, describe_error
+from aikit.serve._batcher import OverloadedError, RequestTooLargeError
+from aikit.serve._service import ItemError, RequestTimeoutError, describe_error
 
 __all__ = ["field_error", "raise_http"]
 

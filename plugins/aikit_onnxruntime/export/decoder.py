@@ -27,8 +27,7 @@ from aikit_torch.kv_cache import cache_kwargs, returned_cache
 from typing_extensions import override
 
 from aikit.errors import BackendError
-
-from .export import OPSET, legacy_exporter_warnings
+from aikit_onnxruntime.export.graphs import OPSET, legacy_exporter_warnings
 
 __all__ = ["GENAI_ARCHITECTURES", "build_with_genai", "export_causal_lm", "genai_supports"]
 

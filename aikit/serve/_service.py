@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from aikit.contracts.task import CHARS_PER_TOKEN_BOUND
 from aikit.errors import AikitError, ConfigError, InputError
-from aikit.serve.batcher import BatchOutcome, DynamicBatcher, Hold, OverloadedError, RequestTooLargeError
-from aikit.serve.continuous import ContinuousBatcher
-from aikit.serve.metrics import ServeMetrics
+from aikit.serve._batcher import BatchOutcome, DynamicBatcher, Hold, OverloadedError, RequestTooLargeError
+from aikit.serve._continuous import ContinuousBatcher
+from aikit.serve._metrics import ServeMetrics
 from aikit.serve.settings import ServeSettings
 
 if TYPE_CHECKING:

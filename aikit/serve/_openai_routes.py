@@ -4,13 +4,13 @@
   ``base64`` encoding; ``dimensions`` only as declared (``ServeSettings.embedding_dimensions``).
 - ``POST /v1/chat/completions`` and ``POST /v1/completions`` (legacy: raw prompts, no chat
   template): ``n`` choices, ``stop``, ``seed``, ``usage``; ``"stream": true`` sends server-sent
-  events (see ``aikit.serve.openai_stream``), ``stream_options.include_usage`` a last usage chunk.
+  events (see ``aikit.serve._openai_stream``), ``stream_options.include_usage`` a last usage chunk.
 - ``GET /v1/models`` and ``GET /v1/models/{id}``: the one served model.
 
 All go through the same batcher (and so the same ``aikit_predict`` middleware) as
 ``/v1/predict``. A ``model`` other than the served one is ``404``; a field aikit cannot honour is
-``400`` naming it (``aikit.serve.openai_schemas``); errors are in OpenAI's shape
-(``aikit.serve.openai_errors``). Usage counts run in worker threads on text cut to what the
+``400`` naming it (``aikit.serve._openai_schemas``); errors are in OpenAI's shape
+(``aikit.serve._openai_errors``). Usage counts run in worker threads on text cut to what the
 model can read (``ModelService.usage_tokens``).
 """
 
@@ -29,12 +29,12 @@ from fastapi import FastAPI, Request
 from aikit.contracts.options import options_from_kwargs
 from aikit.contracts.results import Embedding, Generation
 from aikit.errors import ConfigError
-from aikit.serve.batcher import RequestTooLargeError
-from aikit.serve.http_errors import raise_http
-from aikit.serve.openai_errors import OpenAIError
-from aikit.serve.openai_schemas import ChatMessage, ChatRequest, CompletionRequest, EmbeddingsRequest
-from aikit.serve.openai_stream import ChoiceFormat, StreamJob, stream_choices
-from aikit.serve.service import ItemError, ModelService, describe_error
+from aikit.serve._batcher import RequestTooLargeError
+from aikit.serve._http_errors import raise_http
+from aikit.serve._openai_errors import OpenAIError
+from aikit.serve._openai_schemas import ChatMessage, ChatRequest, CompletionRequest, EmbeddingsRequest
+from aikit.serve._openai_stream import ChoiceFormat, StreamJob, stream_choices
+from aikit.serve._service import ItemError, ModelService, describe_error
 
 __all__ = ["add_openai_routes"]
 
