@@ -8,8 +8,9 @@ warmed up, then ``--rounds`` interleaved rounds in alternating order; the best r
   ones: aikit as ``Model.load(gguf)`` gives it (``backend.generate``, the loop ``predict`` drives),
   aikit with int8 activations (``Model.load(gguf, backend_options={"accuracy_level": 4})``: the
   same blocks, activations quantized per block of 32 as llama.cpp's CPU kernels do; reported
-  next to the exact default in every section), aikit with ``speculative="prompt-lookup"``, onnxruntime-genai int4 from its own model builder
-  (``int4_accuracy_level=4``, its documented CPU setting), onnxruntime-genai's C++ loop on aikit's
+  next to the exact default in every section), aikit with ``speculative="prompt-lookup"``,
+  onnxruntime-genai int4 from its own model builder (``int4_accuracy_level=4``, its documented
+  CPU setting), onnxruntime-genai's C++ loop on aikit's
   own graph (the cached ``model.onnx`` + ``genai_config.json``), llama.cpp with ``--llama``.
 - ``step``: where one decode step's time goes (graph, argmax, logits copy, loop, ``predict``).
 - ``ttft``: time to the first new token for a 512-token prompt.
