@@ -6,14 +6,19 @@ warmed up, then ``--rounds`` interleaved rounds in alternating order; the best r
 - ``speed``: tokens/s at batch 1, greedy, ``--new-tokens`` (64) tokens, no stop at end-of-text, on
   input-grounded prompts (summarise / answer from a passage of Python's documentation) and open
   ones: aikit as ``Model.load(gguf)`` gives it (``backend.generate``, the loop ``predict`` drives),
-  aikit with ``speculative="prompt-lookup"``, onnxruntime-genai int4 from its own model builder
-  (``int4_accuracy_level=4``, its documented CPU setting), onnxruntime-genai's C++ loop on aikit's
+  aikit with int8 activations (``Model.load(gguf, backend_options={"accuracy_level": 4})``: the
+  same blocks, activations quantized per block of 32 as llama.cpp's CPU kernels do; reported
+  next to the exact default in every section), aikit with ``speculative="prompt-lookup"``,
+  onnxruntime-genai int4 from its own model builder (``int4_accuracy_level=4``, its documented
+  CPU setting), onnxruntime-genai's C++ loop on aikit's
   own graph (the cached ``model.onnx`` + ``genai_config.json``), llama.cpp with ``--llama``.
 - ``step``: where one decode step's time goes (graph, argmax, logits copy, loop, ``predict``).
 - ``ttft``: time to the first new token for a 512-token prompt.
 - ``batch``: tokens/s at batch ``--batch`` (8), prompts cut to one length so every engine runs the same.
-- ``ppl``: perplexity on held-out text (``aikit.sample_text``: Python's own docs) for aikit's graph,
-  the float32 de-quantized model (torch) and onnxruntime-genai's int4 graph.
+- ``ppl``: perplexity on held-out text (``aikit.sample_text``: Python's own docs) for aikit's graph
+  (both forms), the float32 de-quantized model (torch), onnxruntime-genai's int4 graph and
+  llama.cpp; the rendered table then states the issue's bar (llama.cpp's + 0.5%) against the
+  int8-activation form.
 - ``rss``: peak resident memory of a process that loads one engine and generates once.
 
 Usage (the figures in docs/how-to/gguf.md come from a quiet machine)::
@@ -46,6 +51,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import LLAMA_NOTE, measured_line, open_llama
 
 SECTIONS = ("speed", "step", "ttft", "batch", "ppl", "rss")
+DEFAULT = "aikit (Model.load default)"
+INT8 = "aikit int8 activations (accuracy_level=4)"
+INT8_PPL = "aikit int8 activations (accuracy_level=4: the GGUF's blocks, int8 activations)"
+LLAMA_PPL = "llama.cpp (GGUF Q4_1)"
+# the issue's quality bar: perplexity at most llama.cpp's on the same file + 0.5%
+PPL_BAR = 0.005
 
 
 def _prompts() -> dict[str, str]:
@@ -76,7 +87,8 @@ def interleaved(fns: dict[str, Callable[[], Any]], rounds: int) -> dict[str, flo
 
 
 class Engines:
-    """Every engine, loaded once: aikit's default model, the float32 torch model, genai's two graphs."""
+    """Every engine, loaded once: aikit's default model and its int8-activation form, the float32 torch
+    model, genai's two graphs."""
 
     def __init__(self, threads: int, with_llama: bool, with_genai: bool = True) -> None:
         import aikit
@@ -87,6 +99,9 @@ class Engines:
         start = time.perf_counter()
         self.aikit = aikit.Model.load(self.gguf, threads=threads)
         self.load_s = time.perf_counter() - start
+        start = time.perf_counter()
+        self.aikit_int8 = aikit.Model.load(self.gguf, threads=threads, backend_options={"accuracy_level": 4})
+        self.load_int8_s = time.perf_counter() - start
         self.tokenizer = self.aikit.parts.tokenizer
         self.notes: list[str] = []
         self._torch: Any = None
@@ -168,7 +183,8 @@ class Engines:
     # ------------------------------------------------------------------ runners: (prompt ids, n) -> tokens
     def runners(self) -> dict[str, Callable[[list[list[int]], int], list[list[int]]]]:
         out: dict[str, Callable[[list[list[int]], int], list[list[int]]]] = {
-            "aikit (Model.load default)": lambda ids, n: self._aikit(ids, n, None),
+            DEFAULT: lambda ids, n: self._aikit(ids, n, None),
+            INT8: lambda ids, n: self._aikit(ids, n, None, self.aikit_int8),
             "aikit + prompt-lookup": lambda ids, n: self._aikit(ids, n, "prompt-lookup"),
         }
         if self.genai_int4 is not None:
@@ -179,12 +195,14 @@ class Engines:
             out["llama.cpp (GGUF Q4_1)"] = self._llama_run
         return out
 
-    def _aikit(self, ids: list[list[int]], n: int, speculative: str | None) -> list[list[int]]:
+    def _aikit(self, ids: list[list[int]], n: int, speculative: str | None, model: Any = None) -> list[list[int]]:
+        """``n`` greedy tokens per row of ``ids`` from ``model`` (default: ``Model.load(gguf)``'s) via
+        ``backend.generate``, the loop ``predict`` drives."""
         from aikit.contracts.options import GenerationOptions
 
         arrays = {"input_ids": np.asarray(ids), "attention_mask": np.ones((len(ids), len(ids[0])), dtype=np.int64)}
         options = GenerationOptions(max_new_tokens=n, speculative=speculative)
-        steps = list(self.aikit.backend.generate(arrays, options))
+        steps = list((model or self.aikit).backend.generate(arrays, options))
         return np.stack(steps, axis=1).tolist()  # type: ignore[no-any-return]
 
     def _genai(self, model: Any, ids: list[list[int]], n: int) -> list[list[int]]:
@@ -231,7 +249,7 @@ def bench_speed(e: Engines, rounds: int, new_tokens: int) -> list[dict[str, Any]
             return lambda: made.__setitem__(name, fn(ids, new_tokens)[0])
 
         best = interleaved({k: go(k, f) for k, f in e.runners().items()}, rounds)
-        ref = made["aikit (Model.load default)"]
+        ref = made[DEFAULT]
         for name, seconds in best.items():
             same = next((i for i, (a, b) in enumerate(zip(ref, made[name])) if a != b), min(len(ref), len(made[name])))
             rows.append(
@@ -365,6 +383,8 @@ def bench_ppl(e: Engines, windows: int = 8, length: int = 256) -> list[dict[str,
         {"engine": "aikit (Model.load default: the GGUF's blocks)", "perplexity": ppl(forward(e.aikit))},
         {"engine": "float32 de-quantized (torch)", "perplexity": ppl(forward(e.torch))},
     ]
+    if getattr(e, "aikit_int8", None) is not None:
+        rows.append({"engine": INT8_PPL, "perplexity": ppl(forward(e.aikit_int8))})
     folder = getattr(e, "genai_int4_folder", None)
     if folder is not None:
         import onnxruntime as ort
@@ -395,8 +415,8 @@ def bench_ppl(e: Engines, windows: int = 8, length: int = 256) -> list[dict[str,
             llama.eval([int(t) for t in x[0]])
             return np.asarray(llama.scores[: x.shape[1]], dtype=np.float32)[None]
 
-        rows.append({"engine": "llama.cpp (GGUF Q4_1)", "perplexity": ppl(llama_logits)})
-    base = rows[1]["perplexity"]
+        rows.append({"engine": LLAMA_PPL, "perplexity": ppl(llama_logits)})
+    base = next(r["perplexity"] for r in rows if r["engine"] == "float32 de-quantized (torch)")
     for r in rows:
         r["vs_float32"] = r["perplexity"] / base - 1
     return rows
@@ -404,7 +424,7 @@ def bench_ppl(e: Engines, windows: int = 8, length: int = 256) -> list[dict[str,
 
 def bench_rss(e: Engines) -> list[dict[str, Any]]:
     """Each engine in a fresh process (so nothing else loaded counts): load, generate 64 tokens, peak RSS."""
-    children = {"aikit (Model.load default)": "aikit"}
+    children = {DEFAULT: "aikit", INT8: "aikit-int8"}
     children["onnxruntime-genai C++ loop, aikit's graph"] = f"genai:{e.aikit.backend.folder}"  # type: ignore[attr-defined]
     if getattr(e, "genai_int4_folder", None) is not None:
         children["onnxruntime-genai builder int4"] = f"genai:{e.genai_int4_folder}"
@@ -424,11 +444,13 @@ def bench_rss(e: Engines) -> list[dict[str, Any]]:
 def rss_child(engine: str, threads: int) -> None:
     """Load one engine, generate 64 tokens once, print this process's peak RSS (MB)."""
     prompt = "Explain in a few sentences why the sky is blue."
-    if engine == "aikit":
+    if engine in ("aikit", "aikit-int8"):
         import aikit
         from aikit.defaults import default_model_path
 
-        aikit.Model.load(default_model_path("smollm2"), threads=threads).predict(prompt, max_new_tokens=64)
+        options = {"accuracy_level": 4} if engine == "aikit-int8" else {}
+        model = aikit.Model.load(default_model_path("smollm2"), threads=threads, backend_options=options)
+        model.predict(prompt, max_new_tokens=64)
     else:
         e = Engines.__new__(Engines)
         e.threads, e.notes = threads, []
@@ -451,7 +473,10 @@ def render(results: dict[str, Any]) -> str:
             threads=ctx["threads"],
         ),
         "",
-        f"`Model.load(gguf)` took {ctx['load_s']:.1f} s in this process (the graph was cached).",
+        f"`Model.load(gguf)` took {ctx['load_s']:.1f} s in this process"
+        # runs from before the int8-activation engine have no load time for it
+        + (f', `backend_options={{"accuracy_level": 4}}` {ctx["load_int8_s"]:.1f} s' if "load_int8_s" in ctx else "")
+        + " (the graph was cached).",
         "",
     ]
     if "speed" in results:
@@ -483,8 +508,24 @@ def render(results: dict[str, Any]) -> str:
                 for r in results[key]
             ]
             lines.append("")
+    lines += _ppl_bar(results.get("ppl", []))
     lines += [f"- {n}" for n in results.get("notes", [])]
     return "\n".join(lines)
+
+
+def _ppl_bar(rows: list[dict[str, Any]]) -> list[str]:
+    """The issue's quality bar against the int8-activation row, when a run measured both (else nothing)."""
+    values = {r["engine"]: r["perplexity"] for r in rows if r.get("perplexity") is not None}
+    if INT8_PPL not in values or LLAMA_PPL not in values:
+        return []
+    bar = values[LLAMA_PPL] * (1 + PPL_BAR)
+    got = values[INT8_PPL]
+    verdict = "within it" if got <= bar else "**above it**"
+    return [
+        f"Quality bar (llama.cpp's perplexity + {PPL_BAR:.1%}): {bar:.3f}; aikit with int8 activations: "
+        f"{got:.3f}, {verdict}.",
+        "",
+    ]
 
 
 def main() -> None:
@@ -523,6 +564,7 @@ def main() -> None:
     }
     engines = Engines(args.threads, args.llama, with_genai=set(args.sections) != {"step"})
     context["load_s"] = engines.load_s
+    context["load_int8_s"] = engines.load_int8_s
     results: dict[str, Any] = {"context": context}
     if "speed" in args.sections:
         results["speed"] = bench_speed(engines, args.rounds, args.new_tokens)

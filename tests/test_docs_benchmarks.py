@@ -40,3 +40,27 @@ def test_the_page_shows_what_the_benchmark_renders_from_its_json(
     payload = json.loads((ROOT / data).read_text(encoding="utf-8"))
     # The page holds what ``--render`` prints: the rendered text and a line end.
     assert shown.rstrip("\n") == _module(script).render(payload).rstrip("\n")
+
+
+def test_llm_bench_renders_the_int8_engine_and_the_quality_bar() -> None:
+    """A run with the int8-activation engine shows it as its own column and row, its load time, and
+    the issue's perplexity bar (llama.cpp's + 0.5%) judged both ways; older runs show neither."""
+    bench = _module("benchmarks/llm_bench.py")
+    payload = json.loads((ROOT / "docs/assets/llm-bench.json").read_text(encoding="utf-8"))
+    assert "Quality bar" not in bench.render(payload)
+    payload["context"]["load_int8_s"] = 5.0
+    speed = []
+    for row in payload["speed"]:  # the int8 engine runs right after the default one, as Engines.runners orders them
+        speed.append(row)
+        if row["engine"] == bench.DEFAULT:
+            speed.append({**row, "engine": bench.INT8, "tokens_per_s": 2 * row["tokens_per_s"]})
+    payload["speed"] = speed
+    llama = next(r["perplexity"] for r in payload["ppl"] if r["engine"] == bench.LLAMA_PPL)
+    payload["ppl"].append({"engine": bench.INT8_PPL, "perplexity": llama * 1.004, "vs_float32": 0.0})
+    text = bench.render(payload)
+    assert f"| prompt | {bench.DEFAULT} | {bench.INT8} |" in text
+    assert '`backend_options={"accuracy_level": 4}` 5.0 s' in text
+    assert f"| {bench.INT8_PPL} | {llama * 1.004:.3f} |" in text
+    assert f"{llama * 1.005:.3f}; aikit with int8 activations: {llama * 1.004:.3f}, within it." in text
+    payload["ppl"][-1]["perplexity"] = llama * 1.006
+    assert "**above it**" in bench.render(payload)

@@ -309,3 +309,123 @@ def test_model_without_a_gguf_is_refused(minilm: Any) -> None:
 
     with pytest.raises(CompressionError, match="needs the GGUF file the model came from"):
         minilm.to("onnxruntime").compress("ort-gguf-native", measure_speed=False)
+
+
+# ------------------------------------------------------------------ int8 activations (accuracy_level=4)
+
+
+def test_accuracy_level_option_is_validated() -> None:
+    from aikit_onnxruntime.settings import OrtSettings
+
+    from aikit.errors import ConfigError
+
+    assert OrtSettings.from_options({}).accuracy_level is None
+    assert OrtSettings.from_options({"accuracy_level": 4}).accuracy_level == 4
+    for bad in (1, 2, True, "4"):
+        with pytest.raises(ConfigError, match="accuracy_level must be 0"):
+            OrtSettings.from_options({"accuracy_level": bad})
+
+
+@pytest.mark.slow
+def test_accuracy_level_is_refused_off_the_gguf_path(minilm_path: Any) -> None:
+    """Asked for a model that does not run a GGUF's own blocks, the option raises (before any export)
+    rather than being ignored."""
+    import aikit
+    from aikit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="applies to Model.load"):
+        aikit.Model.load(
+            minilm_path, task="feature-extraction", backend="onnxruntime", backend_options={"accuracy_level": 4}
+        )
+
+
+def _held_out(tokenizer: Any, windows: int = 8, length: int = 256) -> list[list[int]]:
+    """``windows`` windows of ``length`` tokens of Python's docs (``aikit.sample_text``), as llm_bench scores."""
+    from aikit.sample_text import load_sentences
+
+    texts = []
+    for w in range(windows):
+        ids: list[int] = []
+        sentences = load_sentences(400, seed=100 + w)
+        while len(ids) < length and sentences:
+            ids += tokenizer(" " + sentences.pop(), add_special_tokens=False)["input_ids"]
+        texts.append(ids[:length])
+    return texts
+
+
+def _perplexity(model: Any, texts: list[list[int]]) -> float:
+    nll, count = 0.0, 0
+    for ids in texts:
+        x = np.asarray([ids], dtype=np.int64)
+        logits = model.backend.forward({"input_ids": x, "attention_mask": np.ones_like(x)})["logits"]
+        logits = logits[0, :-1].astype(np.float64)
+        peak = logits.max(-1, keepdims=True)
+        logp = logits - peak - np.log(np.exp(logits - peak).sum(-1, keepdims=True))
+        nll -= float(logp[np.arange(len(ids) - 1), ids[1:]].sum())
+        count += len(ids) - 1
+    return float(np.exp(nll / count))
+
+
+@pytest.mark.slow
+def test_smollm2_int8_activations_stay_within_the_perplexity_tolerance(
+    smollm2: Any, smollm2_path: Any, tmp_path: Path
+) -> None:
+    """``backend_options={"accuracy_level": 4}``: the same blocks with int8 activations in every
+    ``MatMulNBits``; perplexity on 8 x 256 tokens of held-out text within 2% of the float32 model's
+    (+1.09% measured, against llama.cpp's +0.63% on the same file: the issue's bar is llama.cpp's
+    + 0.5%), and not equal to it (the option took effect). Perplexity is deterministic for a given
+    ONNX Runtime build and CPU; the margin covers another CPU's int8 kernel.
+    """
+    import onnx
+    from aikit_onnxruntime.gguf_candidates import propose_gguf_candidates
+
+    import aikit
+    from aikit.errors import ConfigError
+
+    int8 = aikit.Model.load(smollm2_path, backend_options={"accuracy_level": 4})
+    assert int8.transformations[-1]["strategy"] == "ort-gguf-native"
+    assert int8.transformations[-1]["accuracy_level"] == 4
+    backend: Any = int8.backend
+    graph = onnx.load(str(backend.graph_path()), load_external_data=False).graph
+    levels = {a.i for n in graph.node if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "accuracy_level"}
+    assert levels == {4}
+    texts = _held_out(smollm2.parts.tokenizer)
+    ratio = _perplexity(int8, texts) / _perplexity(smollm2, texts)
+    assert abs(ratio - 1) > 1e-4 and ratio - 1 <= 0.02, ratio
+
+    # optimize offers only the form it does not run yet
+    proposed: list[Any] = []
+    propose_gguf_candidates(int8, proposed.append)
+    assert [c.strategies for c in proposed] == [("ort-gguf-native",)]
+
+    # an artifact keeps its graph; asking it for another level raises instead of being ignored
+    saved = int8.save(tmp_path / "smol-int8")
+    assert aikit.Model.load(saved).transformations[-1]["accuracy_level"] == 4
+    assert aikit.Model.load(saved, backend_options={"accuracy_level": 4}).transformations[-1]["accuracy_level"] == 4
+    with pytest.raises(ConfigError, match="runs the graph it was saved with"):
+        aikit.Model.load(saved, backend_options={"accuracy_level": 0})
+
+
+@pytest.mark.slow
+def test_the_quality_guard_judges_int8_activations_against_the_float32_model(smollm2: Any, smollm2_path: Any) -> None:
+    """``compress`` / ``optimize`` bound the int8 form by perplexity against the model as loaded, and
+    ``Model.load(gguf)``'s default graph scores as the float32 torch model does, so the bound is
+    against float32."""
+    import aikit
+    import aikit.measure.quality as ev
+    from aikit.sample_text import load_sentences
+
+    default = aikit.Model.load(smollm2_path)
+    sentences = load_sentences(16, seed=5)
+    guarded = default.compress(
+        "ort-gguf-native:accuracy_level=4", calibration=sentences, max_quality_drop=0.05, measure_speed=False
+    )
+    report = guarded.compression_report
+    assert report.quality_metric == "perplexity_after / perplexity_before - 1"
+    data = ev.prepare_data(default.task, sentences)
+    float32 = ev.summarise(smollm2.task, smollm2.backend, data.eval)
+    _, _, default_drop = ev.measure_quality(float32, ev.summarise(default.task, default.backend, data.eval))
+    assert abs(default_drop) < 1e-5
+    _, _, int8_drop = ev.measure_quality(float32, ev.summarise(guarded.task, guarded.backend, data.eval))
+    assert abs(report.quality_drop - int8_drop) < 1e-5
+    assert abs(report.quality_drop) > 1e-5  # int8 activations do move the perplexity

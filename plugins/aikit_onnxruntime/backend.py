@@ -121,6 +121,7 @@ class OrtBackend(Backend):
     @override
     def from_parts(cls, parts: ModelParts, options: BackendOptions) -> Backend:
         settings = OrtSettings.from_options(options.extra)
+        _refuse_accuracy_level(settings, "this model is not loaded from a GGUF file onto its own blocks")
         if parts.payload == "onnx":
             assert parts.onnx_path is not None
             facts = dict(parts.extras.get("onnx_facts") or describe_graph(parts.onnx_path))
@@ -134,7 +135,11 @@ class OrtBackend(Backend):
     @classmethod
     @override
     def from_loaded_parts(cls, parts: ModelParts, options: BackendOptions) -> tuple[Backend, tuple[Any, ...]]:
-        """A GGUF file on the CPU runs its own blocks (``ort-gguf-native``, see ``gguf_load``); else ``from_parts``."""
+        """A GGUF file on the CPU runs its own blocks (``ort-gguf-native``, see ``gguf_load``); else ``from_parts``.
+
+        ``backend_options={"accuracy_level": 4}`` picks that graph's int8-activation form; it raises
+        ``ConfigError`` (before any export) for a model that does not take this path.
+        """
         from aikit.plugins.host import resolve_task
         from aikit_onnxruntime.gguf_load import native_backend, prefers_native
 
@@ -266,6 +271,16 @@ class OrtBackend(Backend):
             folder = Path(graph).parent
             for name in check_onnx_file(path, checker=False):  # external data must be listed too, not merely inside
                 listed_file(directory, manifest, (folder / name).as_posix(), what=f"external data of {graph}")
+        settings = OrtSettings.from_options(options.extra)
+        runs = facts.model_dump().get("quantization") or [{}]
+        last = runs[-1] if isinstance(runs[-1], dict) else {}
+        saved = last.get("accuracy_level") if last.get("strategy") == "ort-gguf-native" else None
+        if settings.accuracy_level is not None and settings.accuracy_level != saved:
+            _refuse_accuracy_level(
+                settings,
+                f"artifact {directory} runs the graph it was saved with"
+                + ("" if saved is None else f" (accuracy_level={saved})"),
+            )
         return cls(directory, facts.model_dump(), options, config=parts.config)
 
     @override
@@ -285,6 +300,21 @@ class OrtBackend(Backend):
             "graph_optimization": self.settings.graph_optimization,
             "onnxruntime": onnxruntime.__version__,
         }
+
+
+def _refuse_accuracy_level(settings: OrtSettings, why: str) -> None:
+    """``ConfigError`` when ``backend_options`` asked for an ``accuracy_level`` this model cannot take.
+
+    The option only chooses the form of the graph ``Model.load("x.gguf")`` builds from the file's
+    own blocks; silently ignoring it elsewhere would let a user believe a model runs int8
+    activations (or float32 math) when it does not.
+    """
+    if settings.accuracy_level is not None:
+        raise ConfigError(
+            f"backend_options accuracy_level={settings.accuracy_level} applies to Model.load('model.gguf') on the "
+            f"CPU (the file's own blocks); {why}. To change an ONNX Runtime model built from a GGUF file, "
+            f"compress it with 'ort-gguf-native:accuracy_level={settings.accuracy_level}'"
+        )
 
 
 def graph_bytes(path: Path) -> int:

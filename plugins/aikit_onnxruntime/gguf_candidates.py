@@ -16,6 +16,10 @@ __all__ = ["propose_gguf_candidates"]
 def propose_gguf_candidates(model: Model, propose: Callable[[Candidate], None]) -> None:
     """Propose ``ort-gguf-native`` (float32 math, then int8 activations) for a generative model from a GGUF file.
 
+    Each form is proposed unless the model already runs it (``Model.load(gguf)`` runs the float32
+    one; ``backend_options={"accuracy_level": 4}`` the int8 one). The search judges the int8 form
+    as any candidate of a generative model: perplexity on held-out text against the model it
+    started from (``aikit.measure.quality``), within ``max_quality_drop``.
     Proposes nothing when ONNX Runtime is unavailable, the model is not generative, or its source
     is not a GGUF file (a model already on onnxruntime keeps the source it was loaded from).
     """
@@ -35,10 +39,11 @@ def propose_gguf_candidates(model: Model, propose: Callable[[Candidate], None]) 
                 note="the GGUF's own 4-bit/8-bit blocks in MatMulNBits, float32 math (the fp32 model's tokens)",
             )
         )
-    propose(
-        Candidate(
-            backend="onnxruntime",
-            strategies=("ort-gguf-native:accuracy_level=4",),
-            note="the GGUF's own blocks, int8 activations per block (as llama.cpp's CPU kernels)",
+    if runs[-1] != OrtGgufNative(accuracy_level=4).to_dict():
+        propose(
+            Candidate(
+                backend="onnxruntime",
+                strategies=("ort-gguf-native:accuracy_level=4",),
+                note="the GGUF's own blocks, int8 activations per block (as llama.cpp's CPU kernels)",
+            )
         )
-    )

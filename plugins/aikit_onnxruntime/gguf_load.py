@@ -128,8 +128,11 @@ def prefers_native(parts: ModelParts, task: type[Task], options: BackendOptions,
 
 
 def native_backend(parts: ModelParts, options: BackendOptions) -> tuple[OrtBackend, OrtGgufNative]:
-    """The ``ort-gguf-native`` ORT backend for GGUF ``parts`` (default settings) and the config it applied.
+    """The ``ort-gguf-native`` ORT backend for GGUF ``parts`` and the config it applied.
 
+    The config is the default (float32 math, the de-quantized model's tokens) unless
+    ``backend_options`` name an ``accuracy_level`` (``4``: int8 activations; see
+    :class:`.gguf_strategy.OrtGgufNative`); each setting is cached under its own key.
     Builds on a cache miss (export, then block mapping, with a progress bar on a terminal) and
     logs what stayed float32; a hit opens the cached graph only.
     """
@@ -141,7 +144,7 @@ def native_backend(parts: ModelParts, options: BackendOptions) -> tuple[OrtBacke
     from aikit_onnxruntime.settings import OrtSettings
 
     settings = OrtSettings.from_options(options.extra)
-    config = OrtGgufNative()
+    config = OrtGgufNative(accuracy_level=settings.accuracy_level or 0)
     gguf = Path(parts.source.location)
     key = entry_key(
         weights=f"gguf:{parts.source.sha256}",

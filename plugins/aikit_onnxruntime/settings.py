@@ -15,6 +15,12 @@
   set the tolerance (defaults 1e-4 / 1e-3: ``max|ort - torch| <= atol + rtol * max|torch|``).
 - ``input_shape``: ``(C, H, W)`` sample shape for exporting a plain image module without
   ``preprocess``.
+- ``accuracy_level``: for ``Model.load("x.gguf")`` on the CPU (the file's own blocks,
+  ``ort-gguf-native``) only: ``0`` (the default) computes in float32, giving the de-quantized
+  float32 model's tokens; ``4`` quantizes activations to int8 per block of 32 inside
+  ``MatMulNBits``, as llama.cpp's CPU kernels do: faster, same weights, logits no longer the
+  float32 model's (see docs/how-to/gguf.md for its measured perplexity). Anywhere else it raises
+  ``ConfigError``.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ class OrtSettings:
     atol: float = 1e-4
     rtol: float = 1e-3
     input_shape: tuple[int, ...] | None = None
+    accuracy_level: int | None = None
     extra_session_config: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -60,6 +67,7 @@ class OrtSettings:
             "rtol",
             "input_shape",
             "session_config",
+            "accuracy_level",
         }
         unknown = sorted(set(extra) - known)
         if unknown:
@@ -89,6 +97,9 @@ class OrtSettings:
             not isinstance(shape, (list, tuple)) or not all(isinstance(s, int) and s > 0 for s in shape)
         ):
             raise ConfigError(f"input_shape must be a tuple of positive integers, got {shape!r}")
+        accuracy_level = extra.get("accuracy_level")
+        if accuracy_level is not None and (isinstance(accuracy_level, bool) or accuracy_level not in (0, 4)):
+            raise ConfigError(f"accuracy_level must be 0 (float32) or 4 (int8 activations), got {accuracy_level!r}")
         session_config = extra.get("session_config", {})
         if not isinstance(session_config, Mapping):
             raise ConfigError("session_config must map ONNX Runtime session config keys to string values")
@@ -103,5 +114,6 @@ class OrtSettings:
             atol=float(extra.get("atol", 1e-4)),
             rtol=float(extra.get("rtol", 1e-3)),
             input_shape=tuple(shape) if shape is not None else None,
+            accuracy_level=None if accuracy_level is None else int(accuracy_level),
             extra_session_config={str(k): str(v) for k, v in session_config.items()},
         )
