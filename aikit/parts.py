@@ -34,6 +34,11 @@ class ModelParts:
     Exactly one weight payload is usually set: ``module`` (a ``torch.nn.Module``), ``onnx_path``
     (an ONNX file), or ``artifact_dir`` + ``manifest`` (an aikit artifact, restored by the backend
     named in its manifest). ``task_state`` carries task settings such as pooling or labels.
+
+    A loader may defer the torch module: ``module_loader`` builds it on first need
+    (:meth:`require_module`), so that a backend that never needs it (ONNX Runtime opening a GGUF
+    file's cached graph) never imports torch. The payload is ``"torch"`` either way; code that
+    reads ``module`` from freshly loaded parts calls :meth:`require_module` first.
     """
 
     source: SourceInfo
@@ -49,14 +54,23 @@ class ModelParts:
     task_hint: str | None = None
     task_state: dict[str, Any] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
+    module_loader: Callable[[], Any] | None = None
 
     @property
     def payload(self) -> str:
         """The kind of weights held: ``"artifact"``, ``"torch"``, ``"onnx"`` or ``"none"``."""
         if self.artifact_dir is not None:
             return "artifact"
-        if self.module is not None:
+        if self.module is not None or self.module_loader is not None:
             return "torch"
         if self.onnx_path is not None:
             return "onnx"
         return "none"
+
+    def require_module(self) -> Any:
+        """``module``, built now by ``module_loader`` when the loader deferred it (once: the loader is
+        then dropped); None when these parts hold no torch module. Errors are the loader's own."""
+        if self.module is None and self.module_loader is not None:
+            self.module = self.module_loader()
+            self.module_loader = None
+        return self.module

@@ -1,12 +1,23 @@
-"""GGUF files (llama.cpp's format), read through transformers' GGUF support and de-quantised."""
+"""GGUF files (llama.cpp's format), read through transformers' GGUF support and de-quantised.
+
+The first load of a file converts it (tokenizer, config, de-quantised float32 weights) into a
+cache folder keyed by its sha256. A later load reads only the tokenizer and the config from there
+and defers the float32 module (``ModelParts.module_loader``): ONNX Runtime opening the file's
+cached graph (``aikit_onnxruntime.gguf_load``) never builds it, so such a load imports neither
+torch nor transformers' modelling code; the torch backend, an export or a strategy builds it
+from the cache on first need.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import logging
 import os
 import shutil
 import struct
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -71,18 +82,20 @@ class GgufLoader(Loader):
     def load(self, source: object, *, task: str | None, options: LoadOptions) -> ModelParts:
         path = Path(os.fspath(source)).resolve()  # type: ignore[call-overload]
         check_gguf(path)
-        try:
-            import gguf  # noqa: F401
-        except ImportError as exc:
-            raise MissingDependencyError("gguf", feature="loading GGUF files") from exc
+        if importlib.util.find_spec("gguf") is None:  # transformers reads GGUF files with it (not imported here)
+            raise MissingDependencyError("gguf", feature="loading GGUF files")
         task = task or "text-generation"
         if task not in ("text-generation", "chat", "causal-lm"):
             raise ModelLoadError(f"GGUF files are loaded as text-generation models, not {task!r}", source=path)
         digest = combined_hash([path])
         assert digest is not None
+        source_info = SourceInfo(kind=self.name, location=str(path), sha256=digest)
+        cached = _cached_parts(path, digest, source_info)
+        if cached is not None:
+            return cached
         tokenizer, module = _load_cached(path, digest)
         return ModelParts(
-            source=SourceInfo(kind=self.name, location=str(path), sha256=digest),
+            source=source_info,
             module=module.eval(),
             config=module.config,
             tokenizer=tokenizer,
@@ -141,3 +154,94 @@ def _load_cached(path: Path, digest: str) -> tuple[Any, Any]:
     except OSError as exc:  # a read-only home must not stop the load
         logger.warning("cannot cache the GGUF conversion in %s: %s", folder, exc)
     return tokenizer, module
+
+
+class CachedConfig:
+    """A model's ``config.json`` as data: attribute access to its keys, ``save_pretrained``.
+
+    What a warm GGUF load holds instead of a transformers config (whose classes import torch in
+    transformers 5): tasks and backends read a few facts (``max_position_embeddings``,
+    ``eos_token_id``, ``architectures``) with ``getattr(config, name, default)``, and a saved
+    artifact gets the same ``config.json``. A missing key raises ``AttributeError``, so those
+    defaults apply as they do for a transformers config without the attribute.
+    """
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self._values = dict(values)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["_values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A copy of the values read from ``config.json``."""
+        return json.loads(json.dumps(self._values))  # type: ignore[no-any-return]
+
+    def save_pretrained(self, directory: str | os.PathLike[str]) -> None:
+        """Write the values as ``directory/config.json`` (what ``AutoConfig.from_pretrained`` reads back)."""
+        target = Path(directory)
+        target.mkdir(parents=True, exist_ok=True)
+        (target / "config.json").write_text(json.dumps(self._values, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+# Tokenizer classes that ``transformers.PreTrainedTokenizerFast`` is (transformers 5 names the generic
+# fast tokenizer ``TokenizersBackend``): loading those directly is what ``AutoTokenizer`` does, without
+# the auto module, which imports torch. Any other class goes through ``AutoTokenizer``.
+_GENERIC_TOKENIZERS = frozenset({"TokenizersBackend", "PreTrainedTokenizerFast"})
+_CACHED_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors")
+
+
+def _cached_parts(path: Path, digest: str, source: SourceInfo) -> ModelParts | None:
+    """Parts from a complete cache entry of ``path`` with the float32 module deferred, or None (no
+    entry, a tokenizer class that needs ``AutoTokenizer``, or a damaged entry: the caller converts).
+
+    Reads ``config.json`` as data and the tokenizer with ``PreTrainedTokenizerFast``, so neither
+    torch nor transformers' modelling code is imported here.
+    """
+    folder = cache_root() / digest
+    if not all((folder / name).is_file() for name in _CACHED_FILES):
+        return None
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        tokenizer_class = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8")).get(
+            "tokenizer_class"
+        )
+        if not isinstance(config, dict) or tokenizer_class not in _GENERIC_TOKENIZERS:
+            return None
+        from transformers import PreTrainedTokenizerFast
+
+        with quiet_transformers():
+            # aikit wrote this folder from a GGUF (data only): nothing in it is code to run
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(folder, trust_remote_code=False)
+    except (OSError, ValueError, TypeError, AttributeError) as exc:  # _load_cached rebuilds a damaged entry
+        logger.info("GGUF cache entry %s cannot be read without the module (%s); reading it in full", folder, exc)
+        return None
+    parts = ModelParts(source=source, config=CachedConfig(config), tokenizer=tokenizer, task_hint="text-generation")
+
+    def build_module() -> Any:
+        """The float32 module from the cache (its transformers config replaces the data one)."""
+        module = _cached_module(path, digest)
+        parts.config = module.config
+        return module.eval()
+
+    parts.module_loader = build_module
+    return parts
+
+
+def _cached_module(path: Path, digest: str) -> Any:
+    """The float32 module of ``path`` from its cache entry; a damaged entry is converted again."""
+    import transformers
+
+    folder = cache_root() / digest
+    try:
+        with quiet_transformers():
+            # aikit wrote this folder from a GGUF (data only): nothing in it is code to run
+            return transformers.AutoModelForCausalLM.from_pretrained(
+                folder, use_safetensors=True, trust_remote_code=False
+            )
+    except (OSError, ValueError) as exc:  # a damaged cache entry is rebuilt, never trusted
+        logger.warning("rebuilding the GGUF cache entry %s: %s", folder, exc)
+        shutil.rmtree(folder, ignore_errors=True)
+    return _load_cached(path, digest)[1]

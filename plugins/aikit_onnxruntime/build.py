@@ -26,25 +26,13 @@ from .fusion import fuse_transformer, fusion_model_type
 from .graph_info import describe_graph
 from .samples import sample_batch
 from .session import OrtRunner, make_session
-from .settings import OrtSettings
+from .settings import OrtSettings, export_settings
 from .validate import ExportMismatchError, compare_outputs
 
 __all__ = ["build_export", "export_settings"]
 
 logger = logging.getLogger("aikit.onnxruntime")
 _CPU = OrtSettings(graph_optimization="all")
-
-
-def export_settings(settings: OrtSettings) -> dict[str, Any]:
-    """The settings that change an export's bytes (part of its cache key)."""
-    return {
-        "fusions": settings.fusions,
-        "decoder": settings.decoder,
-        "atol": settings.atol,
-        "rtol": settings.rtol,
-        "validate": settings.validate,
-        "input_shape": list(settings.input_shape) if settings.input_shape else None,
-    }
 
 
 def _runner(path: Path) -> OrtRunner:

@@ -103,7 +103,7 @@ def prefers_native(parts: ModelParts, task: type[Task], options: BackendOptions,
     file's matrices has a type that maps exactly (:data:`.gguf_blocks.NATIVE_TYPES`). A file with
     none says so in the log (the cost: every weight runs de-quantized in float32 on ``fallback``).
     """
-    if parts.source.kind != "gguf" or not task.generative or parts.module is None:
+    if parts.source.kind != "gguf" or not task.generative or parts.payload != "torch":
         return False
     if options.device is not None and not options.device.startswith("cpu"):
         return False
@@ -133,14 +133,14 @@ def native_backend(parts: ModelParts, options: BackendOptions) -> tuple[OrtBacke
     """The ``ort-gguf-native`` ORT backend for GGUF ``parts`` (default settings) and the config it applied.
 
     Builds on a cache miss (export, then block mapping, with a progress bar on a terminal) and
-    logs what stayed float32; a hit opens the cached graph only.
+    logs what stayed float32; a hit opens the cached graph only, without building a module the
+    loader deferred (``ModelParts.module_loader``) or importing torch.
     """
     from .backend import OrtBackend
-    from .build import export_settings
     from .cache import cached_entry, entry_key
     from .exporting import export_parts
     from .gguf_strategy import _LAYOUT, OrtGgufNative, OrtGgufNativeStrategy, build_native
-    from .settings import OrtSettings
+    from .settings import OrtSettings, export_settings
 
     settings = OrtSettings.from_options(options.extra)
     config = OrtGgufNative()
@@ -157,6 +157,7 @@ def native_backend(parts: ModelParts, options: BackendOptions) -> tuple[OrtBacke
         try:
             if bar is not None:
                 bar.set_description("aikit: export the float32 graph")
+            parts.require_module()  # the export runs the float32 torch module
             folder, facts = export_parts(parts, settings)
             if bar is not None:
                 bar.update(1)
