@@ -215,8 +215,11 @@ def _cached_parts(path: Path, digest: str, source: SourceInfo) -> ModelParts | N
         with quiet_transformers():
             # aikit wrote this folder from a GGUF (data only): nothing in it is code to run
             tokenizer = PreTrainedTokenizerFast.from_pretrained(folder, trust_remote_code=False)
-    except (OSError, ValueError, TypeError, AttributeError) as exc:  # _load_cached rebuilds a damaged entry
-        logger.info("GGUF cache entry %s cannot be read without the module (%s); reading it in full", folder, exc)
+    except Exception as exc:  # tokenizers raises a bare Exception for a damaged tokenizer.json
+        # Not fatal: the full read (``_load_cached``) checks the entry again and converts the file anew.
+        logger.warning(
+            "cannot read the GGUF cache entry %s as data (%s: %s); reading it in full", folder, type(exc).__name__, exc
+        )
         return None
     parts = ModelParts(source=source, config=CachedConfig(config), tokenizer=tokenizer, task_hint="text-generation")
 
