@@ -24,11 +24,13 @@ from aikit.options import BackendOptions
 pytest.importorskip("onnxruntime")
 pytest.importorskip("gguf")
 
-from aikit_formats.gguf import CachedConfig, _cached_parts, cache_root
+from aikit_formats.gguf import _cached_parts, cache_root
+from aikit_formats.light import CachedConfig, read_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["The capital of France is", "Explain in a few sentences why the sky is blue."]
-# Peak resident memory of the fresh process below (load, two predicts, one stream). Measured 261 MB
+# Peak resident memory of the fresh process below (load, two predicts, one stream; read before it
+# saves and reloads, which opens a second graph). Measured 261 MB
 # with this path on the 2-core test machine and 593 MB before it (torch, transformers' modelling
 # code and the float32 module): the bound leaves ~50% headroom for allocator and library noise
 # and still fails if torch or the module comes back.
@@ -45,11 +47,14 @@ ids = [list(model.predict(p, max_new_tokens=24).token_ids) for p in prompts]
 streamed = "".join(model.stream(prompts[0], max_new_tokens=24))
 status = open("/proc/self/status").read().splitlines()
 peak = next((int(x.split()[1]) / 1024 for x in status if x.startswith("VmHWM:")), None)
+reloaded = aikit.Model.load(model.save(sys.argv[2]))  # a saved artifact reloads without torch too
+reloaded_ids = list(reloaded.predict(prompts[0], max_new_tokens=24).token_ids)
 print(json.dumps({
     "ids": ids,
     "streamed": streamed,
     "text": model.predict(prompts[0], max_new_tokens=24).text,
     "backend": model.backend_name,
+    "reloaded": [reloaded.backend_name, type(reloaded.parts.config).__name__, reloaded_ids],
     "torch": sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")),
     "modelling": sorted(m for m in sys.modules if m.startswith("transformers.") and ".modeling_" in m),
     "peak_mb": peak,
@@ -71,11 +76,15 @@ def _env() -> dict[str, str]:
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads the peak RSS from /proc (Linux)")
 def test_warm_load_imports_no_torch_stays_small_and_gives_the_float32_tokens(
-    warm_default: aikit.Model, smollm2: Any
+    warm_default: aikit.Model, smollm2: Any, tmp_path: Path
 ) -> None:
     assert warm_default.backend_name == "onnxruntime"
     done = subprocess.run(
-        [sys.executable, "-c", _CHILD, json.dumps(PROMPTS)], capture_output=True, text=True, env=_env(), timeout=600
+        [sys.executable, "-c", _CHILD, json.dumps(PROMPTS), str(tmp_path / "saved")],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     child = json.loads(done.stdout.strip().splitlines()[-1])
@@ -86,6 +95,7 @@ def test_warm_load_imports_no_torch_stays_small_and_gives_the_float32_tokens(
     # greedy tokens of the warm path are the float32 model's (torch, from the same cache entry)
     assert child["ids"] == [list(smollm2.predict(p, max_new_tokens=24).token_ids) for p in PROMPTS]
     assert child["streamed"] == child["text"]
+    assert child["reloaded"] == ["onnxruntime", "CachedConfig", child["ids"][0]]
 
 
 @pytest.mark.slow
@@ -171,12 +181,26 @@ def test_other_tokenizer_classes_and_incomplete_entries_are_read_in_full(tmp_pat
     folder.mkdir(parents=True)
     source = aikit.SourceInfo(kind="gguf", location=str(tmp_path / "x.gguf"), sha256="abc")
     assert _cached_parts(tmp_path / "x.gguf", "abc", source) is None  # nothing cached yet
-    for name in ("config.json", "tokenizer.json", "model.safetensors"):
+    for name in ("tokenizer.json", "model.safetensors"):
         (folder / name).write_text("{}")
+    (folder / "config.json").write_text(json.dumps({"n_positions": 1024, "model_type": "gpt2"}))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "TokenizersBackend"}))
+    assert read_config(folder) is None  # its limit has another name: the transformers class is needed
+    assert _cached_parts(tmp_path / "x.gguf", "abc", source) is None
+    (folder / "config.json").write_text(json.dumps({"max_position_embeddings": 64, "model_type": "llama"}))
+    config = read_config(folder)
+    assert config is not None and config.max_position_embeddings == 64
     (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "LlamaTokenizer"}))
     assert _cached_parts(tmp_path / "x.gguf", "abc", source) is None  # a class only AutoTokenizer resolves
     (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "TokenizersBackend"}))
     assert _cached_parts(tmp_path / "x.gguf", "abc", source) is None  # "{}" is no tokenizer: converted again
+
+
+def test_the_generic_tokenizer_class_passes_the_artifact_check_without_the_auto_module() -> None:
+    from aikit.remote_code import _is_tokenizer_class
+
+    assert _is_tokenizer_class("TokenizersBackend") and _is_tokenizer_class("PreTrainedTokenizerFast")
+    assert not _is_tokenizer_class("AutoModel")  # still refused: not a tokenizer
 
 
 def test_registration_and_backend_choice_import_no_torch() -> None:

@@ -11,13 +11,11 @@ from the cache on first need.
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import os
 import shutil
 import struct
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ from aikit.parts import ModelParts, SourceInfo
 
 from ._quiet import gguf_progress_on_terminals_only, quiet_transformers
 from .huggingface import combined_hash
+from .light import generic_fast_tokenizer, read_config
 
 logger = logging.getLogger("aikit.formats")
 
@@ -156,72 +155,35 @@ def _load_cached(path: Path, digest: str) -> tuple[Any, Any]:
     return tokenizer, module
 
 
-class CachedConfig:
-    """A model's ``config.json`` as data: attribute access to its keys, ``save_pretrained``.
-
-    What a warm GGUF load holds instead of a transformers config (whose classes import torch in
-    transformers 5): tasks and backends read a few facts (``max_position_embeddings``,
-    ``eos_token_id``, ``architectures``) with ``getattr(config, name, default)``, and a saved
-    artifact gets the same ``config.json``. A missing key raises ``AttributeError``, so those
-    defaults apply as they do for a transformers config without the attribute.
-    """
-
-    def __init__(self, values: Mapping[str, Any]) -> None:
-        self._values = dict(values)
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.__dict__["_values"][name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def to_dict(self) -> dict[str, Any]:
-        """A copy of the values read from ``config.json``."""
-        return json.loads(json.dumps(self._values))  # type: ignore[no-any-return]
-
-    def save_pretrained(self, directory: str | os.PathLike[str]) -> None:
-        """Write the values as ``directory/config.json`` (what ``AutoConfig.from_pretrained`` reads back)."""
-        target = Path(directory)
-        target.mkdir(parents=True, exist_ok=True)
-        (target / "config.json").write_text(json.dumps(self._values, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
-# Tokenizer classes that ``transformers.PreTrainedTokenizerFast`` is (transformers 5 names the generic
-# fast tokenizer ``TokenizersBackend``): loading those directly is what ``AutoTokenizer`` does, without
-# the auto module, which imports torch. Any other class goes through ``AutoTokenizer``.
-_GENERIC_TOKENIZERS = frozenset({"TokenizersBackend", "PreTrainedTokenizerFast"})
 _CACHED_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors")
 
 
 def _cached_parts(path: Path, digest: str, source: SourceInfo) -> ModelParts | None:
     """Parts from a complete cache entry of ``path`` with the float32 module deferred, or None (no
-    entry, a tokenizer class that needs ``AutoTokenizer``, or a damaged entry: the caller converts).
+    entry, a config or tokenizer class that needs transformers' ``Auto*`` classes, or a damaged
+    entry: the caller reads it in full).
 
-    Reads ``config.json`` as data and the tokenizer with ``PreTrainedTokenizerFast``, so neither
-    torch nor transformers' modelling code is imported here.
+    Reads ``config.json`` as data (``CachedConfig``) and the tokenizer with
+    ``PreTrainedTokenizerFast`` (``aikit_formats.light``), so neither torch nor transformers'
+    modelling code is imported here.
     """
     folder = cache_root() / digest
     if not all((folder / name).is_file() for name in _CACHED_FILES):
         return None
     try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        tokenizer_class = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8")).get(
-            "tokenizer_class"
-        )
-        if not isinstance(config, dict) or tokenizer_class not in _GENERIC_TOKENIZERS:
+        config = read_config(folder)
+        if config is None:  # a config whose facts need its transformers class
             return None
-        from transformers import PreTrainedTokenizerFast
-
-        with quiet_transformers():
-            # aikit wrote this folder from a GGUF (data only): nothing in it is code to run
-            tokenizer = PreTrainedTokenizerFast.from_pretrained(folder, trust_remote_code=False)
+        tokenizer = generic_fast_tokenizer(folder)  # aikit wrote this folder from a GGUF: data only
+        if tokenizer is None:  # a tokenizer class only AutoTokenizer resolves
+            return None
     except Exception as exc:  # tokenizers raises a bare Exception for a damaged tokenizer.json
         # Not fatal: the full read (``_load_cached``) checks the entry again and converts the file anew.
         logger.warning(
             "cannot read the GGUF cache entry %s as data (%s: %s); reading it in full", folder, type(exc).__name__, exc
         )
         return None
-    parts = ModelParts(source=source, config=CachedConfig(config), tokenizer=tokenizer, task_hint="text-generation")
+    parts = ModelParts(source=source, config=config, tokenizer=tokenizer, task_hint="text-generation")
 
     def build_module() -> Any:
         """The float32 module from the cache (its transformers config replaces the data one)."""
