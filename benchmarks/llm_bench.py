@@ -19,7 +19,10 @@ warmed up, then ``--rounds`` interleaved rounds in alternating order; the best r
   (both forms), the float32 de-quantized model (torch), onnxruntime-genai's int4 graph and
   llama.cpp; the rendered table then states the issue's bar (llama.cpp's + 0.5%) against the
   int8-activation form.
-- ``rss``: peak resident memory of a process that loads one engine and generates once.
+- ``rss``: peak resident memory of a process that loads one engine and generates once. aikit's child
+  is what a user runs with a warm cache (``Model.load(gguf)`` + ``predict`` on a text prompt: the
+  tokenizer, chat template and detokenizing count; no torch is imported); onnxruntime-genai's children
+  are fed token ids, so no tokenizer is in their figure.
 
 Usage (the figures in docs/how-to/gguf.md come from a quiet machine)::
 
@@ -442,7 +445,11 @@ def bench_rss(e: Engines) -> list[dict[str, Any]]:
 
 
 def rss_child(engine: str, threads: int) -> None:
-    """Load one engine, generate 64 tokens once, print this process's peak RSS (MB)."""
+    """Load one engine, generate 64 tokens once, print this process's peak RSS (MB).
+
+    The parent has loaded the model, so aikit's child takes the warm-cache path (``Model.load`` opens
+    the cached graph without torch or the float32 module), as a user's later loads do.
+    """
     prompt = "Explain in a few sentences why the sky is blue."
     if engine in ("aikit", "aikit-int8"):
         import aikit

@@ -90,8 +90,10 @@ class Backend(ABC):
         weights (ONNX Runtime runs a GGUF file's own quantized blocks, which is what the file
         holds) and return the configs that describe it: the model records them as its
         transformations, as ``compress`` would, and drops its torch module like a compressed one.
-        ``Model.to`` always uses ``from_parts``.
+        ``Model.to`` always uses ``from_parts``. A deferred module (``ModelParts.module_loader``)
+        is built here before ``from_parts``; an override builds it only where it needs it.
         """
+        parts.require_module()
         return cls.from_parts(parts, options), ()
 
     @abstractmethod

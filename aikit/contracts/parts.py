@@ -38,6 +38,11 @@ class ModelParts:
     A loader whose weights are none of these (a plugin's own format) sets ``payload_kind`` to a
     name of its choosing and puts the weights in ``extras``; any backend that lists that name in
     ``Backend.accepts`` can then run it, exactly as the built-in kinds are matched.
+
+    A loader may defer the torch module: ``module_loader`` builds it on first need
+    (:meth:`require_module`), so that a backend that never needs it (ONNX Runtime opening a GGUF
+    file's cached graph) never imports torch. The payload is ``"torch"`` either way; code that
+    reads ``module`` from freshly loaded parts calls :meth:`require_module` first.
     """
 
     source: SourceInfo
@@ -54,6 +59,7 @@ class ModelParts:
     task_state: dict[str, Any] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
     payload_kind: str | None = None
+    module_loader: Callable[[], Any] | None = None
 
     @property
     def payload(self) -> str:
@@ -63,8 +69,16 @@ class ModelParts:
             return self.payload_kind
         if self.artifact_dir is not None:
             return "artifact"
-        if self.module is not None:
+        if self.module is not None or self.module_loader is not None:
             return "torch"
         if self.onnx_path is not None:
             return "onnx"
         return "none"
+
+    def require_module(self) -> Any:
+        """``module``, built now by ``module_loader`` when the loader deferred it (once: the loader is
+        then dropped); None when these parts hold no torch module. Errors are the loader's own."""
+        if self.module is None and self.module_loader is not None:
+            self.module = self.module_loader()
+            self.module_loader = None
+        return self.module

@@ -140,6 +140,7 @@ class Model:
         built, applied = backend_cls.from_loaded_parts(parts, options)
         if applied:  # a lossless compressed form (Backend.from_loaded_parts): drop the torch weights as compress does
             parts.module = built.torch_module()
+            parts.module_loader = None  # nor build them later (a deferred module stays unread)
         return cls(task=task_cls(parts), backend=built, parts=parts, transformations=[c.to_dict() for c in applied])
 
     @classmethod

@@ -78,11 +78,20 @@ def _check_file_references(directory: Path, name: str, config: dict[str, object]
         )
 
 
+# The generic fast tokenizer's names (transformers 5 calls it ``TokenizersBackend``): what the auto
+# lookup resolves them to is the class transformers exports under the same name.
+_GENERIC_FAST = frozenset({"TokenizersBackend", "PreTrainedTokenizerFast"})
+
+
 def _is_tokenizer_class(name: object) -> bool:
     """Whether transformers resolves ``name`` to a tokenizer (unknown names fail in transformers itself)."""
     if not isinstance(name, str):
         return False
     import transformers
+
+    if name in _GENERIC_FAST:  # transformers' own export; the auto module below would import torch for it
+        generic = getattr(transformers, name, None)
+        return isinstance(generic, type) and issubclass(generic, transformers.PreTrainedTokenizerBase)
     from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
 
     for candidate in (name, name.removesuffix("Fast")):

@@ -1,5 +1,9 @@
 """The CUDA backend: the torch backend's module handling on an NVIDIA GPU, in half precision,
-with SDPA attention, pinned-memory transfers, static-cache decoding and optional torch.compile."""
+with SDPA attention, pinned-memory transfers, static-cache decoding and optional torch.compile.
+
+Importing this module does not import torch (every plugin host registers the class, also in
+processes that never run a torch model); the methods import it and the helper modules.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +11,22 @@ import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
 from aikit_torch.backend import TorchBackend
-from aikit_torch.decoding import decode
-from aikit_torch.modules import is_transformers_model
 from numpy.typing import NDArray
 from typing_extensions import override
 
+import aikit_cuda.probe as probe
 from aikit.contracts.backend import Arrays, Backend
 from aikit.contracts.options import BackendOptions, GenerationOptions
 from aikit.contracts.parts import ModelParts
 from aikit.errors import BackendError, BackendUnavailableError, ConfigError
+from aikit_cuda.options import CudaOptions
 
-from . import probe
-from .options import CudaOptions
-from .serialization import load_quantized_module, save_quantized_module
-from .static_decoding import StaticCachePool, decode_static, supports_static_cache
-from .transfer import outputs_to_tensors, pad_batch, to_device, to_host, unpad_outputs
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger("aikit.cuda")
 
@@ -50,6 +50,10 @@ class CudaBackend(TorchBackend):
     default_device = "cuda"
 
     def __init__(self, module: torch.nn.Module, options: BackendOptions, *, cast: bool = True) -> None:
+        import torch
+
+        from aikit_cuda.static_decoding import StaticCachePool
+
         reason = self.unavailable_reason()
         if reason:
             raise BackendUnavailableError(f"backend 'cuda' cannot run here: {reason}")
@@ -74,6 +78,8 @@ class CudaBackend(TorchBackend):
         return probe.unavailable_reason()
 
     def _set_attention(self, module: torch.nn.Module) -> None:
+        from aikit_torch.modules import is_transformers_model
+
         wanted = self.cuda_options.attn_implementation
         if wanted is None or not is_transformers_model(module):
             return
@@ -93,6 +99,10 @@ class CudaBackend(TorchBackend):
     # ------------------------------------------------------------------ running
     @override
     def forward(self, inputs: Arrays) -> dict[str, NDArray[Any]]:
+        import torch
+
+        from aikit_cuda.transfer import outputs_to_tensors, pad_batch, to_device, to_host, unpad_outputs
+
         multiple = self.cuda_options.padding_multiple
         shape = None
         if self.cuda_options.compile_mode is not None or multiple > 1:
@@ -113,6 +123,11 @@ class CudaBackend(TorchBackend):
 
     @override
     def generate(self, inputs: Arrays, options: GenerationOptions) -> Iterator[NDArray[np.int64]]:
+        from aikit_torch.decoding import decode
+
+        from aikit_cuda.static_decoding import decode_static, supports_static_cache
+        from aikit_cuda.transfer import to_device
+
         pin = self.cuda_options.pin_memory
         ids = to_device(inputs["input_ids"], self.device, pin=pin)
         mask = to_device(inputs["attention_mask"], self.device, pin=pin)
@@ -126,12 +141,16 @@ class CudaBackend(TorchBackend):
         if mode is None:
             return None
         if self._step is None:
+            import torch
+
             self._step = torch.compile(self.module.forward, mode=mode, fullgraph=True, dynamic=False)
         return self._step
 
     # ------------------------------------------------------------------ artifacts
     @override
     def save(self, directory: Path) -> dict[str, Any]:
+        from aikit_cuda.serialization import save_quantized_module
+
         state = save_quantized_module(self.module, directory)
         if state is None:
             return {**super().save(directory), "weights": "plain"}
@@ -141,18 +160,24 @@ class CudaBackend(TorchBackend):
     @override
     def load(cls, directory: Path, parts: ModelParts, state: Mapping[str, Any], options: BackendOptions) -> Backend:
         if state.get("weights") == "torchao":
+            from aikit_cuda.serialization import load_quantized_module
+
             return cls(load_quantized_module(directory, parts, state), options, cast=False)
         return super().load(directory, parts, state, options)
 
     @override
     def with_module(self, module: Any) -> Backend:
         """The same settings on ``module``, which keeps its own dtype (a strategy chose it)."""
+        import torch
+
         if not isinstance(module, torch.nn.Module):
             raise BackendError(f"backend 'cuda' needs a torch.nn.Module, got {type(module).__name__}")
         return type(self)(module, self.options, cast=False)
 
     @override
     def describe(self) -> dict[str, Any]:
+        import torch
+
         major, minor = probe.compute_capability(self.index)
         return {
             "backend": self.name,

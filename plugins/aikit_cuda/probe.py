@@ -2,12 +2,19 @@
 
 Everything here asks torch afresh on each call (torch caches what is expensive), so that tests can
 fake a GPU by patching ``torch.cuda`` and so that ``aikit info`` always tells the current truth.
+The one exception: while torch is not yet imported, a torch build without CUDA libraries is
+recognised from its files (``_cpu_only_build``), because ``backend="auto"`` asks every backend
+whether it can run and importing torch only to hear "no CUDA" costs 0.8 s and 200 MB.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 from aikit.errors import ConfigError
@@ -43,8 +50,30 @@ class CudaProbe:
     device_count: int
 
 
+def _cpu_only_build() -> CudaProbe | None:
+    """What ``probe`` would find for an installed but not yet imported torch built without CUDA, read
+    from its files (no ``torch/lib/*torch_cuda*`` library: ``torch.version.cuda`` is None there);
+    None when torch is imported already, missing, or may have CUDA (then torch itself is asked)."""
+    if "torch" in sys.modules:
+        return None
+    try:
+        spec = importlib.util.find_spec("torch")
+        installed = version("torch")
+    except (ImportError, ValueError, PackageNotFoundError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    lib = Path(next(iter(spec.submodule_search_locations))) / "lib"
+    if not lib.is_dir() or any(lib.glob("*torch_cuda*")):
+        return None
+    return CudaProbe(torch_version=installed, cuda_build=None, available=False, device_count=0)
+
+
 def probe() -> CudaProbe:
     """Ask torch what CUDA support this process has (never raises)."""
+    cpu_only = _cpu_only_build()
+    if cpu_only is not None:
+        return cpu_only
     try:
         import torch
     except ImportError:

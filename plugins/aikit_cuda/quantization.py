@@ -11,14 +11,16 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
 from typing_extensions import override
 
 from aikit.contracts.backend import Backend
 from aikit.contracts.strategy import CompressionConfig, CompressionContext, Strategy
 from aikit.errors import CompressionError, ConfigError, MissingDependencyError
+
+if TYPE_CHECKING:  # torch is imported where it is used: registering these strategies must not load it
+    import torch
 
 __all__ = ["CudaFloat8", "CudaInt4WeightOnly", "CudaInt8WeightOnly", "quantize_module"]
 
@@ -107,6 +109,7 @@ def _fits(name: str, layer: torch.nn.Linear, config: CudaInt8WeightOnly) -> bool
 
 def quantize_module(module: torch.nn.Module, config: CudaInt8WeightOnly) -> list[str]:
     """Quantize ``module``'s fitting linear layers in place; return their names (device-agnostic)."""
+    import torch
     from torchao.quantization import quantize_
 
     chosen = [n for n, m in module.named_modules() if isinstance(m, torch.nn.Linear) and _fits(n, m, config)]
@@ -127,11 +130,13 @@ class _CudaQuantization(Strategy):
     def apply(self, backend: Backend, config: CompressionConfig, context: CompressionContext) -> Backend:
         if not isinstance(config, self.config_class) or not isinstance(config, CudaInt8WeightOnly):
             raise CompressionError(f"{self.name} got a {type(config).__name__}, expected {self.config_class.__name__}")
+        import torch
+
         module = backend.torch_module()
         index = getattr(backend, "index", None)
         if backend.name != "cuda" or not isinstance(module, torch.nn.Module) or not isinstance(index, int):
             raise CompressionError(f"{self.name} runs on the 'cuda' backend; this model runs on {backend.name!r}")
-        from .probe import compute_capability
+        from aikit_cuda.probe import compute_capability
 
         capability = compute_capability(index)
         if capability < self.min_capability:

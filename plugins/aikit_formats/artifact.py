@@ -17,6 +17,7 @@ from aikit.errors import AikitError, ModelLoadError, UnknownNameError
 from aikit.model.artifact import MANIFEST_NAME, read_manifest, verify_files
 from aikit.model.remote_code import check_remote_code
 from aikit.plugins.host import get_backend, get_task
+from aikit_formats.light import generic_fast_tokenizer, read_config
 
 
 class ArtifactLoader(Loader):
@@ -38,7 +39,7 @@ class ArtifactLoader(Loader):
 
     @override
     def load(self, source: object, *, task: str | None, options: LoadOptions) -> ModelParts:
-        import transformers
+        import transformers  # lazy: its Auto* classes (which import torch) load on first use
 
         directory = Path(os.fspath(source)).resolve()  # type: ignore[call-overload]
         manifest = read_manifest(directory, verify=options.verify, expected_sha256=options.expected_sha256)
@@ -65,11 +66,24 @@ class ArtifactLoader(Loader):
         )
         files = manifest["files"]
         trust = options.trust_remote_code
+        # A text-generation model saved from ONNX Runtime needs its config only as data and, for a
+        # generic fast tokenizer, no AutoTokenizer: read both without torch (``light``), as a warm GGUF
+        # load does. Any other model gets transformers' classes, which its task or backend may rely on.
+        light = (
+            manifest["backend"] == "onnxruntime"
+            and saved_task == "text-generation"
+            and (task is None or get_task(task).name == saved_task)
+            and not trust
+        )
         try:
             if "config.json" in files:
-                parts.config = transformers.AutoConfig.from_pretrained(directory, trust_remote_code=trust)
+                parts.config = read_config(directory) if light else None
+                if parts.config is None:
+                    parts.config = transformers.AutoConfig.from_pretrained(directory, trust_remote_code=trust)
             if "tokenizer_config.json" in files:
-                parts.tokenizer = transformers.AutoTokenizer.from_pretrained(directory, trust_remote_code=trust)
+                parts.tokenizer = generic_fast_tokenizer(directory) if light else None
+                if parts.tokenizer is None:
+                    parts.tokenizer = transformers.AutoTokenizer.from_pretrained(directory, trust_remote_code=trust)
             if "preprocessor_config.json" in files:
                 parts.image_processor = transformers.AutoImageProcessor.from_pretrained(  # type: ignore[no-untyped-call]
                     directory, trust_remote_code=trust

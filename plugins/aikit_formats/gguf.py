@@ -1,7 +1,16 @@
-"""GGUF files (llama.cpp's format), read through transformers' GGUF support and de-quantised."""
+"""GGUF files (llama.cpp's format), read through transformers' GGUF support and de-quantised.
+
+The first load of a file converts it (tokenizer, config, de-quantised float32 weights) into a
+cache folder keyed by its sha256. A later load reads only the tokenizer and the config from there
+and defers the float32 module (``ModelParts.module_loader``): ONNX Runtime opening the file's
+cached graph (``aikit_onnxruntime.gguf_load``) never builds it, so such a load imports neither
+torch nor transformers' modelling code; the torch backend, an export or a strategy builds it
+from the cache on first need.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import shutil
@@ -16,9 +25,9 @@ from aikit.contracts.loader import Loader
 from aikit.contracts.options import LoadOptions
 from aikit.contracts.parts import ModelParts, SourceInfo
 from aikit.errors import MissingDependencyError, ModelLoadError
-
-from ._quiet import gguf_progress_on_terminals_only, quiet_transformers
-from .huggingface import combined_hash
+from aikit_formats._quiet import gguf_progress_on_terminals_only, quiet_transformers
+from aikit_formats.huggingface import combined_hash
+from aikit_formats.light import generic_fast_tokenizer, read_config
 
 logger = logging.getLogger("aikit.formats")
 
@@ -71,18 +80,20 @@ class GgufLoader(Loader):
     def load(self, source: object, *, task: str | None, options: LoadOptions) -> ModelParts:
         path = Path(os.fspath(source)).resolve()  # type: ignore[call-overload]
         check_gguf(path)
-        try:
-            import gguf  # noqa: F401
-        except ImportError as exc:
-            raise MissingDependencyError("gguf", feature="loading GGUF files") from exc
+        if importlib.util.find_spec("gguf") is None:  # transformers reads GGUF files with it (not imported here)
+            raise MissingDependencyError("gguf", feature="loading GGUF files")
         task = task or "text-generation"
         if task not in ("text-generation", "chat", "causal-lm"):
             raise ModelLoadError(f"GGUF files are loaded as text-generation models, not {task!r}", source=path)
         digest = combined_hash([path])
         assert digest is not None
+        source_info = SourceInfo(kind=self.name, location=str(path), sha256=digest)
+        cached = _cached_parts(path, digest, source_info)
+        if cached is not None:
+            return cached
         tokenizer, module = _load_cached(path, digest)
         return ModelParts(
-            source=SourceInfo(kind=self.name, location=str(path), sha256=digest),
+            source=source_info,
             module=module.eval(),
             config=module.config,
             tokenizer=tokenizer,
@@ -141,3 +152,60 @@ def _load_cached(path: Path, digest: str) -> tuple[Any, Any]:
     except OSError as exc:  # a read-only home must not stop the load
         logger.warning("cannot cache the GGUF conversion in %s: %s", folder, exc)
     return tokenizer, module
+
+
+_CACHED_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors")
+
+
+def _cached_parts(path: Path, digest: str, source: SourceInfo) -> ModelParts | None:
+    """Parts from a complete cache entry of ``path`` with the float32 module deferred, or None (no
+    entry, a config or tokenizer class that needs transformers' ``Auto*`` classes, or a damaged
+    entry: the caller reads it in full).
+
+    Reads ``config.json`` as data (``CachedConfig``) and the tokenizer with
+    ``PreTrainedTokenizerFast`` (``aikit_formats.light``), so neither torch nor transformers'
+    modelling code is imported here.
+    """
+    folder = cache_root() / digest
+    if not all((folder / name).is_file() for name in _CACHED_FILES):
+        return None
+    try:
+        config = read_config(folder)
+        if config is None:  # a config whose facts need its transformers class
+            return None
+        tokenizer = generic_fast_tokenizer(folder)  # aikit wrote this folder from a GGUF: data only
+        if tokenizer is None:  # a tokenizer class only AutoTokenizer resolves
+            return None
+    except Exception as exc:  # tokenizers raises a bare Exception for a damaged tokenizer.json
+        # Not fatal: the full read (``_load_cached``) checks the entry again and converts the file anew.
+        logger.warning(
+            "cannot read the GGUF cache entry %s as data (%s: %s); reading it in full", folder, type(exc).__name__, exc
+        )
+        return None
+    parts = ModelParts(source=source, config=config, tokenizer=tokenizer, task_hint="text-generation")
+
+    def build_module() -> Any:
+        """The float32 module from the cache (its transformers config replaces the data one)."""
+        module = _cached_module(path, digest)
+        parts.config = module.config
+        return module.eval()
+
+    parts.module_loader = build_module
+    return parts
+
+
+def _cached_module(path: Path, digest: str) -> Any:
+    """The float32 module of ``path`` from its cache entry; a damaged entry is converted again."""
+    import transformers
+
+    folder = cache_root() / digest
+    try:
+        with quiet_transformers():
+            # aikit wrote this folder from a GGUF (data only): nothing in it is code to run
+            return transformers.AutoModelForCausalLM.from_pretrained(
+                folder, use_safetensors=True, trust_remote_code=False
+            )
+    except (OSError, ValueError) as exc:  # a damaged cache entry is rebuilt, never trusted
+        logger.warning("rebuilding the GGUF cache entry %s: %s", folder, exc)
+        shutil.rmtree(folder, ignore_errors=True)
+    return _load_cached(path, digest)[1]

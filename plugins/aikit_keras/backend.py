@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
 from aikit_torch.backend import TorchBackend, outputs_to_arrays
 from numpy.typing import NDArray
 from typing_extensions import override
@@ -24,9 +23,11 @@ from aikit.contracts.options import BackendOptions
 from aikit.contracts.parts import ModelParts
 from aikit.errors import BackendError, ConfigError, UnsafeModelError
 from aikit.model.manifest import listed_file
+from aikit_keras._import import import_keras, keras_unavailable_reason
+from aikit_keras.loader import mark_keras_parts, read_keras_file
 
-from ._import import import_keras, keras_unavailable_reason
-from .loader import mark_keras_parts, read_keras_file
+if TYPE_CHECKING:  # imported where used: registering the backend must not load torch
+    import torch
 
 __all__ = ["KerasBackend", "arrange_inputs", "declared_inputs", "feature_names", "to_declared_layout"]
 
@@ -142,6 +143,8 @@ class KerasBackend(TorchBackend):
 
     def torch_forward(self, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The model's first output for named features, differentiable (``aikit.measure.explain`` uses it)."""
+        import torch
+
         out = self.module(*self.model_inputs(tensors))
         if isinstance(out, (list, tuple)):
             out = out[0]
@@ -153,6 +156,8 @@ class KerasBackend(TorchBackend):
 
     @override
     def forward(self, inputs: Arrays) -> dict[str, NDArray[Any]]:
+        import torch
+
         tensors = {k: torch.from_numpy(np.ascontiguousarray(v)).to(self.device) for k, v in inputs.items()}
         with torch.inference_mode():
             out = self.module(*self.model_inputs(tensors))

@@ -135,7 +135,8 @@ class OrtBackend(Backend):
     @classmethod
     @override
     def from_loaded_parts(cls, parts: ModelParts, options: BackendOptions) -> tuple[Backend, tuple[Any, ...]]:
-        """A GGUF file on the CPU runs its own blocks (``ort-gguf-native``, see ``gguf_load``); else ``from_parts``.
+        """A GGUF file on the CPU runs its own blocks (``ort-gguf-native``, see ``gguf_load``: a cached graph
+        opens without the torch module); else ``from_parts`` on the module, built now if deferred.
 
         ``backend_options={"accuracy_level": 4}`` picks that graph's int8-activation form; it raises
         ``ConfigError`` (before any export) for a model that does not take this path.
@@ -148,6 +149,7 @@ class OrtBackend(Backend):
         ):
             backend, config = native_backend(parts, options)
             return backend, (config,)
+        parts.require_module()
         return cls.from_parts(parts, options), ()
 
     def with_graphs(self, folder: Path, facts: Mapping[str, Any]) -> OrtBackend:

@@ -101,7 +101,7 @@ def prefers_native(parts: ModelParts, task: type[Task], options: BackendOptions,
     file's matrices has a type that maps exactly (:data:`.gguf_blocks.NATIVE_TYPES`). A file with
     none says so in the log (the cost: every weight runs de-quantized in float32 on ``fallback``).
     """
-    if parts.source.kind != "gguf" or not task.generative or parts.module is None:
+    if parts.source.kind != "gguf" or not task.generative or parts.payload != "torch":
         return False
     if options.device is not None and not options.device.startswith("cpu"):
         return False
@@ -134,14 +134,14 @@ def native_backend(parts: ModelParts, options: BackendOptions) -> tuple[OrtBacke
     ``backend_options`` name an ``accuracy_level`` (``4``: int8 activations; see
     :class:`.gguf_strategy.OrtGgufNative`); each setting is cached under its own key.
     Builds on a cache miss (export, then block mapping, with a progress bar on a terminal) and
-    logs what stayed float32; a hit opens the cached graph only.
+    logs what stayed float32; a hit opens the cached graph only, without building a module the
+    loader deferred (``ModelParts.module_loader``) or importing torch.
     """
     from aikit_onnxruntime.backend import OrtBackend
-    from aikit_onnxruntime.export.build import export_settings
     from aikit_onnxruntime.export.cache import cached_entry, entry_key
     from aikit_onnxruntime.export.cached import export_parts
     from aikit_onnxruntime.gguf_strategy import _LAYOUT, OrtGgufNative, OrtGgufNativeStrategy, build_native
-    from aikit_onnxruntime.settings import OrtSettings
+    from aikit_onnxruntime.settings import OrtSettings, export_settings
 
     settings = OrtSettings.from_options(options.extra)
     config = OrtGgufNative(accuracy_level=settings.accuracy_level or 0)
@@ -158,6 +158,7 @@ def native_backend(parts: ModelParts, options: BackendOptions) -> tuple[OrtBacke
         try:
             if bar is not None:
                 bar.set_description("aikit: export the float32 graph")
+            parts.require_module()  # the export runs the float32 torch module
             folder, facts = export_parts(parts, settings)
             if bar is not None:
                 bar.update(1)

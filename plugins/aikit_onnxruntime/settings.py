@@ -31,7 +31,7 @@ from typing import Any
 
 from aikit.errors import ConfigError
 
-__all__ = ["OPT_LEVELS", "OrtSettings"]
+__all__ = ["OPT_LEVELS", "OrtSettings", "export_settings"]
 
 OPT_LEVELS = ("disable", "basic", "extended", "all")
 _DECODERS = ("auto", "genai", "torch")
@@ -117,3 +117,16 @@ class OrtSettings:
             accuracy_level=None if accuracy_level is None else int(accuracy_level),
             extra_session_config={str(k): str(v) for k, v in session_config.items()},
         )
+
+
+def export_settings(settings: OrtSettings) -> dict[str, Any]:
+    """The settings that change an export's bytes (part of its cache key). Here, not in ``build``
+    (which imports torch), because a cached GGUF graph is found by this key without torch."""
+    return {
+        "fusions": settings.fusions,
+        "decoder": settings.decoder,
+        "atol": settings.atol,
+        "rtol": settings.rtol,
+        "validate": settings.validate,
+        "input_shape": list(settings.input_shape) if settings.input_shape else None,
+    }

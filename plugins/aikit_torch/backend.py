@@ -1,14 +1,18 @@
-"""The PyTorch CPU backend: eval mode, ``torch.inference_mode``, configurable threads and dtype."""
+"""The PyTorch CPU backend: eval mode, ``torch.inference_mode``, configurable threads and dtype.
+
+Importing this module does not import torch (about 0.8 s and 200 MB here): the class is registered
+with every plugin host, including processes that never run a torch model (a GGUF file whose graph
+ONNX Runtime opens from the cache). torch is imported by the methods that use it.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
 from numpy.typing import NDArray
 from typing_extensions import override
 
@@ -17,13 +21,13 @@ from aikit.contracts.options import BackendOptions, GenerationOptions
 from aikit.contracts.parts import ModelParts
 from aikit.errors import BackendError, ConfigError
 
-from .decoding import decode
-from .modules import is_transformers_model, restore_module, save_module
-
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+if TYPE_CHECKING:
+    import torch
 
 
 def to_numpy(value: torch.Tensor) -> NDArray[Any]:
+    import torch
+
     value = value.detach()
     if value.dtype in (torch.float16, torch.bfloat16):
         value = value.float()
@@ -32,6 +36,8 @@ def to_numpy(value: torch.Tensor) -> NDArray[Any]:
 
 def outputs_to_arrays(out: Any) -> dict[str, NDArray[Any]]:
     """Normalise what a module returns: a tensor is ``logits``; a ModelOutput/dict keeps its keys."""
+    import torch
+
     if isinstance(out, torch.Tensor):
         return {"logits": to_numpy(out)}
     if isinstance(out, Mapping):
@@ -62,6 +68,10 @@ class TorchBackend(Backend):
     default_device = "cpu"
 
     def __init__(self, module: torch.nn.Module, options: BackendOptions) -> None:
+        import torch
+
+        from aikit_torch.modules import is_transformers_model
+
         self.options = options
         self.device = torch.device(options.device or self.default_device)
         self.threads = options.threads or os.cpu_count() or 1
@@ -71,19 +81,23 @@ class TorchBackend(Backend):
             raise ConfigError(f"backend {self.name!r} takes no backend_options; got {', '.join(sorted(options.extra))}")
         module = module.eval()
         if options.dtype is not None:
-            module = module.to(_DTYPES[options.dtype])
+            module = module.to(getattr(torch, options.dtype))  # a name BackendOptions checked: float32, ...
         self.module = module.to(self.device)
         self._positional = not is_transformers_model(module)
 
     @classmethod
     @override
     def from_parts(cls, parts: ModelParts, options: BackendOptions) -> Backend:
+        import torch
+
         if not isinstance(parts.module, torch.nn.Module):
             raise BackendError(f"backend {cls.name!r} needs a torch.nn.Module, got {type(parts.module).__name__}")
         return cls(parts.module, options)
 
     @override
     def forward(self, inputs: Arrays) -> dict[str, NDArray[Any]]:
+        import torch
+
         tensors = {k: torch.from_numpy(np.ascontiguousarray(v)).to(self.device) for k, v in inputs.items()}
         dtype = self.dtype
         if dtype is not torch.float32:
@@ -95,6 +109,8 @@ class TorchBackend(Backend):
 
     @property
     def dtype(self) -> torch.dtype:
+        import torch
+
         for p in self.module.parameters():
             if p.is_floating_point():
                 return p.dtype
@@ -102,18 +118,26 @@ class TorchBackend(Backend):
 
     @override
     def generate(self, inputs: Arrays, options: GenerationOptions) -> Iterator[NDArray[np.int64]]:
+        import torch
+
+        from aikit_torch.decoding import decode
+
         ids = torch.from_numpy(np.ascontiguousarray(inputs["input_ids"])).to(self.device)
         mask = torch.from_numpy(np.ascontiguousarray(inputs["attention_mask"])).to(self.device)
         return decode(self.module, ids, mask, options)
 
     @override
     def save(self, directory: Path) -> dict[str, Any]:
+        from aikit_torch.modules import save_module
+
         spec = save_module(self.module, directory)
         return {"module": spec, "dtype": str(self.dtype).removeprefix("torch.")}
 
     @classmethod
     @override
     def load(cls, directory: Path, parts: ModelParts, state: Mapping[str, Any], options: BackendOptions) -> Backend:
+        from aikit_torch.modules import restore_module
+
         return cls(restore_module(directory, parts, state), options)
 
     @override
@@ -126,6 +150,8 @@ class TorchBackend(Backend):
 
     @override
     def describe(self) -> dict[str, Any]:
+        import torch
+
         return {
             "backend": self.name,
             "device": str(self.device),

@@ -26,24 +26,12 @@ from aikit_onnxruntime.export.sample_inputs import sample_batch
 from aikit_onnxruntime.export.validate import ExportMismatchError, compare_outputs
 from aikit_onnxruntime.graph_info import describe_graph
 from aikit_onnxruntime.session import OrtRunner, make_session
-from aikit_onnxruntime.settings import OrtSettings
+from aikit_onnxruntime.settings import OrtSettings, export_settings
 
 __all__ = ["build_export", "export_settings"]
 
 logger = logging.getLogger("aikit.onnxruntime")
 _CPU = OrtSettings(graph_optimization="all")
-
-
-def export_settings(settings: OrtSettings) -> dict[str, Any]:
-    """The settings that change an export's bytes (part of its cache key)."""
-    return {
-        "fusions": settings.fusions,
-        "decoder": settings.decoder,
-        "atol": settings.atol,
-        "rtol": settings.rtol,
-        "validate": settings.validate,
-        "input_shape": list(settings.input_shape) if settings.input_shape else None,
-    }
 
 
 def _runner(path: Path) -> OrtRunner:
