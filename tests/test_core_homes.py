@@ -34,6 +34,16 @@ def test_cache_dir_honours_the_override_then_xdg_then_home(monkeypatch: pytest.M
     assert not (tmp_path / "xdg").exists()  # asking for the path creates nothing
 
 
+def test_gguf_conversions_and_onnx_exports_share_the_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from aikit_formats.gguf import cache_root
+
+    monkeypatch.delenv("AIKIT_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_root() == cache_dir("gguf")
+    if sys.platform.startswith("linux"):
+        assert cache_root() == tmp_path / "xdg" / "aikit" / "gguf"  # was ~/.cache/aikit whatever XDG said
+
+
 def test_the_quant_kernel_choice_is_kept_in_the_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from aikit_quant.kernel_choice import cache_path
 

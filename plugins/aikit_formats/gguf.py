@@ -21,6 +21,7 @@ from typing import Any
 
 from typing_extensions import override
 
+from aikit.cache import cache_dir
 from aikit.contracts.loader import Loader
 from aikit.contracts.options import LoadOptions
 from aikit.contracts.parts import ModelParts, SourceInfo
@@ -65,7 +66,7 @@ class GgufLoader(Loader):
 
     The model is rebuilt from its config and state dict so that it can be saved again (transformers
     refuses to ``save_pretrained`` a model that came straight from GGUF), and the conversion is
-    cached under ``$AIKIT_CACHE_DIR`` (default ``~/.cache/aikit``) keyed by the file's sha256.
+    cached in ``gguf/`` of aikit's cache folder (``aikit.cache.cache_dir``) keyed by the file's sha256.
     """
 
     name = "gguf"
@@ -102,8 +103,8 @@ class GgufLoader(Loader):
 
 
 def cache_root() -> Path:
-    """Where de-quantised GGUF conversions are kept: ``$AIKIT_CACHE_DIR`` or ``~/.cache/aikit``."""
-    return Path(os.environ.get("AIKIT_CACHE_DIR") or Path.home() / ".cache" / "aikit") / "gguf"
+    """Where de-quantised GGUF conversions are kept: ``gguf/`` in aikit's cache folder (``aikit.cache``)."""
+    return cache_dir("gguf")
 
 
 def _load_cached(path: Path, digest: str) -> tuple[Any, Any]:
