@@ -1,4 +1,4 @@
-"""``Model.explain`` (aikit/explain.py, plugins/aikit_explain): typed attributions, pictures, faithfulness.
+"""``Model.explain`` (aikit/measure/explain.py, plugins/aikit_explain): typed attributions, pictures, faithfulness.
 
 The text model is aikit's tiny BERT (``aikit.testing.tiny``: 2 layers, 32 wide, word-level
 vocabulary) trained here for a few seconds on a keyword task: a sentence of filler words is
