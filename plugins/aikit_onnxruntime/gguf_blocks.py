@@ -32,10 +32,15 @@ low nibble and ``2j + 1`` in its high one; zero points are either packed ``uint8
   ``MatMulNBits`` gives ``x . (d * q)`` exactly; the ``m`` part is ``offsets`` (``[N, K/32]``), added
   by the caller as ``(x @ E) @ offsets.T`` where ``E`` sums each block of ``x``. On an identity
   input this reproduces ``d * q + m`` bit for bit. It exists because ONNX Runtime 1.32's CPU
-  kernel has no fast path for float zero points: measured on a 2-core AVX-512 Xeon, a
-  1536x576 matrix-vector product took 2.2 ms with float zero points, 0.11 ms split (fp32 MatMul: 0.48 ms);
-- ``Q4_1``, ``"zero-point"`` form: float zero point ``-m / d``: ``d * (q + m / d)`` differs from
-  ``d * q + m`` by float32 rounding only (about one unit in the last place of the weight). A block
+  kernel has no fast path for float zero points at any ``accuracy_level``: it skips pre-packing
+  when the zero points are not ``uint8``, so every call de-quantizes the whole matrix and runs a
+  float32 GEMM (level 4 is ignored: its outputs equal level 0's bit for bit). Measured on a 2-core
+  AVX-512 Xeon, a 1536x576 matrix-vector product took 2.2 ms with float zero points, 0.11 ms split
+  (fp32 MatMul: 0.48 ms); on the packaged SmolLM2 the whole decode ran 11-15x slower;
+- ``Q4_1``, ``"zero-point"`` form: float zero point ``z = -m / d``; ONNX Runtime 1.32 computes
+  ``q * d - z * d``, which differs from ``d * q + m`` by float32 rounding only (``z * d`` is ``m``
+  up to the roundings of ``z`` and of the product: on the packaged SmolLM2 9.7% of the ``Q4_1``
+  weights differ, by at most 2.4e-7, under 1e-6 of their block's ``d``). A block
   with ``d == 0`` (every weight ``m``) becomes ``q = 0``, ``scale = m``, ``zero_point = -1``.
 
 - ``Q4_K`` → the split form of ``Q4_1`` with ``scale = d * sc`` and ``offsets = -(dmin * m)``, both
