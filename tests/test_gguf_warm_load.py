@@ -145,7 +145,7 @@ def test_a_missing_onnx_entry_builds_the_deferred_module_for_the_export(
     warm_default: aikit.Model, monkeypatch: Any
 ) -> None:
     import aikit_onnxruntime.export.cached as exporting
-    from aikit_onnxruntime.gguf_load import native_backend
+    from aikit_onnxruntime.gguf.load import native_backend
 
     seen: list[Any] = []
 

@@ -26,7 +26,7 @@ pytest.importorskip("onnxruntime")
 gguf = pytest.importorskip("gguf")
 
 from aikit_onnxruntime.decoder import prompt_lookup  # noqa: E402
-from aikit_onnxruntime.gguf_load import gguf_tensor_types, prefers_native  # noqa: E402
+from aikit_onnxruntime.gguf.load import gguf_tensor_types, prefers_native  # noqa: E402
 
 
 # ---------------------------------------------------------------------- header probe and fallback
@@ -154,7 +154,7 @@ def test_a_second_load_reuses_the_cached_graph(
     default_smollm2: aikit.Model, smollm2_path: Any, monkeypatch: Any
 ) -> None:
     import aikit_onnxruntime.export.cached as exporting
-    import aikit_onnxruntime.gguf_strategy as strategy
+    import aikit_onnxruntime.gguf.strategy as strategy
 
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a warm load must not export or map blocks again")
@@ -203,7 +203,7 @@ def test_what_users_rely_on_keeps_working_or_names_the_fix(default_smollm2: aiki
         model.compress("ort-int4-weight-only", measure_speed=False)  # would round the block helpers again
     with pytest.raises(BackendError, match="backend="):
         model.to("torch")
-    from aikit_onnxruntime.gguf_candidates import propose_gguf_candidates
+    from aikit_onnxruntime.gguf.candidates import propose_gguf_candidates
 
     proposed: list[aikit.Candidate] = []
     propose_gguf_candidates(model, proposed.append)  # optimize does not re-try what the model already runs

@@ -19,8 +19,8 @@ from numpy.typing import NDArray
 pytest.importorskip("onnxruntime")
 gguf = pytest.importorskip("gguf")
 
-from aikit_onnxruntime.gguf_blocks import PackedWeight, pack_rows  # noqa: E402
-from aikit_onnxruntime.gguf_native import GgufIndex, gguf_native_graph  # noqa: E402
+from aikit_onnxruntime.gguf.blocks import PackedWeight, pack_rows  # noqa: E402
+from aikit_onnxruntime.gguf.native import GgufIndex, gguf_native_graph  # noqa: E402
 
 K, N = 96, 48
 
@@ -290,7 +290,7 @@ def test_smollm2_native_round_trip(native: Any, reference: dict[str, list[int]],
 def test_smollm2_optimize_candidates_and_saved_fp32_graph(smollm2: Any, tmp_path: Path) -> None:
     """A GGUF model gets both ``ort-gguf-native`` proposals; a saved float32 graph still finds its GGUF
     (the artifact's manifest keeps the source it was loaded from)."""
-    from aikit_onnxruntime.gguf_candidates import propose_gguf_candidates
+    from aikit_onnxruntime.gguf.candidates import propose_gguf_candidates
 
     import aikit
     from aikit import Candidate
@@ -377,7 +377,7 @@ def test_smollm2_int8_activations_stay_within_the_perplexity_tolerance(
     ONNX Runtime build and CPU; the margin covers another CPU's int8 kernel.
     """
     import onnx
-    from aikit_onnxruntime.gguf_candidates import propose_gguf_candidates
+    from aikit_onnxruntime.gguf.candidates import propose_gguf_candidates
 
     import aikit
     from aikit.errors import ConfigError

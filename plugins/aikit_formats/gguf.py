@@ -3,7 +3,7 @@
 The first load of a file converts it (tokenizer, config, de-quantised float32 weights) into a
 cache folder keyed by its sha256. A later load reads only the tokenizer and the config from there
 and defers the float32 module (``ModelParts.module_loader``): ONNX Runtime opening the file's
-cached graph (``aikit_onnxruntime.gguf_load``) never builds it, so such a load imports neither
+cached graph (``aikit_onnxruntime.gguf.load``) never builds it, so such a load imports neither
 torch nor transformers' modelling code; the torch backend, an export or a strategy builds it
 from the cache on first need.
 """

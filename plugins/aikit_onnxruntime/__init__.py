@@ -21,10 +21,10 @@ def aikit_register_backends(register: Callable[[type[Backend]], None]) -> None:
 def aikit_choose_backend(
     parts: ModelParts, task: type[Task], candidates: list[str], options: BackendOptions
 ) -> str | None:
-    """A GGUF file on the CPU runs on onnxruntime with its own blocks (see ``gguf_load``)."""
+    """A GGUF file on the CPU runs on onnxruntime with its own blocks (see ``aikit_onnxruntime.gguf.load``)."""
     if OrtBackend.name not in candidates or parts.source.kind != "gguf":
         return None
-    from aikit_onnxruntime.gguf_load import prefers_native
+    from aikit_onnxruntime.gguf.load import prefers_native
 
     return OrtBackend.name if prefers_native(parts, task, options) else None
 
@@ -37,7 +37,7 @@ def aikit_register_loaders(register: Callable[[type[Loader]], None]) -> None:
 @hookimpl
 def aikit_register_strategies(register: Callable[[type[Strategy]], None]) -> None:
     from aikit_onnxruntime.compress.strategies import STRATEGIES
-    from aikit_onnxruntime.gguf_strategy import OrtGgufNativeStrategy
+    from aikit_onnxruntime.gguf.strategy import OrtGgufNativeStrategy
 
     for strategy in STRATEGIES:
         register(strategy)
@@ -47,7 +47,7 @@ def aikit_register_strategies(register: Callable[[type[Strategy]], None]) -> Non
 @hookimpl
 def aikit_optimize_candidates(model: Model, propose: Callable[[Candidate], None]) -> None:
     from aikit_onnxruntime.candidates import propose_candidates
-    from aikit_onnxruntime.gguf_candidates import propose_gguf_candidates
+    from aikit_onnxruntime.gguf.candidates import propose_gguf_candidates
 
     propose_gguf_candidates(model, propose)  # first: the file's own weights, when the model came from a GGUF
     propose_candidates(model, propose)

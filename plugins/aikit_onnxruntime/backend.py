@@ -135,14 +135,14 @@ class OrtBackend(Backend):
     @classmethod
     @override
     def from_loaded_parts(cls, parts: ModelParts, options: BackendOptions) -> tuple[Backend, tuple[Any, ...]]:
-        """A GGUF file on the CPU runs its own blocks (``ort-gguf-native``, see ``gguf_load``: a cached graph
-        opens without the torch module); else ``from_parts`` on the module, built now if deferred.
+        """A GGUF file on the CPU runs its own blocks (``ort-gguf-native``, see ``aikit_onnxruntime.gguf.load``:
+        a cached graph opens without the torch module); else ``from_parts`` on the module, built now if deferred.
 
         ``backend_options={"accuracy_level": 4}`` picks that graph's int8-activation form; it raises
         ``ConfigError`` (before any export) for a model that does not take this path.
         """
         from aikit.plugins.host import resolve_task
-        from aikit_onnxruntime.gguf_load import native_backend, prefers_native
+        from aikit_onnxruntime.gguf.load import native_backend, prefers_native
 
         if parts.payload == "torch" and prefers_native(
             parts, resolve_task(parts, None), options, fallback="ONNX Runtime"

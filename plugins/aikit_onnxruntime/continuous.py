@@ -31,7 +31,7 @@ from aikit.contracts.options import GenerationOptions
 from aikit.contracts.sampling import is_plain_greedy, new_rng, select_next
 from aikit.errors import ConfigError
 from aikit_onnxruntime.decoder import DecoderGraph
-from aikit_onnxruntime.gguf_decode import DECODE_INPUT, DECODE_OUTPUT
+from aikit_onnxruntime.gguf.decode import DECODE_INPUT, DECODE_OUTPUT
 
 __all__ = ["OrtStepDecoder", "SharedStepDecoder", "step_decoder_for"]
 

@@ -24,7 +24,7 @@ def propose_gguf_candidates(model: Model, propose: Callable[[Candidate], None]) 
     is not a GGUF file (a model already on onnxruntime keeps the source it was loaded from).
     """
     from aikit_onnxruntime.backend import OrtBackend
-    from aikit_onnxruntime.gguf_strategy import OrtGgufNative
+    from aikit_onnxruntime.gguf.strategy import OrtGgufNative
 
     if OrtBackend.unavailable_reason() is not None or not model.task.generative:
         return

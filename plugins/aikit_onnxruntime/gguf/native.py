@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from aikit_onnxruntime.compress.quantize import resolve_exclusions
-from aikit_onnxruntime.gguf_blocks import BLOCK, NATIVE_TYPES, PackedWeight, pack_rows
+from aikit_onnxruntime.gguf.blocks import BLOCK, NATIVE_TYPES, PackedWeight, pack_rows
 
 __all__ = ["GgufIndex", "NativeReport", "gguf_native_graph"]
 

@@ -139,7 +139,7 @@ class OrtGgufNativeStrategy(Strategy):
 
     def notes(self, folder: Path) -> list[str]:
         """Report lines recorded when ``folder`` was built: what mapped, what stayed float32 and why."""
-        from aikit_onnxruntime.gguf_native import NativeReport
+        from aikit_onnxruntime.gguf.native import NativeReport
 
         try:
             reports = json.loads((folder / _REPORT).read_text(encoding="utf-8"))
@@ -176,8 +176,8 @@ def build_native(
     """
     import shutil
 
-    from aikit_onnxruntime.gguf_decode import add_decode_head
-    from aikit_onnxruntime.gguf_native import GgufIndex, gguf_native_graph
+    from aikit_onnxruntime.gguf.decode import add_decode_head
+    from aikit_onnxruntime.gguf.native import GgufIndex, gguf_native_graph
 
     index = GgufIndex(gguf)
     facts = dict(base_facts)

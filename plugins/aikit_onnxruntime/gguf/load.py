@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 from aikit.contracts.options import BackendOptions
 from aikit.contracts.parts import ModelParts
-from aikit_onnxruntime.gguf_blocks import NATIVE_TYPES
+from aikit_onnxruntime.gguf.blocks import NATIVE_TYPES
 
 if TYPE_CHECKING:
     from aikit.contracts.task import Task
     from aikit_onnxruntime.backend import OrtBackend
-    from aikit_onnxruntime.gguf_strategy import OrtGgufNative
+    from aikit_onnxruntime.gguf.strategy import OrtGgufNative
 
 __all__ = ["gguf_tensor_types", "native_backend", "prefers_native"]
 
@@ -140,7 +140,7 @@ def native_backend(parts: ModelParts, options: BackendOptions) -> tuple[OrtBacke
     from aikit_onnxruntime.backend import OrtBackend
     from aikit_onnxruntime.export.cache import cached_entry, entry_key
     from aikit_onnxruntime.export.cached import export_parts
-    from aikit_onnxruntime.gguf_strategy import _LAYOUT, OrtGgufNative, OrtGgufNativeStrategy, build_native
+    from aikit_onnxruntime.gguf.strategy import _LAYOUT, OrtGgufNative, OrtGgufNativeStrategy, build_native
     from aikit_onnxruntime.settings import OrtSettings, export_settings
 
     settings = OrtSettings.from_options(options.extra)
