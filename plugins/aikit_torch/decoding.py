@@ -20,6 +20,7 @@ from aikit.contracts.sampling import select_next as shared_select_next
 from aikit.errors import BackendError
 
 from .kv_cache import cache_kwargs, returned_cache
+from .modules import decoder_start_token_id
 
 
 def select_next(
@@ -77,13 +78,7 @@ def _decode_causal(
 def _decode_seq2seq(
     module: Any, input_ids: torch.Tensor, mask: torch.Tensor, options: GenerationOptions, generator: np.random.Generator
 ) -> Iterator[NDArray[np.int64]]:
-    config = module.config
-    gen_config = getattr(module, "generation_config", None)
-    start = getattr(gen_config, "decoder_start_token_id", None)
-    if start is None:
-        start = getattr(config, "decoder_start_token_id", None)
-    if start is None:
-        start = getattr(config, "pad_token_id", None)
+    start = decoder_start_token_id(module)
     if start is None:
         raise BackendError("this seq2seq model's config has no decoder_start_token_id")
     encoder_outputs = module.get_encoder()(input_ids=input_ids, attention_mask=mask)

@@ -65,6 +65,18 @@ def is_transformers_model(module: Any) -> bool:
     return isinstance(module, PreTrainedModel)
 
 
+def decoder_start_token_id(module: Any) -> int | None:
+    """The token a seq2seq model's decoder starts from: its generation config's, else its config's
+    ``decoder_start_token_id``, else the pad token (T5's convention); None when none is set."""
+    config = getattr(module, "config", None)
+    start = getattr(getattr(module, "generation_config", None), "decoder_start_token_id", None)
+    if start is None:
+        start = getattr(config, "decoder_start_token_id", None)
+    if start is None:
+        start = getattr(config, "pad_token_id", None)
+    return None if start is None else int(start)
+
+
 def describe_module(module: torch.nn.Module) -> dict[str, Any]:
     """The manifest entry that says how to rebuild ``module``'s structure."""
     if is_transformers_model(module):

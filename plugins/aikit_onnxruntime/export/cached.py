@@ -78,13 +78,9 @@ def export_parts(parts: ModelParts, settings: OrtSettings) -> tuple[Path, dict[s
                 )
             raise
         if task.name == "text2text-generation":
-            gen = getattr(module, "generation_config", None)
-            start = getattr(gen, "decoder_start_token_id", None)
-            if start is None:
-                start = getattr(config, "decoder_start_token_id", None)
-            if start is None:
-                start = getattr(config, "pad_token_id", None)
-            facts["decoder_start_token_id"] = start
+            from aikit_torch.modules import decoder_start_token_id
+
+            facts["decoder_start_token_id"] = decoder_start_token_id(module)
         if task.name == "text-generation":
             facts["context"] = getattr(config, "max_position_embeddings", None)
         return facts
