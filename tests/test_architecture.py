@@ -47,3 +47,42 @@ def test_an_upward_import_breaks_it(tmp_path: Path, importer: str) -> None:
     result = _lint(config, tmp_path)
     assert result.returncode != 0
     assert f"{importer} -> aikit.cli" in result.stdout
+
+
+# Test support may reach into a plugin's private helper: aikit.testing.trained imports Keras the way
+# the Keras plugin does, so a test model and the plugin agree on the backend Keras runs on.
+_PRIVATE_IMPORTS_ALLOWED = {("aikit.testing.trained", "aikit_keras._import")}
+
+
+def test_private_modules_are_imported_only_inside_their_package() -> None:
+    """A module whose name starts with ``_`` is its package's business: nothing outside imports it.
+
+    So the public surface is what looks public (``aikit.serve.create_app``, not ``aikit.serve._app``).
+    """
+    import ast
+
+    found = set()
+    for top, strip in (("aikit", ROOT), ("plugins", ROOT / "plugins")):
+        for path in (ROOT / top).rglob("*.py"):
+            if "build" in path.parts:
+                continue
+            importer = ".".join(path.relative_to(strip).with_suffix("").parts)
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+                elif isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                else:
+                    continue
+                for name in names:
+                    parts = name.split(".")
+                    private = next((i for i, p in enumerate(parts) if i and p.startswith("_")), None)
+                    if private is None or parts[private].startswith("__"):
+                        continue
+                    owner, target = ".".join(parts[:private]), ".".join(parts[: private + 1])
+                    is_module = any(
+                        (base / (target.replace(".", "/") + ".py")).exists() for base in (ROOT, ROOT / "plugins")
+                    )
+                    if is_module and not (importer == owner or importer.startswith(owner + ".")):
+                        found.add((importer, target))
+    assert found <= _PRIVATE_IMPORTS_ALLOWED, sorted(found - _PRIVATE_IMPORTS_ALLOWED)
