@@ -228,7 +228,9 @@ def test_bearer_token_guards_every_route_but_health(embedder: aikit.Model) -> No
 
 # ---------------------------------------------------------------------- backpressure
 def test_full_queue_is_an_immediate_503_and_timeouts_are_504_then_recovery(embedder: aikit.Model) -> None:
-    settings = ServeSettings(max_batch_size=1, max_wait_ms=0, max_queue=2, timeout_s=5.0)
+    # 10 s, not less: on a loaded machine the three held requests must still be queued (not yet past
+    # their deadline) when the fourth arrives, or the fourth is admitted and ends in 504 instead of 503.
+    settings = ServeSettings(max_batch_size=1, max_wait_ms=0, max_queue=2, timeout_s=10.0)
     with LocalServer(create_app(embedder, settings)) as server, httpx.Client(base_url=server.url, timeout=30) as c:
         _wait_ready(c)
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
