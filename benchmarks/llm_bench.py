@@ -385,9 +385,8 @@ def bench_ppl(e: Engines, windows: int = 8, length: int = 256) -> list[dict[str,
     rows: list[dict[str, Any]] = [
         {"engine": "aikit (Model.load default: the GGUF's blocks)", "perplexity": ppl(forward(e.aikit))},
         {"engine": "float32 de-quantized (torch)", "perplexity": ppl(forward(e.torch))},
+        {"engine": INT8_PPL, "perplexity": ppl(forward(e.aikit_int8))},
     ]
-    if getattr(e, "aikit_int8", None) is not None:
-        rows.append({"engine": INT8_PPL, "perplexity": ppl(forward(e.aikit_int8))})
     folder = getattr(e, "genai_int4_folder", None)
     if folder is not None:
         import onnxruntime as ort

@@ -691,5 +691,4 @@ def _resolve_backend(parts: ModelParts, task_cls: type[Task], backend: str, opti
 
 
 def _device_fits(backend_cls: type[Backend], device: str) -> bool:
-    devices: frozenset[str] = getattr(backend_cls, "devices", frozenset({"cpu"}))
-    return device.split(":", 1)[0] in devices
+    return device.split(":", 1)[0] in backend_cls.devices

@@ -186,27 +186,11 @@ def _cached_parts(path: Path, digest: str, source: SourceInfo) -> ModelParts | N
     parts = ModelParts(source=source, config=config, tokenizer=tokenizer, task_hint="text-generation")
 
     def build_module() -> Any:
-        """The float32 module from the cache (its transformers config replaces the data one)."""
-        module = _cached_module(path, digest)
+        """The float32 module from the cache, as a full read gives it (its transformers config replaces
+        the data one; a damaged entry is converted again)."""
+        module = _load_cached(path, digest)[1]
         parts.config = module.config
         return module.eval()
 
     parts.module_loader = build_module
     return parts
-
-
-def _cached_module(path: Path, digest: str) -> Any:
-    """The float32 module of ``path`` from its cache entry; a damaged entry is converted again."""
-    import transformers
-
-    folder = cache_root() / digest
-    try:
-        with quiet_transformers():
-            # aikit wrote this folder from a GGUF (data only): nothing in it is code to run
-            return transformers.AutoModelForCausalLM.from_pretrained(
-                folder, use_safetensors=True, trust_remote_code=False
-            )
-    except (OSError, ValueError) as exc:  # a damaged cache entry is rebuilt, never trusted
-        logger.warning("rebuilding the GGUF cache entry %s: %s", folder, exc)
-        shutil.rmtree(folder, ignore_errors=True)
-    return _load_cached(path, digest)[1]

@@ -15,7 +15,7 @@ Two graph layouts (see ``aikit_onnxruntime.export.decoder``):
 Both follow the torch backend's contract (``aikit_torch.decoding``): greedy decoding is argmax of
 the last position's logits, so equal logits give equal tokens.
 
-Graphs written by :func:`.gguf_decode.add_decode_head` (aikit's GGUF-native graphs) also take
+Graphs written by :func:`aikit_onnxruntime.gguf.decode.add_decode_head` (aikit's GGUF-native graphs) also take
 ``num_logits_to_keep`` and give ``next_tokens``: prefill runs the output head on the last position
 only, and plain greedy decoding (no repetition penalty) fetches the argmax instead of a logits
 row. Per token the shared-buffer loop then binds one new attention-mask view and reads one

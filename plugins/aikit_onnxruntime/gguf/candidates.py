@@ -1,7 +1,7 @@
 """What ``Model.optimize`` may try for a model loaded from a GGUF file: its own blocks on ONNX Runtime.
 
 The plugin's ``aikit_optimize_candidates`` hook calls :func:`propose_gguf_candidates` before
-:func:`.candidates.propose_candidates`.
+:func:`aikit_onnxruntime.candidates.propose_candidates`.
 """
 
 from __future__ import annotations

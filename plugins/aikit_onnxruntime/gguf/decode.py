@@ -1,7 +1,7 @@
 """A decoding variant of a decoder graph: logits for the last ``n`` positions only, and their argmax.
 
 ``add_decode_head(src, dst)`` writes ``dst`` next to ``src`` sharing its external weight file (no
-weight is copied) with two changes that :class:`.decoder.DecoderGraph` uses when present:
+weight is copied) with two changes that :class:`aikit_onnxruntime.decoder.DecoderGraph` uses when present:
 
 - input ``num_logits_to_keep`` (int64, shape ``[1]``): the output head (the MatMuls between the
   final norm and ``logits``) runs on the last ``n`` positions only. A 512-token prompt then costs

@@ -3,7 +3,7 @@
 The ONNX Runtime plugin answers ``aikit_choose_backend`` for a generative model read from a GGUF
 file on the CPU (:func:`prefers_native`), and :meth:`OrtBackend.from_loaded_parts` then builds the
 ``ort-gguf-native`` graph (:func:`native_backend`): the float32 export (cached by
-:func:`.exporting.export_parts`) with the file's ``Q4_0`` / ``Q4_1`` / ``Q8_0`` / ``Q4_K`` blocks
+:func:`aikit_onnxruntime.export.cached.export_parts`) with the file's ``Q4_0`` / ``Q4_1`` / ``Q8_0`` / ``Q4_K`` blocks
 put back. The result is cached under a key made of the GGUF's sha256, the export settings and
 the library versions, so a later load opens one graph without exporting or hashing torch weights.
 
@@ -98,7 +98,7 @@ def prefers_native(parts: ModelParts, task: type[Task], options: BackendOptions,
 
     Yes for a generative torch model read from a GGUF file, on the CPU with no other ``dtype`` asked
     for, when at least one of the
-    file's matrices has a type that maps exactly (:data:`.gguf_blocks.NATIVE_TYPES`). A file with
+    file's matrices has a type that maps exactly (:data:`aikit_onnxruntime.gguf.blocks.NATIVE_TYPES`). A file with
     none says so in the log (the cost: every weight runs de-quantized in float32 on ``fallback``).
     """
     if parts.source.kind != "gguf" or not task.generative or parts.payload != "torch":
@@ -132,7 +132,7 @@ def native_backend(parts: ModelParts, options: BackendOptions) -> tuple[OrtBacke
 
     The config is the default (float32 math, the de-quantized model's tokens) unless
     ``backend_options`` name an ``accuracy_level`` (``4``: int8 activations; see
-    :class:`.gguf_strategy.OrtGgufNative`); each setting is cached under its own key.
+    :class:`aikit_onnxruntime.gguf.strategy.OrtGgufNative`); each setting is cached under its own key.
     Builds on a cache miss (export, then block mapping, with a progress bar on a terminal) and
     logs what stayed float32; a hit opens the cached graph only, without building a module the
     loader deferred (``ModelParts.module_loader``) or importing torch.

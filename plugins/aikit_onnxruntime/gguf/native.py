@@ -6,7 +6,7 @@ regrouped: onnxruntime-genai's builder concatenates q/k/v into one MatMul, and t
 permutes the rows of Llama's q/k weights. Rows survive all of that intact, so each MatMul weight
 is traced back to the file **by content**: every row of the transposed weight (one output
 feature) is looked up among the de-quantized rows of the GGUF's mapped tensors, and the MatMul is
-replaced by ``MatMulNBits`` holding those rows' blocks (:mod:`.gguf_blocks`) only when
+replaced by ``MatMulNBits`` holding those rows' blocks (:mod:`aikit_onnxruntime.gguf.blocks`) only when
 
 - every row was found, all in tensors of one GGUF type, and
 - the blocks found de-quantize to exactly the float32 weight in the graph (checked, not assumed).

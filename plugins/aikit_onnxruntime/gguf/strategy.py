@@ -2,7 +2,7 @@
 
 Unlike ``ort-int4-weight-only``, nothing is re-quantized: each MatMul whose weight came from a
 ``Q4_0`` / ``Q4_1`` / ``Q8_0`` / ``Q4_K`` tensor gets exactly that tensor's blocks
-(:mod:`.gguf_native`), so the graph computes the same weights as the de-quantized float32 model
+(:mod:`aikit_onnxruntime.gguf.native`), so the graph computes the same weights as the de-quantized float32 model
 and greedy decoding follows it.
 """
 
