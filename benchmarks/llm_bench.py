@@ -57,7 +57,7 @@ SECTIONS = ("speed", "step", "ttft", "batch", "ppl", "rss")
 DEFAULT = "aikit (Model.load default)"
 INT8 = "aikit int8 activations (accuracy_level=4)"
 INT8_PPL = "aikit int8 activations (accuracy_level=4: the GGUF's blocks, int8 activations)"
-LLAMA_PPL = "llama.cpp (GGUF Q4_1)"
+LLAMA = LLAMA_PPL = "llama.cpp (GGUF Q4_1)"
 # the issue's quality bar: perplexity at most llama.cpp's on the same file + 0.5%
 PPL_BAR = 0.005
 
@@ -195,7 +195,7 @@ class Engines:
         if self.genai_own is not None:
             out["onnxruntime-genai C++ loop, aikit's graph"] = lambda ids, n: self._genai(self.genai_own, ids, n)
         if self.llama is not None:
-            out["llama.cpp (GGUF Q4_1)"] = self._llama_run
+            out[LLAMA] = self._llama_run
         return out
 
     def _aikit(self, ids: list[list[int]], n: int, speculative: str | None, model: Any = None) -> list[list[int]]:
@@ -425,11 +425,18 @@ def bench_ppl(e: Engines, windows: int = 8, length: int = 256) -> list[dict[str,
 
 
 def bench_rss(e: Engines) -> list[dict[str, Any]]:
-    """Each engine in a fresh process (so nothing else loaded counts): load, generate 64 tokens, peak RSS."""
+    """Each engine in a fresh process (so nothing else loaded counts): load, generate 64 tokens, peak RSS.
+
+    Engines a user runs from text hold their tokenizer (aikit's, onnxruntime-genai's ``og.Tokenizer``,
+    llama.cpp's built-in one) and go from the chat prompt's text to the answer's text; the genai C++
+    loop on aikit's graph has no tokenizer files in that folder and is fed token ids.
+    """
     children = {DEFAULT: "aikit", INT8: "aikit-int8"}
     children["onnxruntime-genai C++ loop, aikit's graph"] = f"genai:{e.aikit.backend.folder}"  # type: ignore[attr-defined]
     if getattr(e, "genai_int4_folder", None) is not None:
         children["onnxruntime-genai builder int4"] = f"genai:{e.genai_int4_folder}"
+    if e.llama is not None:
+        children[LLAMA] = f"llama:{e.gguf}"
     rows = []
     for name, child in children.items():
         done = subprocess.run(
@@ -439,6 +446,8 @@ def bench_rss(e: Engines) -> list[dict[str, Any]]:
             check=False,
         )
         line = next((x for x in done.stdout.splitlines() if x.startswith("RSS ")), None)
+        if line is None:
+            e.notes.append(f"peak memory of {name} not measured: {(done.stderr or done.stdout)[-300:]}")
         rows.append({"engine": name, "peak_rss_mb": float(line.split()[1]) if line else None})
     return rows
 
@@ -457,11 +466,30 @@ def rss_child(engine: str, threads: int) -> None:
         options = {"accuracy_level": 4} if engine == "aikit-int8" else {}
         model = aikit.Model.load(default_model_path("smollm2"), threads=threads, backend_options=options)
         model.predict(prompt, max_new_tokens=64)
+    elif engine.startswith("llama:"):
+        llama = open_llama(engine.removeprefix("llama:"), threads, n_ctx=2048)
+        text = f"<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n"
+        ids = llama.tokenize(text.encode(), add_bos=False, special=True)
+        out = []
+        for t in llama.generate(ids, temp=0.0):
+            out.append(t)
+            if len(out) == 64:
+                break
+        llama.detokenize(out)
     else:
+        import onnxruntime_genai as og
+
+        folder = Path(engine.removeprefix("genai:"))
         e = Engines.__new__(Engines)
         e.threads, e.notes = threads, []
-        model = e._genai_model(Path(engine.removeprefix("genai:")))
-        e._genai(model, [[1, 2, 3, 4, 5, 6, 7, 8]], 64)
+        model = e._genai_model(folder)
+        if (folder / "tokenizer.json").is_file():  # the builder's folder: text in, text out, as its users run it
+            tokenizer = og.Tokenizer(model)
+            chat = json.dumps([{"role": "user", "content": prompt}])
+            ids = tokenizer.encode(tokenizer.apply_chat_template(chat, add_generation_prompt=True))
+            tokenizer.decode(e._genai(model, [list(ids)], 64)[0])
+        else:
+            e._genai(model, [[1, 2, 3, 4, 5, 6, 7, 8]], 64)
     # VmHWM belongs to this process's memory map; ru_maxrss would carry the parent's peak over the fork
     status = Path("/proc/self/status").read_text().splitlines()
     peak = next((int(x.split()[1]) / 1024 for x in status if x.startswith("VmHWM:")), None)

@@ -1,6 +1,7 @@
 """A warm ``Model.load("x.gguf")``: ONNX Runtime opens the cached graph without torch or the float32 module.
 
-The GGUF loader reads the cached tokenizer (``PreTrainedTokenizerFast``) and ``config.json`` and
+The GGUF loader reads the cached tokenizer (``LightTokenizer``: the ``tokenizers`` library, no
+transformers) and ``config.json`` and
 defers the module (``ModelParts.module_loader``); plugin registration and ``backend="auto"`` import
 no torch. Checked in a fresh process (what was imported, peak resident memory, tokens), against the
 float32 torch model's greedy tokens, and the warm tokenizer against ``AutoTokenizer`` on the same
@@ -26,6 +27,7 @@ pytest.importorskip("gguf")
 
 from aikit_formats.gguf import _cached_parts, cache_root
 from aikit_formats.light import CachedConfig, read_config
+from aikit_formats.light_tokenizer import LightTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["The capital of France is", "Explain in a few sentences why the sky is blue."]
@@ -105,7 +107,7 @@ def test_warm_tokenizer_is_the_auto_tokenizer(warm_default: aikit.Model) -> None
     folder = cache_root() / str(warm_default.parts.source.sha256)
     warm = warm_default.parts.tokenizer
     auto = transformers.AutoTokenizer.from_pretrained(folder)
-    assert type(warm) is type(auto)
+    assert isinstance(warm, LightTokenizer)  # compared in depth in test_light_tokenizer.py
     for attr in ("eos_token_id", "pad_token_id", "bos_token_id", "model_max_length", "chat_template"):
         assert getattr(warm, attr) == getattr(auto, attr), attr
     chats: list[list[dict[str, str]]] = [

@@ -18,6 +18,7 @@ from typing import Any
 from typing_extensions import override
 
 from aikit_formats._quiet import quiet_transformers
+from aikit_formats.light_tokenizer import LightTokenizer, light_settings
 
 __all__ = ["GENERIC_TOKENIZERS", "CachedConfig", "generic_fast_tokenizer", "read_config"]
 
@@ -76,13 +77,17 @@ def read_config(folder: Path) -> CachedConfig | None:
 
 
 def generic_fast_tokenizer(folder: Path) -> Any:
-    """The tokenizer saved in ``folder`` as ``PreTrainedTokenizerFast`` when its ``tokenizer_config.json``
-    names a generic fast class (:data:`GENERIC_TOKENIZERS`); None for any other class (use
-    ``AutoTokenizer``). Never runs code from the folder. Errors of a damaged folder propagate
-    (``tokenizers`` raises a bare ``Exception`` for a malformed ``tokenizer.json``)."""
+    """The tokenizer saved in ``folder`` when its ``tokenizer_config.json`` names a generic fast class
+    (:data:`GENERIC_TOKENIZERS`): a :class:`~aikit_formats.light_tokenizer.LightTokenizer` when
+    every setting is one that class implements, else ``PreTrainedTokenizerFast``. None for any
+    other class (use ``AutoTokenizer``). Never runs code from the folder. Errors of a damaged folder
+    propagate (``tokenizers`` raises a bare ``Exception`` for a malformed ``tokenizer.json``)."""
     settings = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
     if not isinstance(settings, dict) or settings.get("tokenizer_class") not in GENERIC_TOKENIZERS:
         return None
+    light = light_settings(folder)
+    if light is not None:
+        return LightTokenizer(folder, light)
     from transformers import PreTrainedTokenizerFast
 
     with quiet_transformers():
