@@ -467,7 +467,7 @@ def rss_child(engine: str, threads: int) -> None:
         model = aikit.Model.load(default_model_path("smollm2"), threads=threads, backend_options=options)
         model.predict(prompt, max_new_tokens=64)
     elif engine.startswith("llama:"):
-        llama = open_llama(engine.removeprefix("llama:"), threads, n_ctx=2048)
+        llama = open_llama(engine.removeprefix("llama:"), threads, n_ctx=512)  # llama-cpp-python's default
         text = f"<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n"
         ids = llama.tokenize(text.encode(), add_bos=False, special=True)
         out = []

@@ -24,9 +24,7 @@ import re
 import stat
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
-
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, ValidationError, field_validator
+from typing import Any
 
 from aikit.errors import IntegrityError, ModelLoadError
 
@@ -36,7 +34,6 @@ __all__ = [
     "MANIFEST_NAME",
     "MAX_DEPTH",
     "MAX_MANIFEST_BYTES",
-    "Manifest",
     "check_file_name",
     "describe_mode",
     "digest_line",
@@ -56,60 +53,6 @@ _MAX_DIGEST_BYTES = 256
 _DIGEST_LINE = re.compile(rb"([0-9a-f]{64})  " + re.escape(MANIFEST_NAME.encode()) + rb"\n?")
 _RESERVED = frozenset({MANIFEST_NAME, DIGEST_NAME})
 logger = logging.getLogger("aikit.artifact")
-
-Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-RegisteredName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-
-
-class _Data(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
-
-
-class SourceEntry(_Data):
-    """Where the saved model originally came from (informational)."""
-
-    kind: str
-    location: str
-    sha256: str | None = None
-
-
-class Manifest(_Data):
-    """Schema of ``aikit.json``. Backend- and task-specific settings are JSON, validated by their owners.
-
-    ``task_state["preprocess"]`` is an ``ImagePreprocess`` field dict, or (a callable's
-    ``module:qualname``) a name kept for error messages that is never resolved.
-    """
-
-    format_version: Annotated[int, Field(ge=1)]
-    task: RegisteredName
-    task_state: dict[str, JsonValue] = Field(default_factory=dict)
-    labels: list[str] | None = None
-    backend: RegisteredName
-    backend_state: dict[str, JsonValue] = Field(default_factory=dict)
-    backend_info: dict[str, JsonValue] = Field(default_factory=dict)
-    source: SourceEntry | None = None
-    transformations: list[dict[str, JsonValue]] = Field(default_factory=list)
-    compression_report: JsonValue = None
-    optimization_report: JsonValue = None
-    files: dict[str, Sha256]
-    versions: dict[str, str] = Field(default_factory=dict)
-    created: str | None = None
-
-    @field_validator("task_state")
-    @classmethod
-    def _preprocess_is_data(cls, value: dict[str, JsonValue]) -> dict[str, JsonValue]:
-        preprocess = value.get("preprocess")
-        if preprocess is not None and not isinstance(preprocess, (str, dict)):
-            raise ValueError("'preprocess' must be an ImagePreprocess field object or a recorded function name")
-        return value
-
-    @field_validator("transformations")
-    @classmethod
-    def _strategies_are_named(cls, value: list[dict[str, JsonValue]]) -> list[dict[str, JsonValue]]:
-        for index, record in enumerate(value):
-            if not isinstance(record.get("strategy"), str):
-                raise ValueError(f"transformation {index} needs a 'strategy' name (a string)")
-        return value
 
 
 def digest_line(manifest_bytes: bytes) -> str:
@@ -306,6 +249,12 @@ def read_manifest(directory: Path, *, verify: bool = True, expected_sha256: str 
     if isinstance(files, dict):
         for name in files:
             check_file_name(name, directory=directory, manifest_path=path)
+    # The schema is built on first use: pydantic's schema for it costs about 15 MB of memory, which a
+    # process that never reads an artifact (a GGUF file run by ONNX Runtime) should not pay.
+    from pydantic import ValidationError
+
+    from aikit.model._manifest_schema import Manifest
+
     try:
         manifest = Manifest.model_validate(data)
     except ValidationError as exc:
@@ -332,3 +281,12 @@ def listed_file(directory: Path, manifest: Mapping[str, Any], name: object, *, w
             file=name if isinstance(name, str) else None,
         )
     return directory / name
+
+
+def __getattr__(name: str) -> Any:
+    """``Manifest`` and ``SourceEntry`` (the schema) are still reachable here, built on first access."""
+    if name in ("Manifest", "SourceEntry"):
+        from aikit.model import _manifest_schema
+
+        return getattr(_manifest_schema, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,11 +6,10 @@ import os
 import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 from typing_extensions import override
 
 from aikit.contracts.backend import Arrays, Backend, StepDecoder
@@ -26,36 +25,6 @@ from aikit_onnxruntime.settings import OrtSettings
 __all__ = ["OrtBackend"]
 
 DEFAULT_CONTEXT = 2048
-_GRAPHS = {"single": {"model"}, "decoder": {"model"}, "seq2seq": {"encoder", "decoder"}}
-
-
-class ArtifactFacts(BaseModel):
-    """The graph facts an artifact's ``backend_state`` records, validated before any graph is opened.
-
-    Only the fields the backend reads are typed; the rest (validation figures, fusion counts, ...)
-    are reporting data and stay JSON.
-    """
-
-    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
-    kind: Literal["single", "decoder", "seq2seq"]
-    graphs: dict[str, Annotated[str, Field(min_length=1, max_length=1024)]]
-    rename_outputs: dict[str, str] | None = None
-    context: Annotated[int, Field(ge=1)] | None = None
-    kv_heads: Annotated[int, Field(ge=1)] | None = None
-    head_dim: Annotated[int, Field(ge=1)] | None = None
-    shared: bool = False
-    decoder_start_token_id: Annotated[int, Field(ge=0)] | None = None
-    dtype: str = "float32"
-    fusions: dict[str, JsonValue] | None = None
-
-    @model_validator(mode="after")
-    def _complete(self) -> ArtifactFacts:
-        if set(self.graphs) != _GRAPHS[self.kind]:
-            wanted = sorted(_GRAPHS[self.kind])
-            raise ValueError(f"a {self.kind!r} model has graphs {wanted}, not {sorted(self.graphs)}")
-        if self.kind == "decoder" and (self.kv_heads is None or self.head_dim is None):
-            raise ValueError("a decoder needs kv_heads and head_dim")
-        return self
 
 
 class OrtBackend(Backend):
@@ -258,6 +227,9 @@ class OrtBackend(Backend):
         (onnxruntime-genai's builder puts ``SimplifiedLayerNormalization`` in the default domain),
         which it rejects. The hashes pin these bytes to what aikit wrote, and ONNX Runtime validates
         the graph when it opens the session."""
+        from pydantic import ValidationError
+
+        from aikit_onnxruntime.artifact_facts import ArtifactFacts
         from aikit_onnxruntime.loader import check_onnx_file
 
         try:
