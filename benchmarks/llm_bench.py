@@ -53,13 +53,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import LLAMA_NOTE, measured_line, open_llama
 
-SECTIONS = ("speed", "step", "ttft", "batch", "ppl", "rss")
+SECTIONS = ("speed", "step", "ttft", "batch", "ppl", "rss", "bandwidth")
 DEFAULT = "aikit (Model.load default)"
 INT8 = "aikit int8 activations (accuracy_level=4)"
 INT8_PPL = "aikit int8 activations (accuracy_level=4: the GGUF's blocks, int8 activations)"
 LLAMA = LLAMA_PPL = "llama.cpp (GGUF Q4_1)"
 # the issue's quality bar: perplexity at most llama.cpp's on the same file + 0.5%
 PPL_BAR = 0.005
+LOOKUP = "aikit + prompt-lookup"
+GENAI = "onnxruntime-genai builder int4"
+GENAI_OWN = "onnxruntime-genai C++ loop, aikit's graph"
+ANCHORS = (LLAMA, GENAI)  # the tools a user would otherwise install (the issue's anchors)
+SPEED_TARGET = 1.5  # batch-1 tokens/s against the best anchor
 
 
 def _prompts() -> dict[str, str]:
@@ -188,12 +193,12 @@ class Engines:
         out: dict[str, Callable[[list[list[int]], int], list[list[int]]]] = {
             DEFAULT: lambda ids, n: self._aikit(ids, n, None),
             INT8: lambda ids, n: self._aikit(ids, n, None, self.aikit_int8),
-            "aikit + prompt-lookup": lambda ids, n: self._aikit(ids, n, "prompt-lookup"),
+            LOOKUP: lambda ids, n: self._aikit(ids, n, "prompt-lookup"),
         }
         if self.genai_int4 is not None:
-            out["onnxruntime-genai builder int4"] = lambda ids, n: self._genai(self.genai_int4, ids, n)
+            out[GENAI] = lambda ids, n: self._genai(self.genai_int4, ids, n)
         if self.genai_own is not None:
-            out["onnxruntime-genai C++ loop, aikit's graph"] = lambda ids, n: self._genai(self.genai_own, ids, n)
+            out[GENAI_OWN] = lambda ids, n: self._genai(self.genai_own, ids, n)
         if self.llama is not None:
             out[LLAMA] = self._llama_run
         return out
@@ -432,9 +437,9 @@ def bench_rss(e: Engines) -> list[dict[str, Any]]:
     loop on aikit's graph has no tokenizer files in that folder and is fed token ids.
     """
     children = {DEFAULT: "aikit", INT8: "aikit-int8"}
-    children["onnxruntime-genai C++ loop, aikit's graph"] = f"genai:{e.aikit.backend.folder}"  # type: ignore[attr-defined]
+    children[GENAI_OWN] = f"genai:{e.aikit.backend.folder}"  # type: ignore[attr-defined]
     if getattr(e, "genai_int4_folder", None) is not None:
-        children["onnxruntime-genai builder int4"] = f"genai:{e.genai_int4_folder}"
+        children[GENAI] = f"genai:{e.genai_int4_folder}"
     if e.llama is not None:
         children[LLAMA] = f"llama:{e.gguf}"
     rows = []
@@ -450,6 +455,57 @@ def bench_rss(e: Engines) -> list[dict[str, Any]]:
             e.notes.append(f"peak memory of {name} not measured: {(done.stderr or done.stdout)[-300:]}")
         rows.append({"engine": name, "peak_rss_mb": float(line.split()[1]) if line else None})
     return rows
+
+
+def _weight_bytes(graph: Path) -> int:
+    """Bytes of the initializers that ``graph``'s matrix products (``MatMulNBits``, ``MatMul``) read: the
+    weights a decode step reads once each (the embedding table is read one row per token, so left out)."""
+    import onnx
+
+    model = onnx.load(str(graph), load_external_data=False)
+    used = {i for n in model.graph.node if n.op_type in ("MatMulNBits", "MatMul") for i in n.input}
+    total = 0
+    for t in model.graph.initializer:
+        if t.name in used:
+            count = int(np.prod(t.dims)) if t.dims else 1
+            total += count * onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+    return total
+
+
+def bench_bandwidth(e: Engines, speed: list[dict[str, Any]], rounds: int = 5) -> dict[str, Any]:
+    """How near memory bandwidth aikit's decode steps run: the machine's read bandwidth over a buffer the
+    size of the default graph's weights (torch's multi-threaded sum, ``threads`` threads), the weight bytes
+    each graph reads per token, and those bytes times the best batch-1 tokens/s of the speed section."""
+    import torch
+
+    graphs = {DEFAULT: e.aikit.backend.graph_path("model"), INT8: e.aikit_int8.backend.graph_path("model")}  # type: ignore[attr-defined]
+    genai_folder = getattr(e, "genai_int4_folder", None)
+    if genai_folder is not None and (genai_folder / "model.onnx").is_file():
+        graphs[GENAI] = genai_folder / "model.onnx"
+    weights = {name: _weight_bytes(path) for name, path in graphs.items()}
+    torch.set_num_threads(e.threads)
+    buffer = torch.ones(weights[DEFAULT] // 4)
+    buffer.sum()
+    best = min(_timed(lambda: buffer.sum()) for _ in range(rounds))
+    read = buffer.numel() * 4 / best / 1e9
+    rows = []
+    for name, size in weights.items():
+        tps = max((r["tokens_per_s"] for r in speed if r["engine"] == name), default=None)
+        rows.append(
+            {
+                "engine": name,
+                "weight_mb_per_token": size / 1e6,
+                "best_tokens_per_s": tps,
+                "gb_per_s": None if tps is None else size * tps / 1e9,
+            }
+        )
+    return {"buffer_mb": buffer.numel() * 4 / 1e6, "read_gb_per_s": read, "threads": e.threads, "rows": rows}
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def rss_child(engine: str, threads: int) -> None:
@@ -543,8 +599,102 @@ def render(results: dict[str, Any]) -> str:
             ]
             lines.append("")
     lines += _ppl_bar(results.get("ppl", []))
+    lines += _bandwidth(results.get("bandwidth"))
+    lines += _targets(results)
     lines += [f"- {n}" for n in results.get("notes", [])]
     return "\n".join(lines)
+
+
+def _bandwidth(found: dict[str, Any] | None) -> list[str]:
+    if not found:
+        return []
+    lines = [
+        f"Memory traffic of a decode step: this machine read a {found['buffer_mb']:.0f} MB buffer at "
+        f"{found['read_gb_per_s']:.1f} GB/s ({found['threads']} threads, best of 5); "
+        "each graph's matrix-product weights (read once per token) times its best batch-1 tokens/s above:",
+        "",
+        "| engine | weights read per token | best tokens/s | weight traffic | share of the read bandwidth |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in found["rows"]:
+        traffic = r["gb_per_s"]
+        lines.append(
+            f"| {r['engine']} | {r['weight_mb_per_token']:.0f} MB | "
+            + (
+                "- | - | - |"
+                if traffic is None
+                else f"{r['best_tokens_per_s']:.1f} | {traffic:.1f} GB/s | {traffic / found['read_gb_per_s']:.0%} |"
+            )
+        )
+    return [*lines, ""]
+
+
+def _targets(results: dict[str, Any]) -> list[str]:
+    """The issue's targets, as ratios computed from the run (so no figure is typed by hand).
+
+    The anchors are llama.cpp and onnxruntime-genai's builder int4; the best anchor is the faster
+    (or for time to first token and memory, the lower) of those the run measured.
+    """
+    lines: list[str] = []
+    speed = {(r["prompt"], r["engine"]): r["tokens_per_s"] for r in results.get("speed", [])}
+    prompts = list(dict.fromkeys(p for p, _ in speed))
+    anchors = [a for a in ANCHORS if any((p, a) in speed for p in prompts)]
+    if prompts and anchors:
+        lines += [
+            "Against the targets, batch 1 (ratios of the tokens/s above):",
+            "",
+            "| prompt | best anchor | default ÷ best anchor | int8 ÷ best anchor | aikit's loop ÷ genai's C++ loop "
+            "(same graph) | prompt-lookup ÷ default |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        met = {DEFAULT: 0, INT8: 0}
+        loop_met = 0
+        for p in prompts:
+            best = max(anchors, key=lambda a: speed.get((p, a), 0.0))
+            top = speed[p, best]
+
+            def ratio(a: str, b: float | None, p: str = p) -> str:
+                value = speed.get((p, a))
+                return "-" if value is None or not b else f"{value / b:.2f}x"
+
+            for engine in met:
+                met[engine] += speed.get((p, engine), 0.0) >= SPEED_TARGET * top
+            own = speed.get((p, GENAI_OWN))
+            loop_met += own is not None and speed.get((p, DEFAULT), 0.0) >= own
+            lines.append(
+                f"| {p} | {best} ({top:.1f}) | {ratio(DEFAULT, top)} | {ratio(INT8, top)} | "
+                f"{ratio(DEFAULT, own)} | {ratio(LOOKUP, speed.get((p, DEFAULT)))} |"
+            )
+        lines += [
+            "",
+            f"- At least {SPEED_TARGET}x the best anchor: the default on {met[DEFAULT]} of {len(prompts)} prompts, "
+            f"int8 activations on {met[INT8]} of {len(prompts)}.",
+            f"- aikit's loop at least 1.0x genai's C++ loop on the same graph: {loop_met} of {len(prompts)} prompts.",
+        ]
+    for key, col, what, unit in (
+        ("ttft", "ttft_ms", "Time to first token", "ms"),
+        ("rss", "peak_rss_mb", "Peak memory", "MB"),
+    ):
+        values = {r["engine"]: r[col] for r in results.get(key, []) if r.get(col) is not None}
+        measured = [a for a in ANCHORS if a in values]
+        if not measured or DEFAULT not in values:
+            continue
+        best = min(measured, key=values.__getitem__)
+        parts = []
+        for engine, label in ((DEFAULT, "the default"), (INT8, "int8 activations")):
+            if engine in values:
+                verdict = "met" if values[engine] <= values[best] else "**not met**"
+                parts.append(f"{label} {values[engine]:.0f} {unit} ({values[engine] / values[best]:.2f}x, {verdict})")
+        lines.append(f"- {what} against the best anchor, {best} ({values[best]:.0f} {unit}): " + "; ".join(parts) + ".")
+    batch = {r["engine"]: r["tokens_per_s"] for r in results.get("batch", [])}
+    if GENAI in batch and DEFAULT in batch:
+        got = ", ".join(
+            f"{label} {batch[e] / batch[GENAI]:.2f}x"
+            for e, label in ((DEFAULT, "the default"), (INT8, "int8"))
+            if e in batch
+        )
+        lines.append(f"- Batch 8 against genai's builder int4: {got}.")
+    return lines + ([""] if lines else [])
 
 
 def _ppl_bar(rows: list[dict[str, Any]]) -> list[str]:
@@ -612,6 +762,8 @@ def main() -> None:
         results["ppl"] = bench_ppl(engines, args.ppl_windows)
     if "rss" in args.sections:
         results["rss"] = bench_rss(engines)
+    if "bandwidth" in args.sections:
+        results["bandwidth"] = bench_bandwidth(engines, results.get("speed", []))
     results["notes"] = engines.notes
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))

@@ -356,6 +356,10 @@ def _compile(template: str) -> Any:
     import jinja2
     import jinja2.ext
     from jinja2.sandbox import ImmutableSandboxedEnvironment
+    from packaging.version import Version
+
+    if Version(jinja2.__version__) < Version("3.1.6"):  # the template comes from a file: no known sandbox escape
+        raise ImportError(f"chat templates need jinja2>=3.1.6 (a sandbox fix); found {jinja2.__version__}")
 
     def raise_exception(message: str) -> None:
         raise jinja2.exceptions.TemplateError(message)
