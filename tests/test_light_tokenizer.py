@@ -189,6 +189,13 @@ def test_settings_it_does_not_implement_go_to_transformers(tmp_path: Path) -> No
     assert isinstance(generic_fast_tokenizer(folder), PreTrainedTokenizerFast)
     (folder / "tokenizer_config.json").write_text(json.dumps({**config, "clean_up_tokenization_spaces": True}))
     assert light_settings(folder) is None
+    named = [{"name": "default", "template": TEMPLATE}, {"name": "tool_use", "template": TEMPLATE}]
+    (folder / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": named}))
+    assert light_settings(folder) is None
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    assert light_settings(folder) is not None
+    (folder / "chat_template.json").write_text(json.dumps({"chat_template": TEMPLATE}))
+    assert light_settings(folder) is None
     (folder / "tokenizer_config.json").write_text(json.dumps({**config, "tokenizer_class": "LlamaTokenizer"}))
     assert generic_fast_tokenizer(folder) is None  # a class only AutoTokenizer resolves
 

@@ -81,6 +81,12 @@ def light_settings(folder: Path) -> dict[str, Any] | None:
     # transformers applies the clean-up for some tokenizer models and not others (never for BPE): not copied here
     if settings.get("clean_up_tokenization_spaces", False):
         return None
+    # Named template lists and the other template files (chat_template.json, additional_chat_templates/)
+    # are transformers' to choose between.
+    if not isinstance(settings.get("chat_template", ""), str | None):
+        return None
+    if (folder / "chat_template.json").exists() or (folder / "additional_chat_templates").exists():
+        return None
     return settings
 
 
