@@ -21,12 +21,18 @@ warmed up, then ``--rounds`` interleaved rounds in alternating order; the best r
   int8-activation form.
 - ``rss``: peak resident memory of a process that loads one engine and generates once. aikit's child
   is what a user runs with a warm cache (``Model.load(gguf)`` + ``predict`` on a text prompt: the
-  tokenizer, chat template and detokenizing count; no torch is imported); onnxruntime-genai's children
-  are fed token ids, so no tokenizer is in their figure.
+  tokenizer, chat template and detokenizing count; no torch is imported); onnxruntime-genai's builder
+  child tokenizes with ``og.Tokenizer`` and llama.cpp's with its own tokenizer, at llama-cpp-python's
+  default context (512); the genai C++ loop on aikit's graph is fed token ids (no tokenizer files there).
+- ``bandwidth``: the machine's read bandwidth over a buffer the size of aikit's graph weights, and
+  each graph's weight bytes per token times its best batch-1 tokens/s (how near memory it runs).
+
+The rendered text ends with the issue's targets judged from these figures (ratios against the best
+of llama.cpp and onnxruntime-genai's builder), so no verdict is typed by hand.
 
 Usage (the figures in docs/how-to/gguf.md come from a quiet machine)::
 
-    python benchmarks/llm_bench.py [speed ttft batch ppl rss] [--rounds 3] [--json docs/assets/llm-bench.json]
+    python benchmarks/llm_bench.py [speed step ttft batch ppl rss bandwidth] [--rounds 3] [--json docs/assets/llm-bench.json]
     python benchmarks/llm_bench.py --render docs/assets/llm-bench.json   # the markdown tables
 """
 
