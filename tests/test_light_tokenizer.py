@@ -237,3 +237,22 @@ def test_importing_and_loading_it_leaves_transformers_out(tmp_path: Path) -> Non
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["LightTokenizer", "False"]
+
+
+def test_a_deep_copy_is_independent_and_gives_the_same_results(tmp_path: Path) -> None:
+    import copy
+    import pickle
+    import threading
+
+    light, _ = _pair(_written(tmp_path, model_max_length=64))
+    clone = copy.deepcopy(light)  # what serving does for its token-counting tokenizer
+    assert clone.backend_tokenizer is not light.backend_tokenizer
+    texts = _texts()
+    assert clone(texts)["input_ids"] == light(texts)["input_ids"]
+    assert clone.apply_chat_template(CHATS[1], tokenize=False) == light.apply_chat_template(CHATS[1], tokenize=False)
+    unpickled = pickle.loads(pickle.dumps(light))
+    assert unpickled(texts)["input_ids"] == light(texts)["input_ids"] and unpickled.chat_template == light.chat_template
+    with light._lock:  # the copy has its own lock: it works while the original is busy
+        done = threading.Event()
+        threading.Thread(target=lambda: (clone("x"), done.set()), daemon=True).start()
+        assert done.wait(10)

@@ -350,6 +350,19 @@ class LightTokenizer:
         return tuple(written)
 
     @override
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickling and ``copy.deepcopy`` (serving keeps a copy for counting tokens): everything but the
+        lock and the compiled template, which the copy makes anew."""
+        state = dict(self.__dict__)
+        state.pop("_lock")
+        state["_template"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    @override
     def __repr__(self) -> str:
         return f"LightTokenizer({self.name_or_path!r}, vocab={len(self)})"
 
