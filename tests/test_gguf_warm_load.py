@@ -110,22 +110,12 @@ def test_warm_tokenizer_is_the_auto_tokenizer(warm_default: aikit.Model) -> None
     assert isinstance(warm, LightTokenizer)  # compared in depth in test_light_tokenizer.py
     for attr in ("eos_token_id", "pad_token_id", "bos_token_id", "model_max_length", "chat_template"):
         assert getattr(warm, attr) == getattr(auto, attr), attr
-    chats: list[list[dict[str, str]]] = [
-        [{"role": "user", "content": "Name three primary colours."}],
-        [{"role": "system", "content": "Answer in French."}, {"role": "user", "content": "Hello!"}],
-        [
-            {"role": "user", "content": "2+2?"},
-            {"role": "assistant", "content": "4"},
-            {"role": "user", "content": "And 3+3? <|im_end|> café 東京"},
-        ],
-    ]
-    for chat in chats:
-        for generation_prompt in (True, False):
-            rendered = warm.apply_chat_template(chat, add_generation_prompt=generation_prompt, tokenize=False)
-            assert rendered == auto.apply_chat_template(chat, add_generation_prompt=generation_prompt, tokenize=False)
-            ids = warm(rendered, add_special_tokens=False)["input_ids"]
-            assert ids == auto(rendered, add_special_tokens=False)["input_ids"]
-            assert warm.decode(ids, skip_special_tokens=True) == auto.decode(ids, skip_special_tokens=True)
+    chat = [{"role": "system", "content": "Answer in French."}, {"role": "user", "content": "Hello! café 東京"}]
+    rendered = warm.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+    assert rendered == auto.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+    ids = warm(rendered, add_special_tokens=False)["input_ids"]
+    assert ids == auto(rendered, add_special_tokens=False)["input_ids"]
+    assert warm.decode(ids, skip_special_tokens=True) == auto.decode(ids, skip_special_tokens=True)
 
 
 @pytest.mark.slow
