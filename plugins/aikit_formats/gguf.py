@@ -164,8 +164,9 @@ def _cached_parts(path: Path, digest: str, source: SourceInfo) -> ModelParts | N
     entry: the caller reads it in full).
 
     Reads ``config.json`` as data (``CachedConfig``) and the tokenizer with
-    ``PreTrainedTokenizerFast`` (``aikit_formats.light``), so neither torch nor transformers'
-    modelling code is imported here.
+    ``aikit_formats.light.generic_fast_tokenizer`` (the ``tokenizers`` library alone when its settings
+    allow, else ``PreTrainedTokenizerFast``), so neither torch nor transformers' modelling code is
+    imported here.
     """
     folder = cache_root() / digest
     if not all((folder / name).is_file() for name in _CACHED_FILES):

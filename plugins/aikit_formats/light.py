@@ -1,10 +1,11 @@
 """Reading a model's config and tokenizer as data, without torch (for ONNX Runtime text generation).
 
 In transformers 5 every config class and ``AutoTokenizer`` import torch (about 0.8 s and 200 MB),
-while ``PreTrainedTokenizerFast`` does not. A model that ONNX Runtime runs needs from its config
-only a few facts, and from its tokenizer what the generic fast tokenizer does, so the GGUF loader
-(on a warm cache) and the artifact loader (for a saved ONNX Runtime text-generation model) read
-them with :class:`CachedConfig` and :func:`generic_fast_tokenizer` instead.
+while ``PreTrainedTokenizerFast`` does not (and ``LightTokenizer`` needs no transformers at all). A
+model that ONNX Runtime runs needs from its config only a few facts, and from its tokenizer what the
+generic fast tokenizer does, so the GGUF loader (on a warm cache) and the artifact loader (for a
+saved ONNX Runtime text-generation model) read them with :class:`CachedConfig` and
+:func:`generic_fast_tokenizer` instead.
 """
 
 from __future__ import annotations
