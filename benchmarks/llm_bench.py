@@ -491,9 +491,7 @@ def bench_bandwidth(e: Engines, speed: list[dict[str, Any]], rounds: int = 5) ->
     weights = {name: _weight_bytes(path) for name, path in graphs.items()}
     torch.set_num_threads(e.threads)
     buffer = torch.ones(weights[DEFAULT] // 4)
-    buffer.sum()
-    best = min(_timed(lambda: buffer.sum()) for _ in range(rounds))
-    read = buffer.numel() * 4 / best / 1e9
+    read = buffer.numel() * 4 / interleaved({"read": buffer.sum}, rounds)["read"] / 1e9
     rows = []
     for name, size in weights.items():
         tps = max((r["tokens_per_s"] for r in speed if r["engine"] == name), default=None)
@@ -506,12 +504,6 @@ def bench_bandwidth(e: Engines, speed: list[dict[str, Any]], rounds: int = 5) ->
             }
         )
     return {"buffer_mb": buffer.numel() * 4 / 1e6, "read_gb_per_s": read, "threads": e.threads, "rows": rows}
-
-
-def _timed(fn: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def rss_child(engine: str, threads: int) -> None:
@@ -529,8 +521,15 @@ def rss_child(engine: str, threads: int) -> None:
         model = aikit.Model.load(default_model_path("smollm2"), threads=threads, backend_options=options)
         model.predict(prompt, max_new_tokens=64)
     elif engine.startswith("llama:"):
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter  # type: ignore[import-not-found,unused-ignore]
+
         llama = open_llama(engine.removeprefix("llama:"), threads, n_ctx=512)  # llama-cpp-python's default
-        text = f"<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n"
+        specials = {
+            name: llama.detokenize([i], special=True).decode()
+            for name, i in (("eos_token", llama.token_eos()), ("bos_token", llama.token_bos()))
+        }
+        formatter: Any = Jinja2ChatFormatter(llama.metadata["tokenizer.chat_template"], **specials)
+        text = formatter(messages=[{"role": "user", "content": prompt}]).prompt  # the GGUF's own template
         ids = llama.tokenize(text.encode(), add_bos=False, special=True)
         out = []
         for t in llama.generate(ids, temp=0.0):

@@ -108,6 +108,12 @@ def _same(light: LightTokenizer, full: Any, *, chats: list[list[dict[str, str]]]
             assert light.decode(ids, skip_special_tokens=skip) == full.decode(ids, skip_special_tokens=skip), text
         assert light.decode(np.asarray(ids)) == full.decode(ids)
         assert light.convert_ids_to_tokens(ids) == full.convert_ids_to_tokens(ids)
+        tokens = full.convert_ids_to_tokens(ids)
+        assert light.convert_tokens_to_ids(tokens) == full.convert_tokens_to_ids(tokens)
+    rows = [full(text)["input_ids"] for text in texts]
+    for skip in (True, False):
+        assert light.batch_decode(rows, skip_special_tokens=skip) == full.batch_decode(rows, skip_special_tokens=skip)
+    assert light.get_vocab() == full.get_vocab()
     for chat in chats:
         for generation_prompt in (True, False):
             rendered = light.apply_chat_template(chat, add_generation_prompt=generation_prompt, tokenize=False)

@@ -86,7 +86,7 @@ def generic_fast_tokenizer(folder: Path) -> Any:
     settings = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
     if not isinstance(settings, dict) or settings.get("tokenizer_class") not in GENERIC_TOKENIZERS:
         return None
-    light = light_settings(folder)
+    light = light_settings(folder, settings)
     if light is not None:
         return LightTokenizer(folder, light)
     from transformers import PreTrainedTokenizerFast

@@ -68,12 +68,14 @@ _SPECIAL_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token
 _NO_LIMIT = int(1e30)
 
 
-def light_settings(folder: Path) -> dict[str, Any] | None:
-    """``folder/tokenizer_config.json`` when :class:`LightTokenizer` can load the folder: a
-    ``tokenizer.json`` is there and every setting is one it implements; otherwise None."""
+def light_settings(folder: Path, settings: Any = None) -> dict[str, Any] | None:
+    """``folder/tokenizer_config.json`` (or ``settings``, already read from it) when
+    :class:`LightTokenizer` can load the folder: a ``tokenizer.json`` is there and every setting is one
+    it implements; otherwise None."""
     if not (folder / "tokenizer.json").is_file():
         return None
-    settings = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    if settings is None:
+        settings = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
     if not isinstance(settings, dict) or not set(settings) <= UNDERSTOOD_SETTINGS:
         return None
     if not all(isinstance(settings.get(k, ""), str | dict | None) for k in _SPECIAL_NAMES):
