@@ -16,6 +16,20 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_aikit_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The whole run uses its own aikit cache (exports and conversions are shared between its tests), so
+    the suite neither writes into the developer's cache nor depends on what an earlier run left there."""
+    path = tmp_path_factory.mktemp("session_aikit_cache")
+    before = os.environ.get("AIKIT_CACHE_DIR")
+    os.environ["AIKIT_CACHE_DIR"] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop("AIKIT_CACHE_DIR", None)
+    else:
+        os.environ["AIKIT_CACHE_DIR"] = before
+
+
 @pytest.fixture(scope="module")
 def private_aikit_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Point ``AIKIT_CACHE_DIR`` at a fresh folder for one test module (exports, conversions)."""

@@ -21,7 +21,7 @@ from typing import Any
 
 from typing_extensions import override
 
-from aikit.cache import cache_dir
+from aikit.cache import cache_dir, mark_used, prune
 from aikit.contracts.loader import Loader
 from aikit.contracts.options import LoadOptions
 from aikit.contracts.parts import ModelParts, SourceInfo
@@ -124,6 +124,7 @@ def _load_cached(path: Path, digest: str) -> tuple[Any, Any]:
                 module = transformers.AutoModelForCausalLM.from_pretrained(
                     folder, use_safetensors=True, trust_remote_code=False
                 )
+            mark_used(folder)
             return tokenizer, module
         except (OSError, ValueError) as exc:  # a damaged cache entry is rebuilt, never trusted
             logger.warning("rebuilding the GGUF cache entry %s: %s", folder, exc)
@@ -150,6 +151,7 @@ def _load_cached(path: Path, digest: str) -> tuple[Any, Any]:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             os.replace(tmp, folder)
+            prune(keep=folder)
     except OSError as exc:  # a read-only home must not stop the load
         logger.warning("cannot cache the GGUF conversion in %s: %s", folder, exc)
     return tokenizer, module
@@ -184,6 +186,7 @@ def _cached_parts(path: Path, digest: str, source: SourceInfo) -> ModelParts | N
             "cannot read the GGUF cache entry %s as data (%s: %s); reading it in full", folder, type(exc).__name__, exc
         )
         return None
+    mark_used(folder)
     parts = ModelParts(source=source, config=config, tokenizer=tokenizer, task_hint="text-generation")
 
     def build_module() -> Any:

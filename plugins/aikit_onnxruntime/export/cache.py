@@ -4,7 +4,8 @@ A key hashes everything that decides the bytes of an export: the weights (a hash
 state, so a model compressed on torch gets its own entry), the task, the export settings and
 the versions of the libraries that produce the graph (``aikit.model.artifact.library_versions``).
 Entries are written into a temporary sibling folder and renamed into place, so a reader sees
-either a complete entry or none.
+either a complete entry or none. The cache's size bound (``aikit.cache.prune``) applies after every
+write; a reused entry is marked used, so the least recently used ones go first.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from aikit.cache import cache_dir, cache_limit, mark_used, prune
 from aikit.model.artifact import library_versions
 
 __all__ = ["cache_root", "cached_entry", "entry_key", "module_digest"]
@@ -28,8 +30,6 @@ COMPLETE = "entry.json"  # written last: an entry without it is ignored and rebu
 def cache_root() -> Path:
     """The ``onnx`` folder of aikit's cache (``aikit.cache.cache_dir``: ``$AIKIT_CACHE_DIR``, else the
     platform's user cache, such as ``$XDG_CACHE_HOME/aikit``)."""
-    from aikit.cache import cache_dir
-
     return cache_dir("onnx")
 
 
@@ -84,9 +84,12 @@ def cached_entry(
     marker = folder / COMPLETE
     if use_cache and marker.is_file():
         try:
-            return folder, dict(json.loads(marker.read_text(encoding="utf-8")))
+            facts = dict(json.loads(marker.read_text(encoding="utf-8")))
+            mark_used(folder)
+            return folder, facts
         except (OSError, ValueError):  # damaged entry: rebuild it
             shutil.rmtree(folder, ignore_errors=True)
+    limit = cache_limit()  # a bad AIKIT_CACHE_MAX_GB fails here, before a long build
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=root))
     try:
@@ -103,4 +106,5 @@ def cached_entry(
         os.rename(tmp, folder)
     except OSError:  # lost a race to a concurrent writer: theirs is complete too
         shutil.rmtree(tmp, ignore_errors=True)
+    prune(keep=folder, limit=limit)
     return folder, facts
