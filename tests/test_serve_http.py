@@ -7,6 +7,7 @@ import concurrent.futures
 import io
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -231,13 +232,20 @@ def test_full_queue_is_an_immediate_503_and_timeouts_are_504_then_recovery(embed
     # 10 s, not less: on a loaded machine the three held requests must still be queued (not yet past
     # their deadline) when the fourth arrives, or the fourth is admitted and ends in 504 instead of 503.
     settings = ServeSettings(max_batch_size=1, max_wait_ms=0, max_queue=2, timeout_s=10.0)
-    with LocalServer(create_app(embedder, settings)) as server, httpx.Client(base_url=server.url, timeout=30) as c:
+    app = create_app(embedder, settings)
+    with LocalServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as c:
         _wait_ready(c)
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
             # Another user of the same model holds it: the worker takes one item and blocks on the
-            # model; two more fill the queue; the fourth must be refused at once.
+            # model; two more fill the queue; the fourth must be refused at once. The first is sent
+            # alone and is in the model before the next two leave: sent together, all three can reach
+            # the door before the worker takes one (a slow wake-up on a loaded machine), and the third
+            # is then rightly refused with the queue full.
             with embedder._lock:
-                waiting = [pool.submit(c.post, "/v1/predict", json={"inputs": [f"item {i}"]}) for i in range(3)]
+                post = partial(c.post, "/v1/predict")
+                waiting = [pool.submit(post, json={"inputs": ["item 0"]})]
+                _wait_for(lambda: app.state.service.batcher.busy)
+                waiting += [pool.submit(post, json={"inputs": [f"item {i}"]}) for i in (1, 2)]
                 _wait_for(lambda: _metric(c, "aikit_queue_depth") == 2)
                 t0 = time.monotonic()
                 refused = c.post("/v1/predict", json={"inputs": ["one too many"]})

@@ -156,6 +156,11 @@ class DynamicBatcher:
         return len(self._queue)
 
     @property
+    def busy(self) -> bool:
+        """Whether a batch is in the model now (taken from the queue and not yet answered)."""
+        return self._busy_since is not None
+
+    @property
     def held(self) -> int:
         """Places taken with ``hold`` and not yet released."""
         return self._held
