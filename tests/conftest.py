@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,31 +18,33 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def session_aikit_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """The whole run uses its own aikit cache (exports and conversions are shared between its tests), so
-    the suite neither writes into the developer's cache nor depends on what an earlier run left there."""
-    path = tmp_path_factory.mktemp("session_aikit_cache")
+@contextlib.contextmanager
+def _aikit_cache_at(path: Path) -> Iterator[Path]:
+    """``AIKIT_CACHE_DIR`` set to ``path`` inside the block, restored after it."""
     before = os.environ.get("AIKIT_CACHE_DIR")
     os.environ["AIKIT_CACHE_DIR"] = str(path)
-    yield path
-    if before is None:
-        os.environ.pop("AIKIT_CACHE_DIR", None)
-    else:
-        os.environ["AIKIT_CACHE_DIR"] = before
+    try:
+        yield path
+    finally:
+        if before is None:
+            os.environ.pop("AIKIT_CACHE_DIR", None)
+        else:
+            os.environ["AIKIT_CACHE_DIR"] = before
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_aikit_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The whole run uses its own aikit cache (exports and conversions are shared between its tests), so
+    the suite neither writes into the developer's cache nor depends on what an earlier run left there."""
+    with _aikit_cache_at(tmp_path_factory.mktemp("session_aikit_cache")) as path:
+        yield path
 
 
 @pytest.fixture(scope="module")
-def private_aikit_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def private_aikit_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Point ``AIKIT_CACHE_DIR`` at a fresh folder for one test module (exports, conversions)."""
-    path = tmp_path_factory.mktemp("aikit_cache")
-    before = os.environ.get("AIKIT_CACHE_DIR")
-    os.environ["AIKIT_CACHE_DIR"] = str(path)
-    yield path
-    if before is None:
-        os.environ.pop("AIKIT_CACHE_DIR", None)
-    else:
-        os.environ["AIKIT_CACHE_DIR"] = before
+    with _aikit_cache_at(tmp_path_factory.mktemp("aikit_cache")) as path:
+        yield path
 
 
 @pytest.fixture(scope="session")

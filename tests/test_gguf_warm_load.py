@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +207,21 @@ def test_registration_and_backend_choice_import_no_torch() -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     # torch stayed unimported, and the CUDA probe's answer from torch's files is what torch says
     assert done.stdout.split() == ["False", "True"]
+
+
+@pytest.mark.slow
+def test_a_warm_load_marks_its_cache_entries_used(warm_default: aikit.Model, smollm2_path: Any) -> None:
+    """The conversion, the decoding graph and the float32 graphs it was built from (the source of the
+    file's other forms) are marked used together, so the cache's size bound removes them last."""
+    backend: Any = warm_default.backend
+    folders = [
+        cache_root() / str(warm_default.parts.source.sha256),
+        Path(backend.folder),
+        Path(str(backend.facts["float_graphs"])),
+    ]
+    old = time.time() - 86400
+    for folder in folders:
+        os.utime(folder, (old, old))
+    again = aikit.Model.load(smollm2_path)
+    assert again.backend_name == "onnxruntime"
+    assert all(folder.stat().st_mtime > old + 3600 for folder in folders)

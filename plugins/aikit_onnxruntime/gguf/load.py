@@ -21,6 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aikit.cache import mark_used
 from aikit.contracts.options import BackendOptions
 from aikit.contracts.parts import ModelParts
 from aikit_onnxruntime.gguf.blocks import NATIVE_TYPES
@@ -180,6 +181,10 @@ def native_backend(parts: ModelParts, options: BackendOptions) -> tuple[OrtBacke
                 bar.close()
 
     folder, facts = cached_entry(key, build, use_cache=settings.cache)
+    if facts.get("float_graphs"):
+        # The float32 graphs the file's other forms are built from (optimize's int8 candidate): used
+        # with this entry, so the cache's size bound does not remove them first.
+        mark_used(Path(str(facts["float_graphs"])))
     eos = facts.get("eos_token_ids")
     if eos is not None:  # what export_parts records from the torch module's generation config
         parts.task_state["eos_token_ids"] = list(eos)

@@ -218,6 +218,8 @@ def float_backend(backend: Backend) -> OrtBackend:
     if not backend.facts.get("float_graphs") or not entry.is_file():
         raise CompressionError(
             "this model already runs a GGUF file's own blocks and the float32 graph it was built from is no "
-            "longer cached; start from float32 with Model.load('model.gguf', backend='torch').to('onnxruntime')"
+            "longer cached (removed, or aikit's cache bound AIKIT_CACHE_MAX_GB removed it); load the file with the "
+            "setting instead, such as Model.load('model.gguf', backend_options={'accuracy_level': 4}), or start "
+            "from float32 with Model.load('model.gguf', backend='torch').to('onnxruntime')"
         )
     return backend.with_graphs(folder, json.loads(entry.read_text(encoding="utf-8")))
