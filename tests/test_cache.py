@@ -119,3 +119,19 @@ def test_cli_reports_prunes_and_clears(root: Path, monkeypatch: pytest.MonkeyPat
     cleared = runner.invoke(app, ["cache", "--clear", "--json"])
     assert [Path(e["path"]).name for e in json.loads(cleared.output)["removed"]] == ["two"]
     assert cache.cache_entries() == []
+
+
+def test_a_model_whose_entry_was_removed_still_predicts_and_says_why_it_cannot_save(
+    root: Path, tiny_model_dir: Callable[[str], Path], tmp_path: Path
+) -> None:
+    import aikit
+    from aikit.errors import ArtifactError
+
+    model = aikit.Model.load(tiny_model_dir("bert-embedding"), backend="onnxruntime")
+    before = model.predict(["a few words"])
+    assert [e.kind for e in cache.clear()] == ["onnx"]
+    # The session holds its files open (POSIX): the model keeps working.
+    assert before[0].vector.tolist() == pytest.approx(model.predict(["a few words"])[0].vector.tolist())
+    with pytest.raises(ArtifactError, match="AIKIT_CACHE_MAX_GB"):
+        model.save(tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -15,7 +15,7 @@ from typing_extensions import override
 from aikit.contracts.backend import Arrays, Backend, StepDecoder
 from aikit.contracts.options import BackendOptions, GenerationOptions
 from aikit.contracts.parts import ModelParts
-from aikit.errors import BackendError, ConfigError, ModelLoadError
+from aikit.errors import ArtifactError, BackendError, ConfigError, ModelLoadError
 from aikit.model.artifact import MANIFEST_NAME, listed_file
 from aikit_onnxruntime.decoder import DecoderGraph
 from aikit_onnxruntime.graph_info import describe_graph, graph_files
@@ -200,6 +200,12 @@ class OrtBackend(Backend):
     # ------------------------------------------------------------------ artifacts
     @override
     def save(self, directory: Path) -> dict[str, Any]:
+        if not all((self.folder / str(f)).is_file() for f in self.facts["graphs"].values()):
+            raise ArtifactError(
+                f"this model's ONNX graphs were in {self.folder}, which is gone: aikit's cache removes the least "
+                "recently used entries past AIKIT_CACHE_MAX_GB (and `aikit cache --clear` removes all); load the "
+                "model again, then save it"
+            )
         for file in self.facts["graphs"].values():
             for name in graph_files(self.folder / str(file)):
                 target = directory / name
