@@ -9,6 +9,7 @@ the first step's logits must agree within 2e-3 (summation order only; about 2.5e
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +45,13 @@ def _session(model: Any) -> Any:
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def _single_node(kind: str, raw: NDArray[np.uint8], q4_1: str = "split", q8_0: str = "8bit") -> NDArray[np.float32]:
+def _single_node(kind: str, raw: NDArray[np.uint8], q4_1: str = "split", wide: str = "8bit") -> NDArray[np.float32]:
     """The weight one ``MatMulNBits`` node computes from ``pack_rows`` (``[N, K]``, via an identity input)."""
-    whole = pack_rows(kind, raw, q4_1=q4_1, q8_0=q8_0)
+    whole = pack_rows(kind, raw, q4_1=q4_1, wide=wide)
     weight = _run_node(whole)
-    if whole.high is not None:  # the two-4bit Q8_0 form: the high nibbles' operator is added
+    if whole.high is not None:  # the two-4bit forms: the high nibbles' operator is added
         weight = weight + _run_node(whole.high)
-    if whole.offsets is not None:  # the split Q4_1 form adds m outside the operator
+    if whole.offsets is not None:  # the split forms add the offset outside the operator
         weight = weight + np.repeat(whole.offsets, 32, axis=1)
     return weight
 
@@ -69,7 +70,7 @@ def _run_node(packed: PackedWeight) -> NDArray[np.float32]:
         K=packed.k,
         N=packed.n,
         bits=packed.bits,
-        block_size=32,
+        block_size=packed.block,
     )
     graph = helper.make_graph(
         [node],
@@ -85,34 +86,56 @@ def _run_node(packed: PackedWeight) -> NDArray[np.float32]:
     return np.asarray(out, dtype=np.float32).T
 
 
-@pytest.mark.parametrize(("kind", "q8_0"), [("Q4_0", "8bit"), ("Q8_0", "8bit"), ("Q8_0", "two-4bit")])
-def test_single_node_reproduces_dequantize_exactly(kind: str, q8_0: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "wide"),
+    [
+        ("Q4_0", "8bit"),
+        ("Q8_0", "8bit"),
+        ("Q8_0", "two-4bit"),
+        ("Q5_0", "8bit"),
+        ("Q5_0", "two-4bit"),
+        ("Q5_1", "8bit"),
+        ("Q5_1", "two-4bit"),
+    ],
+)
+def test_single_node_reproduces_dequantize_exactly(kind: str, wide: str) -> None:
     raw = _blocks(kind, 1)
-    np.testing.assert_array_equal(_single_node(kind, raw, q8_0=q8_0), _dequant(kind, raw))
+    np.testing.assert_array_equal(_single_node(kind, raw, wide=wide), _dequant(kind, raw))
 
 
-def test_q4_k_reproduces_dequantize_exactly() -> None:
-    """Q4_K super-blocks (random bytes: every scale/min bit pattern, finite d and dmin) map exactly."""
-    rng = np.random.default_rng(9)
-    raw = rng.integers(0, 256, (N, 2, 144), dtype=np.uint8)  # K = 512: two super-blocks per row
-    raw[..., 0:4] = (rng.standard_normal((N, 2, 2)) * 0.01).astype(np.float16).view(np.uint8)
-    rows = raw.reshape(N, 288)
-    packed = pack_rows("Q4_K", rows)
-    assert packed.k == 512 and packed.offsets is not None
-    weight = _run_node(packed) + np.repeat(packed.offsets, 32, axis=1)
-    np.testing.assert_array_equal(weight, _dequant("Q4_K", rows))
+def _k_quant_rows(kind: str, seed: int) -> NDArray[np.uint8]:
+    """Random ``Q4_K`` / ``Q5_K`` / ``Q6_K`` super-blocks, two per row (K = 512): every code, high-bit and sub-block
+    scale pattern (``Q6_K``'s signed scales included), with finite float16 ``d`` (and ``dmin``)."""
+    size = {"Q4_K": 144, "Q5_K": 176, "Q6_K": 210}[kind]
+    rng = np.random.default_rng(seed)
+    raw = rng.integers(0, 256, (N, 2, size), dtype=np.uint8)
+    halves = (rng.standard_normal((N, 2, 2)) * 0.01).astype(np.float16).view(np.uint8)
+    if kind in ("Q4_K", "Q5_K"):
+        raw[..., 0:4] = halves
+    else:
+        raw[..., 208:210] = halves[..., 0:2]
+    return raw.reshape(N, 2 * size)
 
 
-def test_graph_rewrite_maps_q4_k(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("kind", "wide"), [("Q4_K", ""), ("Q5_K", "two-4bit"), ("Q5_K", "8bit"), ("Q6_K", "two-4bit"), ("Q6_K", "8bit")]
+)
+def test_k_quants_reproduce_dequantize_exactly(kind: str, wide: str) -> None:
+    """Random super-blocks (every scale / min / code bit pattern, finite d) de-quantize bit for bit."""
+    rows = _k_quant_rows(kind, 11)
+    packed = pack_rows(kind, rows, wide=wide or "two-4bit")
+    assert packed.k == 512 and packed.block == (16 if kind == "Q6_K" else 32)
+    np.testing.assert_array_equal(_single_node(kind, rows, wide=wide or "two-4bit"), _dequant(kind, rows))
+
+
+@pytest.mark.parametrize("kind", ["Q4_K", "Q5_K", "Q6_K"])
+def test_graph_rewrite_maps_k_quants(kind: str, tmp_path: Path) -> None:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    rng = np.random.default_rng(10)
-    raw = rng.integers(0, 256, (N, 2, 144), dtype=np.uint8)
-    raw[..., 0:4] = (rng.standard_normal((N, 2, 2)) * 0.01).astype(np.float16).view(np.uint8)
-    rows = raw.reshape(N, 288)
-    _write_gguf(tmp_path / "k.gguf", {"w": ("Q4_K", rows)})
-    weight = _dequant("Q4_K", rows)
+    rows = _k_quant_rows(kind, 10)
+    _write_gguf(tmp_path / "k.gguf", {"w": (kind, rows)})
+    weight = _dequant(kind, rows)
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["A", "w"], ["Y"], name="/w/MatMul")],
         "g",
@@ -122,9 +145,9 @@ def test_graph_rewrite_maps_q4_k(tmp_path: Path) -> None:
     )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "src.onnx"))
     report = gguf_native_graph(
-        tmp_path / "src.onnx", tmp_path / "dst.onnx", GgufIndex(tmp_path / "k.gguf"), accuracy_level=0, types=("Q4_K",)
+        tmp_path / "src.onnx", tmp_path / "dst.onnx", GgufIndex(tmp_path / "k.gguf"), accuracy_level=0, types=(kind,)
     )
-    assert report.mapped == {"/w/MatMul": "Q4_K"}
+    assert report.mapped == {"/w/MatMul": kind}
     got = _session(onnx.load(str(tmp_path / "dst.onnx"))).run(None, {"A": np.eye(512, dtype=np.float32)})[0]
     np.testing.assert_array_equal(got.T, weight)
 
@@ -429,3 +452,114 @@ def test_the_quality_guard_judges_int8_activations_against_the_float32_model(smo
     _, _, int8_drop = ev.measure_quality(float32, ev.summarise(guarded.task, guarded.backend, data.eval))
     assert abs(report.quality_drop - int8_drop) < 1e-5
     assert abs(report.quality_drop) > 1e-5  # int8 activations do move the perplexity
+
+
+# ------------------------------------------------------------------ a tiny Llama in the 5- and 6-bit types
+# Layer by layer, every 5- and 6-bit type on every kind of projection (q/k/v fused by the export, o,
+# gate/up, down), and the tied head in Q6_K; SmolLM2's tokenizer so that transformers reads the file.
+_MIXED = (
+    {"attn_q": "Q5_0", "attn_k": "Q5_0", "attn_v": "Q5_0", "attn_output": "Q5_1", "ffn_gate": "Q5_K", "ffn_up": "Q5_K", "ffn_down": "Q6_K"},
+    {"attn_q": "Q6_K", "attn_k": "Q6_K", "attn_v": "Q6_K", "attn_output": "Q5_K", "ffn_gate": "Q5_1", "ffn_up": "Q5_1", "ffn_down": "Q5_0"},
+)  # fmt: skip
+_HIDDEN, _FFN, _HEADS, _KV_HEADS = 256, 512, 4, 2
+
+
+def _random_blocks(kind: str, rows: int, cols: int, rng: np.random.Generator) -> NDArray[np.uint8]:
+    """``rows`` GGUF rows of ``cols`` weights: ``gguf.quants.quantize`` where gguf-py can (``Q5_0``, ``Q5_1``),
+    else random super-blocks with scales small enough for a working network."""
+    if kind in ("Q5_0", "Q5_1"):
+        w = (rng.standard_normal((rows, cols)) * 0.05).astype(np.float32)
+        return np.asarray(gguf.quants.quantize(w, getattr(gguf.GGMLQuantizationType, kind)))
+    size = {"Q5_K": 176, "Q6_K": 210}[kind]
+    raw = rng.integers(0, 256, (rows, cols // 256, size), dtype=np.uint8)
+    if kind == "Q5_K":  # d * sc * q - dmin * m: sc, m < 64, q < 32
+        raw[..., 0:4] = (np.abs(rng.standard_normal((rows, cols // 256, 2))) * 1e-4).astype(np.float16).view(np.uint8)
+    else:  # d * sc * (q - 32): |sc| <= 128, |q - 32| <= 32
+        raw[..., 208:210] = (rng.standard_normal((rows, cols // 256, 1)) * 2e-5).astype(np.float16).view(np.uint8)
+    return raw.reshape(rows, -1)
+
+
+def _tiny_mixed_gguf(path: Path, smollm2_path: Any) -> Path:
+    source = gguf.GGUFReader(str(smollm2_path))
+
+    def field(name: str) -> Any:
+        return source.fields[name].contents()
+
+    rng = np.random.default_rng(17)
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_block_count(len(_MIXED))
+    writer.add_context_length(256)
+    writer.add_embedding_length(_HIDDEN)
+    writer.add_feed_forward_length(_FFN)
+    writer.add_head_count(_HEADS)
+    writer.add_head_count_kv(_KV_HEADS)
+    writer.add_rope_freq_base(10000.0)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_rope_dimension_count(_HIDDEN // _HEADS)
+    writer.add_tokenizer_model(field("tokenizer.ggml.model"))
+    writer.add_tokenizer_pre(field("tokenizer.ggml.pre"))
+    writer.add_token_list(field("tokenizer.ggml.tokens"))
+    writer.add_token_types(field("tokenizer.ggml.token_type"))
+    writer.add_token_merges(field("tokenizer.ggml.merges"))
+    writer.add_bos_token_id(field("tokenizer.ggml.bos_token_id"))
+    writer.add_eos_token_id(field("tokenizer.ggml.eos_token_id"))
+    writer.add_pad_token_id(field("tokenizer.ggml.padding_token_id"))
+    writer.add_add_bos_token(False)
+    writer.add_chat_template(field("tokenizer.chat_template"))
+    vocab = len(field("tokenizer.ggml.tokens"))
+    ones = np.ones(_HIDDEN, dtype=np.float32)
+    writer.add_tensor(
+        "token_embd.weight", _random_blocks("Q6_K", vocab, _HIDDEN, rng), raw_dtype=gguf.GGMLQuantizationType.Q6_K
+    )
+    writer.add_tensor("output_norm.weight", ones)
+    shapes = {
+        "attn_q": (_HIDDEN, _HIDDEN),
+        "attn_k": (_HIDDEN // _HEADS * _KV_HEADS, _HIDDEN),
+        "attn_v": (_HIDDEN // _HEADS * _KV_HEADS, _HIDDEN),
+        "attn_output": (_HIDDEN, _HIDDEN),
+        "ffn_gate": (_FFN, _HIDDEN),
+        "ffn_up": (_FFN, _HIDDEN),
+        "ffn_down": (_HIDDEN, _FFN),
+    }
+    for i, kinds in enumerate(_MIXED):
+        writer.add_tensor(f"blk.{i}.attn_norm.weight", ones)
+        writer.add_tensor(f"blk.{i}.ffn_norm.weight", ones)
+        for name, kind in kinds.items():
+            rows, cols = shapes[name]
+            data = _random_blocks(kind, rows, cols, rng)
+            writer.add_tensor(f"blk.{i}.{name}.weight", data, raw_dtype=getattr(gguf.GGMLQuantizationType, kind))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.mark.slow
+def test_a_file_in_5_and_6_bit_types_runs_its_own_blocks_and_matches_the_float32_model(
+    tmp_path: Path, smollm2_path: Any
+) -> None:
+    """``Model.load`` of a GGUF in ``Q5_0`` / ``Q5_1`` / ``Q5_K`` / ``Q6_K`` maps every MatMul onto its blocks
+    (none left float32) and computes the de-quantized float32 model: prompt logits within 2e-3 of
+    torch's and the same greedy tokens."""
+    import torch
+
+    import aikit
+
+    path = _tiny_mixed_gguf(tmp_path / "tiny-mixed.gguf", smollm2_path)
+    native = aikit.Model.load(path)
+    assert native.backend_name == "onnxruntime"
+    reports = json.loads((Path(native.backend.folder) / "gguf_native.json").read_text())  # type: ignore[attr-defined]
+    for graph, report in reports.items():  # per graph: the exported one and the decoding one
+        assert sorted(set(report["mapped"].values())) == ["Q5_0", "Q5_1", "Q5_K", "Q6_K"], graph
+        assert report["kept"] == {} and report["float_bytes"] == 0, graph
+        assert list(report["mapped"].values()).count("Q6_K") >= 3, graph  # two layers' + the tied head
+    reference = aikit.Model.load(path, backend="torch")
+    for prompt in PROMPTS:
+        ids = np.array([reference.parts.tokenizer(prompt)["input_ids"]], dtype=np.int64)
+        with torch.inference_mode():
+            want = reference.backend.torch_module()(input_ids=torch.from_numpy(ids)).logits.float().numpy()  # type: ignore[attr-defined]
+        got = native.backend.decoder.logits(ids, np.ones_like(ids))  # type: ignore[attr-defined]
+        assert float(np.abs(want).max()) > 0.1  # the network is not dead
+        assert float(np.abs(got - want).max()) < 2e-3, prompt
+        assert _greedy(native, prompt, 16) == _greedy(reference, prompt, 16), prompt

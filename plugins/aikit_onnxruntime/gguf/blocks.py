@@ -46,9 +46,30 @@ low nibble and ``2j + 1`` in its high one; zero points are either packed ``uint8
 - ``Q4_K`` → the split form of ``Q4_1`` with ``scale = d * sc`` and ``offsets = -(dmin * m)``, both
   computed as ``gguf.quants.dequantize`` computes them, so an identity input reproduces it bit for bit.
 
-Other types (Q5_*, Q6_K and the other K-quants, F16 ...) are not 4- or 8-bit codes with one
-scale per 32 elements that ``MatMulNBits`` can hold without re-quantizing; :data:`NATIVE_TYPES`
-lists the ones this module maps.
+- the 5- and 6-bit types, split like ``Q8_0``'s two-4bit form into high and low 4-bit codes,
+  ``q = 16 * hi + lo``, each half an operator whose outputs are added (``"two-4bit"``), or one
+  8-bit operator holding ``q`` with ``uint8`` zero points (``"8bit"``, for ``accuracy_level=4``):
+
+  - ``Q5_0`` (``d``, 32 high bits, 16 nibble bytes; ``w = d * (q - 16)``): ``hi`` with scale
+    ``16d`` and zero point 1, ``lo`` with scale ``d`` and zero point 0;
+  - ``Q5_1`` (``d``, ``m``, high bits, nibbles; ``w = d * q + m``): both halves with zero point 0,
+    plus ``m`` as ``offsets`` (the split ``Q4_1`` form);
+  - ``Q5_K`` (super-blocks of 256: ``d``, ``dmin``, ``Q4_K``'s 6-bit scales and mins, 32 bytes of
+    high bits, 128 of nibbles; ``w = (d * sc) * q - dmin * m`` per sub-block of 32): as ``Q5_1``
+    with scale ``d * sc`` and ``offsets = -(dmin * m)``;
+  - ``Q6_K`` (super-blocks of 256: 128 bytes of low nibbles, 64 of 2-bit highs, 16 signed 8-bit
+    sub-block scales, ``d``; ``w = (d * sc) * (q - 32)`` per sub-block of **16**): ``block_size=16``,
+    ``hi`` (0..3) with scale ``16 * d * sc`` and zero point 2, ``lo`` with scale ``d * sc``.
+
+  The codes are read by ``gguf.quants.dequantize`` itself, on a copy of the blocks whose scales
+  are set to 1 and offsets to 0, so they follow its bit layout by construction. Every product is
+  exact in float32 (``d`` has 11 significant bits, ``sc`` at most 8, the codes at most 6, and the
+  high half's factor 16 is a power of two), so the two halves add up to ``dequantize``'s weight
+  exactly and the offset is added once, as it adds it.
+
+Other types (``Q2_K``, ``Q3_K``, ``IQ*``, ``F16``, ``BF16`` ...) have no exact ``MatMulNBits`` form
+(2- and 3-bit codes, non-linear code books, or no codes at all); :data:`NATIVE_TYPES` lists the
+ones this module maps.
 """
 
 from __future__ import annotations
@@ -62,8 +83,17 @@ from numpy.typing import NDArray
 __all__ = ["BLOCK", "NATIVE_TYPES", "PackedWeight", "pack_rows"]
 
 BLOCK = 32
-# GGUF type name -> (bytes per GGUF block, MatMulNBits bits); a Q4_K block covers 256 elements
-NATIVE_TYPES: dict[str, tuple[int, int]] = {"Q4_0": (18, 4), "Q4_1": (20, 4), "Q8_0": (34, 8), "Q4_K": (144, 4)}
+# GGUF type name -> (bytes per GGUF block, code bits); a K-quant block covers 256 elements
+NATIVE_TYPES: dict[str, tuple[int, int]] = {
+    "Q4_0": (18, 4),
+    "Q4_1": (20, 4),
+    "Q8_0": (34, 8),
+    "Q4_K": (144, 4),
+    "Q5_0": (22, 5),
+    "Q5_1": (24, 5),
+    "Q5_K": (176, 5),
+    "Q6_K": (210, 6),
+}
 
 
 @dataclass(frozen=True)
@@ -79,7 +109,9 @@ class PackedWeight:
     zero_points: NDArray[Any] | None
     offsets: NDArray[np.float32] | None = None
     high: PackedWeight | None = None
-    """A second operator whose output is added (the high nibbles of the ``"two-4bit"`` ``Q8_0`` form)."""
+    """A second operator whose output is added (the high nibbles of the ``"two-4bit"`` forms)."""
+    block: int = BLOCK
+    """``MatMulNBits``' ``block_size``: elements per scale (16 for ``Q6_K``, else 32)."""
 
     @property
     def n(self) -> int:
@@ -87,7 +119,7 @@ class PackedWeight:
 
     @property
     def k(self) -> int:
-        return int(self.packed.shape[1]) * BLOCK
+        return int(self.packed.shape[1]) * self.block
 
 
 def _nibbles(qs: NDArray[np.uint8]) -> NDArray[np.uint8]:
@@ -100,17 +132,18 @@ def _pack4(codes: NDArray[np.uint8]) -> NDArray[np.uint8]:
     return (codes[..., 0::2] | (codes[..., 1::2] << np.uint8(4))).astype(np.uint8)
 
 
-def pack_rows(qtype: str, rows: NDArray[Any], *, q4_1: str = "split", q8_0: str = "two-4bit") -> PackedWeight:
+def pack_rows(qtype: str, rows: NDArray[Any], *, q4_1: str = "split", wide: str = "two-4bit") -> PackedWeight:
     """Re-lay ``rows`` (``[N, K/32 * block_bytes]`` uint8, one GGUF row per output feature) for MatMulNBits.
 
-    ``q4_1`` picks the ``Q4_1`` form, ``"split"`` or ``"zero-point"``; ``q8_0`` the ``Q8_0`` form,
-    ``"two-4bit"`` or ``"8bit"`` (see the module docstring).
-    Raises ``ValueError`` for a type outside :data:`NATIVE_TYPES` or rows that are not whole blocks.
+    ``q4_1`` picks the ``Q4_1`` form, ``"split"`` or ``"zero-point"``; ``wide`` the form of the types
+    with codes wider than 4 bits (``Q8_0``, ``Q5_*``, ``Q6_K``), ``"two-4bit"`` or ``"8bit"`` (see the
+    module docstring). Raises ``ValueError`` for a type outside :data:`NATIVE_TYPES` or rows that are
+    not whole blocks.
     """
     if q4_1 not in ("split", "zero-point"):
         raise ValueError(f"q4_1 must be 'split' or 'zero-point', got {q4_1!r}")
-    if q8_0 not in ("two-4bit", "8bit"):
-        raise ValueError(f"q8_0 must be 'two-4bit' or '8bit', got {q8_0!r}")
+    if wide not in ("two-4bit", "8bit"):
+        raise ValueError(f"wide must be 'two-4bit' or '8bit', got {wide!r}")
     if qtype not in NATIVE_TYPES:
         raise ValueError(f"GGUF type {qtype} has no exact MatMulNBits form (mapped: {', '.join(NATIVE_TYPES)})")
     size, bits = NATIVE_TYPES[qtype]
@@ -121,11 +154,13 @@ def pack_rows(qtype: str, rows: NDArray[Any], *, q4_1: str = "split", q8_0: str 
     raw = rows.reshape(n, blocks, size)
     if qtype == "Q4_K":
         return _pack_q4_k(raw)
+    if qtype in _WIDE:
+        return _pack_wide(qtype, raw, wide)
     d = raw[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
     if qtype == "Q8_0":
         q = raw[..., 2:].copy().view(np.int8)
         packed = (q.astype(np.int16) + 128).astype(np.uint8)
-        if q8_0 == "8bit":
+        if wide == "8bit":
             return PackedWeight(bits, packed, d, None)
         zeros = np.zeros((n, (blocks + 1) // 2), dtype=np.uint8)
         high = PackedWeight(4, _pack4(packed >> np.uint8(4)), (d * np.float32(16)).astype(np.float32), None)
@@ -146,8 +181,9 @@ def pack_rows(qtype: str, rows: NDArray[Any], *, q4_1: str = "split", q8_0: str 
     return PackedWeight(bits, _pack4(codes), scale, zero.astype(np.float32))
 
 
-def _pack_q4_k(raw: NDArray[np.uint8]) -> PackedWeight:
-    """``Q4_K`` super-blocks (``[N, S, 144]``) in the split form: 8 blocks of 32 per super-block."""
+def _k_scales(raw: NDArray[np.uint8]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """``Q4_K`` / ``Q5_K`` super-blocks (``[N, S, bytes]``): the per-32 scales ``d * sc`` and offsets
+    ``-(dmin * m)`` (``[N, S * 8]``), computed as ``gguf.quants`` computes them."""
     n, supers = raw.shape[0], raw.shape[1]
     d = raw[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)[..., None]
     dmin = raw[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32)[..., None]
@@ -156,9 +192,79 @@ def _pack_q4_k(raw: NDArray[np.uint8]) -> PackedWeight:
     # 6-bit scales and mins, unpacked as gguf.quants.Q4_K.get_scale_min does
     sc = np.concatenate([lo & 0x3F, (mixed & 0x0F) | ((lo >> 2) & 0x30)], axis=-1).astype(np.float32)
     mins = np.concatenate([hi & 0x3F, (mixed >> 4) | ((hi >> 2) & 0x30)], axis=-1).astype(np.float32)
-    scale = (d * sc).reshape(n, supers * 8)
-    offsets = -(dmin * mins).reshape(n, supers * 8)
+    scale = (d * sc).reshape(n, supers * 8).astype(np.float32)
+    offsets = (-(dmin * mins)).reshape(n, supers * 8).astype(np.float32)
+    return scale, offsets
+
+
+# The 5- and 6-bit types: the header bytes that ``_unit_codes`` neutralises (scales set to 1, offsets
+# to 0) and the code's zero point in ``w = scale * (q - zero) [+ offset]``.
+_WIDE: dict[str, int] = {"Q5_0": 16, "Q5_1": 0, "Q5_K": 0, "Q6_K": 32}
+_ONE_F16 = np.array([1.0], dtype=np.float16).view(np.uint8)
+
+
+def _unit_codes(qtype: str, raw: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """The unsigned codes ``q`` of ``raw``'s blocks (``[N, elements]``), read by ``gguf.quants.dequantize``
+    from a copy whose scales are 1 and offsets 0 (so its output is ``q - zero``, small integers)."""
+    import gguf
+
+    unit = raw.copy()
+    if qtype in ("Q5_0", "Q5_1"):
+        unit[..., 0:2] = _ONE_F16
+        if qtype == "Q5_1":
+            unit[..., 2:4] = 0  # m = +0.0
+    elif qtype == "Q5_K":
+        unit[..., 0:2] = _ONE_F16
+        unit[..., 2:4] = 0  # dmin = +0.0
+        # every 6-bit sub-block scale 1 and min 0 in get_scale_min's packing
+        unit[..., 4:8], unit[..., 8:12], unit[..., 12:16] = 1, 0, 1
+    else:  # Q6_K: 16 int8 sub-block scales, then d
+        unit[..., 192:208] = 1
+        unit[..., 208:210] = _ONE_F16
+    n = raw.shape[0]
+    values = gguf.quants.dequantize(unit.reshape(n, -1), getattr(gguf.GGMLQuantizationType, qtype))
+    return (np.asarray(values, dtype=np.float32).reshape(n, -1) + _WIDE[qtype]).astype(np.uint8)
+
+
+def _pack_wide(qtype: str, raw: NDArray[np.uint8], form: str) -> PackedWeight:
+    """A 5- or 6-bit type (``[N, blocks, bytes]``) as two 4-bit halves or one 8-bit operator."""
+    n = raw.shape[0]
+    offsets: NDArray[np.float32] | None = None
+    block = BLOCK
+    if qtype in ("Q5_0", "Q5_1"):
+        scale = raw[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
+        if qtype == "Q5_1":
+            offsets = raw[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32)
+    elif qtype == "Q5_K":
+        scale, offsets = _k_scales(raw)
+    else:  # Q6_K: a scale per 16 elements, d * sc as gguf.quants computes it
+        block = 16
+        d = raw[..., 208:210].copy().view(np.float16)[..., 0].astype(np.float32)[..., None]
+        sc = raw[..., 192:208].copy().view(np.int8).astype(np.float32)
+        scale = (d * sc).reshape(n, -1).astype(np.float32)
+    codes = _unit_codes(qtype, raw).reshape(n, -1, block)
+    blocks = codes.shape[1]
+    zero = _WIDE[qtype]
+    if form == "8bit":
+        zeros = np.full((n, blocks), zero, dtype=np.uint8)
+        return PackedWeight(8, codes, scale, zeros, offsets, None, block)
+    high_zero = zero // 16  # q - zero = 16 * (hi - zero / 16) + lo: the zero points are multiples of 16
+    high = PackedWeight(
+        4, _pack4(codes >> np.uint8(4)), (scale * np.float32(16)).astype(np.float32), _zeros4(n, blocks, high_zero),
+        None, None, block,
+    )  # fmt: skip
+    return PackedWeight(4, _pack4(codes & np.uint8(0x0F)), scale, _zeros4(n, blocks, 0), offsets, high, block)
+
+
+def _zeros4(n: int, blocks: int, value: int) -> NDArray[np.uint8]:
+    """Packed 4-bit ``uint8`` zero points, ``value`` for every block (two per byte, low nibble first)."""
+    return np.full((n, (blocks + 1) // 2), value | (value << 4), dtype=np.uint8)
+
+
+def _pack_q4_k(raw: NDArray[np.uint8]) -> PackedWeight:
+    """``Q4_K`` super-blocks (``[N, S, 144]``) in the split form: 8 blocks of 32 per super-block."""
+    n, supers = raw.shape[0], raw.shape[1]
+    scale, offsets = _k_scales(raw)
     qs = raw[..., 16:].reshape(n, supers, 4, 1, 32) >> np.array([0, 4], dtype=np.uint8).reshape(1, 1, 1, 2, 1)
     codes = (qs & np.uint8(0x0F)).reshape(n, supers * 8, 32).astype(np.uint8)
-    zeros = np.zeros((n, (supers * 8 + 1) // 2), dtype=np.uint8)
-    return PackedWeight(4, _pack4(codes), scale.astype(np.float32), zeros, offsets.astype(np.float32))
+    return PackedWeight(4, _pack4(codes), scale, _zeros4(n, supers * 8, 0), offsets)

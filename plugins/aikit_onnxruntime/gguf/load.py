@@ -3,11 +3,12 @@
 The ONNX Runtime plugin answers ``aikit_choose_backend`` for a generative model read from a GGUF
 file on the CPU (:func:`prefers_native`), and :meth:`OrtBackend.from_loaded_parts` then builds the
 ``ort-gguf-native`` graph (:func:`native_backend`): the float32 export (cached by
-:func:`aikit_onnxruntime.export.cached.export_parts`) with the file's ``Q4_0`` / ``Q4_1`` / ``Q8_0`` / ``Q4_K`` blocks
-put back. The result is cached under a key made of the GGUF's sha256, the export settings and
-the library versions, so a later load opens one graph without exporting or hashing torch weights.
+:func:`aikit_onnxruntime.export.cached.export_parts`) with the file's own blocks
+(:data:`aikit_onnxruntime.gguf.blocks.NATIVE_TYPES`) put back. The result is cached under a key made
+of the GGUF's sha256, the export settings and the library versions, so a later load opens one graph
+without exporting or hashing torch weights.
 
-A file whose 2-D tensors are all of types with no exact kernel (``F16``, ``Q6_K``, ...) stays on
+A file whose 2-D tensors are all of types with no exact kernel (``F16``, ``Q3_K``, ...) stays on
 torch, and the log says what running it de-quantized costs; a file with some such tensors runs
 natively and the log names the float32 megabytes left.
 """

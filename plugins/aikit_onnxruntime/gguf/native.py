@@ -146,9 +146,9 @@ class GgufIndex:
 def _nbits_nodes(
     node: Any, weight: PackedWeight, k: int, n: int, accuracy_level: int, block_sums: str | None
 ) -> tuple[list[Any], list[Any]]:
-    """The nodes and initializers replacing MatMul ``node``: ``MatMulNBits``, plus ``block_sums @ offsets``
-    for split ``Q4_1`` (``block_sums`` names ``x @ E``) or a second ``MatMulNBits`` for two-4bit
-    ``Q8_0``, added to its output."""
+    """The nodes and initializers replacing MatMul ``node``: ``MatMulNBits``, plus a second ``MatMulNBits``
+    for the high halves of the two-4bit forms and ``block_sums @ offsets`` for the types with an offset
+    (``block_sums`` names ``x @ E``), added to its output in that order."""
     from onnx import helper, numpy_helper
 
     base, out = node.input[1], node.output[0]
@@ -176,12 +176,12 @@ def _nbits_nodes(
                 K=k,
                 N=n,
                 bits=packed.bits,
-                block_size=BLOCK,
+                block_size=packed.block,
                 accuracy_level=accuracy_level,
             )
         )
     if weight.offsets is not None:
-        assert block_sums is not None
+        assert block_sums is not None and weight.block == BLOCK  # x @ E sums blocks of 32
         inits.append(numpy_helper.from_array(np.ascontiguousarray(weight.offsets.T), f"{base}.gguf_offsets"))
         nodes.append(
             helper.make_node("MatMul", [block_sums, inits[-1].name], [f"{out}.gguf_m"], name=f"{node.name}_gguf_m")
@@ -189,8 +189,17 @@ def _nbits_nodes(
         terms.append(f"{out}.gguf_m")
     if len(terms) == 1:
         nodes[0].output[0] = out
-    else:
-        nodes.append(helper.make_node("Add", terms, [out], name=f"{node.name}_gguf_add"))
+        return nodes, inits
+    # (low + high) first, exact, then the offset once: the weight dequantize computes, on an identity input
+    total = terms[0]
+    for i, term in enumerate(terms[1:], 1):
+        last = i == len(terms) - 1
+        nodes.append(
+            helper.make_node(
+                "Add", [total, term], [out if last else f"{out}.gguf_sum{i}"], name=f"{node.name}_gguf_add{i}"
+            )
+        )
+        total = nodes[-1].output[0]
     return nodes, inits
 
 
@@ -203,7 +212,7 @@ def _gather_node(node: Any, kind: str, raw: NDArray[np.uint8]) -> tuple[list[Any
     """``GatherBlockQuantized`` replacing Gather ``node`` over a ``Q8_0`` / ``Q4_0`` table (rows = tokens)."""
     from onnx import helper, numpy_helper
 
-    weight = pack_rows(kind, raw, q8_0="8bit")
+    weight = pack_rows(kind, raw, wide="8bit")
     base = node.input[0]
     data = numpy_helper.from_array(weight.packed.reshape(weight.n, -1), f"{base}.gguf_table")
     scales = numpy_helper.from_array(weight.scales, f"{base}.gguf_table_scales")
@@ -214,7 +223,7 @@ def _gather_node(node: Any, kind: str, raw: NDArray[np.uint8]) -> tuple[list[Any
         name=f"{node.name}_gguf",
         domain="com.microsoft",
         bits=weight.bits,
-        block_size=BLOCK,
+        block_size=weight.block,
         gather_axis=0,
         quantize_axis=1,
     )
@@ -279,7 +288,7 @@ def gguf_native_graph(
             report.float_bytes += k * n * 4
         else:
             kind, raw = found
-            weight = pack_rows(kind, raw, q8_0="8bit" if accuracy_level == 4 else "two-4bit")
+            weight = pack_rows(kind, raw, wide="8bit" if accuracy_level == 4 else "two-4bit")
             block_sums = None
             prefix: list[Any] = []
             if weight.offsets is not None:

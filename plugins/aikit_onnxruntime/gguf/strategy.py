@@ -20,6 +20,7 @@ from aikit.contracts.backend import Backend
 from aikit.contracts.strategy import CompressionConfig, CompressionContext, Strategy
 from aikit.errors import CompressionError, ConfigError
 from aikit_onnxruntime.export.cache import cached_entry, entry_key
+from aikit_onnxruntime.gguf.blocks import NATIVE_TYPES
 
 if TYPE_CHECKING:
     from aikit_onnxruntime.backend import OrtBackend
@@ -30,7 +31,7 @@ __all__ = ["OrtGgufNative", "OrtGgufNativeStrategy", "build_native", "float_back
 _REPORT = "gguf_native.json"
 # Part of the cache key: bump when the graph this strategy writes changes for the same inputs
 # (the key's library versions leave aikit's own out, so a cached old layout would be reused).
-_LAYOUT = 6
+_LAYOUT = 7
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,7 +65,7 @@ class OrtGgufNative(CompressionConfig):
 
     def mapped_types(self) -> tuple[str, ...]:
         """The GGUF types this setting turns into ``MatMulNBits``."""
-        return ("Q4_0", "Q4_1", "Q8_0", "Q4_K")
+        return tuple(NATIVE_TYPES)
 
 
 def gguf_source(backend: Backend, context: CompressionContext, config: OrtGgufNative) -> Path:
