@@ -542,6 +542,7 @@ def test_a_file_in_5_and_6_bit_types_runs_its_own_blocks_and_matches_the_float32
     """``Model.load`` of a GGUF in ``Q5_0`` / ``Q5_1`` / ``Q5_K`` / ``Q6_K`` maps every MatMul onto its blocks
     (none left float32) and computes the de-quantized float32 model: prompt logits within 2e-3 of
     torch's and the same greedy tokens."""
+    import onnx
     import torch
 
     import aikit
@@ -563,3 +564,16 @@ def test_a_file_in_5_and_6_bit_types_runs_its_own_blocks_and_matches_the_float32
         assert float(np.abs(want).max()) > 0.1  # the network is not dead
         assert float(np.abs(got - want).max()) < 2e-3, prompt
         assert _greedy(native, prompt, 16) == _greedy(reference, prompt, 16), prompt
+    # int8 activations: every matrix one 8-bit operator on the int8 path (block 16 for Q6_K, 32 for the
+    # rest); the logits move by the activations' rounding only (about 10% of their range measured),
+    # where a wrong zero point or code would move them by more than the range itself.
+    int8 = aikit.Model.load(path, backend_options={"accuracy_level": 4})
+    graph = onnx.load(str(Path(int8.backend.folder) / "model.onnx"), load_external_data=False)  # type: ignore[attr-defined]
+    nbits = [{a.name: a.i for a in n.attribute} for n in graph.graph.node if n.op_type == "MatMulNBits"]
+    assert {(a["bits"], a["block_size"], a["accuracy_level"]) for a in nbits} == {(8, 16, 4), (8, 32, 4)}
+    for prompt in PROMPTS:
+        ids = np.array([reference.parts.tokenizer(prompt)["input_ids"]], dtype=np.int64)
+        with torch.inference_mode():
+            want = reference.backend.torch_module()(input_ids=torch.from_numpy(ids)).logits.float().numpy()  # type: ignore[attr-defined]
+        got = int8.backend.decoder.logits(ids, np.ones_like(ids))  # type: ignore[attr-defined]
+        assert float(np.abs(got - want).max()) < 0.25 * float(want.max() - want.min()), prompt
