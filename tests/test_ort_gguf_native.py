@@ -52,7 +52,7 @@ def _single_node(kind: str, raw: NDArray[np.uint8], q4_1: str = "split", wide: s
     if whole.high is not None:  # the two-4bit forms: the high nibbles' operator is added
         weight = weight + _run_node(whole.high)
     if whole.offsets is not None:  # the split forms add the offset outside the operator
-        weight = weight + np.repeat(whole.offsets, 32, axis=1)
+        weight = weight + np.repeat(whole.offsets, whole.block, axis=1)
     return weight
 
 
@@ -104,31 +104,38 @@ def test_single_node_reproduces_dequantize_exactly(kind: str, wide: str) -> None
 
 
 def _k_quant_rows(kind: str, seed: int) -> NDArray[np.uint8]:
-    """Random ``Q4_K`` / ``Q5_K`` / ``Q6_K`` super-blocks, two per row (K = 512): every code, high-bit and sub-block
-    scale pattern (``Q6_K``'s signed scales included), with finite float16 ``d`` (and ``dmin``)."""
-    size = {"Q4_K": 144, "Q5_K": 176, "Q6_K": 210}[kind]
+    """Random K-quant super-blocks, two per row (K = 512): every code, high-bit and sub-block scale
+    pattern (``Q6_K``'s and ``Q3_K``'s signed scales included), with finite float16 ``d`` (and ``dmin``)."""
+    size = {"Q2_K": 84, "Q3_K": 110, "Q4_K": 144, "Q5_K": 176, "Q6_K": 210}[kind]
     rng = np.random.default_rng(seed)
     raw = rng.integers(0, 256, (N, 2, size), dtype=np.uint8)
     halves = (rng.standard_normal((N, 2, 2)) * 0.01).astype(np.float16).view(np.uint8)
-    if kind in ("Q4_K", "Q5_K"):
-        raw[..., 0:4] = halves
-    else:
-        raw[..., 208:210] = halves[..., 0:2]
+    where = {"Q2_K": slice(80, 84), "Q3_K": slice(108, 110), "Q6_K": slice(208, 210)}.get(kind, slice(0, 4))
+    raw[..., where] = halves[..., : where.stop - where.start]
     return raw.reshape(N, 2 * size)
 
 
 @pytest.mark.parametrize(
-    ("kind", "wide"), [("Q4_K", ""), ("Q5_K", "two-4bit"), ("Q5_K", "8bit"), ("Q6_K", "two-4bit"), ("Q6_K", "8bit")]
+    ("kind", "wide"),
+    [
+        ("Q2_K", ""),
+        ("Q3_K", ""),
+        ("Q4_K", ""),
+        ("Q5_K", "two-4bit"),
+        ("Q5_K", "8bit"),
+        ("Q6_K", "two-4bit"),
+        ("Q6_K", "8bit"),
+    ],
 )
 def test_k_quants_reproduce_dequantize_exactly(kind: str, wide: str) -> None:
     """Random super-blocks (every scale / min / code bit pattern, finite d) de-quantize bit for bit."""
     rows = _k_quant_rows(kind, 11)
     packed = pack_rows(kind, rows, wide=wide or "two-4bit")
-    assert packed.k == 512 and packed.block == (16 if kind == "Q6_K" else 32)
+    assert packed.k == 512 and packed.block == (32 if kind in ("Q4_K", "Q5_K") else 16)
     np.testing.assert_array_equal(_single_node(kind, rows, wide=wide or "two-4bit"), _dequant(kind, rows))
 
 
-@pytest.mark.parametrize("kind", ["Q4_K", "Q5_K", "Q6_K"])
+@pytest.mark.parametrize("kind", ["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"])
 def test_graph_rewrite_maps_k_quants(kind: str, tmp_path: Path) -> None:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -454,12 +461,13 @@ def test_the_quality_guard_judges_int8_activations_against_the_float32_model(smo
     assert abs(report.quality_drop) > 1e-5  # int8 activations do move the perplexity
 
 
-# ------------------------------------------------------------------ a tiny Llama in the 5- and 6-bit types
+# ------------------------------------------------------------------ a tiny Llama in the 2-, 3-, 5- and 6-bit types
 # Layer by layer, every 5- and 6-bit type on every kind of projection (q/k/v fused by the export, o,
 # gate/up, down), and the tied head in Q6_K; SmolLM2's tokenizer so that transformers reads the file.
 _MIXED = (
     {"attn_q": "Q5_0", "attn_k": "Q5_0", "attn_v": "Q5_0", "attn_output": "Q5_1", "ffn_gate": "Q5_K", "ffn_up": "Q5_K", "ffn_down": "Q6_K"},
     {"attn_q": "Q6_K", "attn_k": "Q6_K", "attn_v": "Q6_K", "attn_output": "Q5_K", "ffn_gate": "Q5_1", "ffn_up": "Q5_1", "ffn_down": "Q5_0"},
+    {"attn_q": "Q3_K", "attn_k": "Q3_K", "attn_v": "Q3_K", "attn_output": "Q2_K", "ffn_gate": "Q2_K", "ffn_up": "Q2_K", "ffn_down": "Q3_K"},
 )  # fmt: skip
 _HIDDEN, _FFN, _HEADS, _KV_HEADS = 256, 512, 4, 2
 
@@ -470,12 +478,15 @@ def _random_blocks(kind: str, rows: int, cols: int, rng: np.random.Generator) ->
     if kind in ("Q5_0", "Q5_1"):
         w = (rng.standard_normal((rows, cols)) * 0.05).astype(np.float32)
         return np.asarray(gguf.quants.quantize(w, getattr(gguf.GGMLQuantizationType, kind)))
-    size = {"Q5_K": 176, "Q6_K": 210}[kind]
+    size, where, scale = {
+        "Q2_K": (84, slice(80, 84), 1e-3),  # d * sc * q - dmin * m: sc, m < 16, q < 4
+        "Q3_K": (110, slice(108, 110), 3e-4),  # d * (sc - 32) * (q - 4): |sc - 32| <= 32, |q - 4| <= 4
+        "Q5_K": (176, slice(0, 4), 1e-4),  # d * sc * q - dmin * m: sc, m < 64, q < 32
+        "Q6_K": (210, slice(208, 210), 2e-5),  # d * sc * (q - 32): |sc| <= 128, |q - 32| <= 32
+    }[kind]
     raw = rng.integers(0, 256, (rows, cols // 256, size), dtype=np.uint8)
-    if kind == "Q5_K":  # d * sc * q - dmin * m: sc, m < 64, q < 32
-        raw[..., 0:4] = (np.abs(rng.standard_normal((rows, cols // 256, 2))) * 1e-4).astype(np.float16).view(np.uint8)
-    else:  # d * sc * (q - 32): |sc| <= 128, |q - 32| <= 32
-        raw[..., 208:210] = (rng.standard_normal((rows, cols // 256, 1)) * 2e-5).astype(np.float16).view(np.uint8)
+    halves = np.abs(rng.standard_normal((rows, cols // 256, (where.stop - where.start) // 2))) * scale
+    raw[..., where] = halves.astype(np.float16).view(np.uint8)
     return raw.reshape(rows, -1)
 
 
@@ -536,10 +547,10 @@ def _tiny_mixed_gguf(path: Path, smollm2_path: Any) -> Path:
 
 
 @pytest.mark.slow
-def test_a_file_in_5_and_6_bit_types_runs_its_own_blocks_and_matches_the_float32_model(
+def test_a_file_in_2_to_6_bit_k_and_5_bit_types_runs_its_own_blocks_and_matches_the_float32_model(
     tmp_path: Path, smollm2_path: Any
 ) -> None:
-    """``Model.load`` of a GGUF in ``Q5_0`` / ``Q5_1`` / ``Q5_K`` / ``Q6_K`` maps every MatMul onto its blocks
+    """``Model.load`` of a GGUF in ``Q5_0`` / ``Q5_1`` / ``Q5_K`` / ``Q6_K`` / ``Q2_K`` / ``Q3_K`` maps every MatMul onto its blocks
     (none left float32) and computes the de-quantized float32 model: prompt logits within 2e-3 of
     torch's and the same greedy tokens."""
     import onnx
@@ -552,7 +563,7 @@ def test_a_file_in_5_and_6_bit_types_runs_its_own_blocks_and_matches_the_float32
     assert native.backend_name == "onnxruntime"
     reports = json.loads((Path(native.backend.folder) / "gguf_native.json").read_text())  # type: ignore[attr-defined]
     for graph, report in reports.items():  # per graph: the exported one and the decoding one
-        assert sorted(set(report["mapped"].values())) == ["Q5_0", "Q5_1", "Q5_K", "Q6_K"], graph
+        assert sorted(set(report["mapped"].values())) == ["Q2_K", "Q3_K", "Q5_0", "Q5_1", "Q5_K", "Q6_K"], graph
         assert report["kept"] == {} and report["float_bytes"] == 0, graph
         assert list(report["mapped"].values()).count("Q6_K") >= 3, graph  # two layers' + the tied head
     reference = aikit.Model.load(path, backend="torch")
@@ -570,7 +581,8 @@ def test_a_file_in_5_and_6_bit_types_runs_its_own_blocks_and_matches_the_float32
     int8 = aikit.Model.load(path, backend_options={"accuracy_level": 4})
     graph = onnx.load(str(Path(int8.backend.folder) / "model.onnx"), load_external_data=False)  # type: ignore[attr-defined]
     nbits = [{a.name: a.i for a in n.attribute} for n in graph.graph.node if n.op_type == "MatMulNBits"]
-    assert {(a["bits"], a["block_size"], a["accuracy_level"]) for a in nbits} == {(8, 16, 4), (8, 32, 4)}
+    # (Q2_K / Q3_K stay one 4-bit operator at block 16)
+    assert {(a["bits"], a["block_size"], a["accuracy_level"]) for a in nbits} == {(8, 16, 4), (8, 32, 4), (4, 16, 4)}
     for prompt in PROMPTS:
         ids = np.array([reference.parts.tokenizer(prompt)["input_ids"]], dtype=np.int64)
         with torch.inference_mode():

@@ -67,9 +67,22 @@ low nibble and ``2j + 1`` in its high one; zero points are either packed ``uint8
   high half's factor 16 is a power of two), so the two halves add up to ``dequantize``'s weight
   exactly and the offset is added once, as it adds it.
 
-Other types (``Q2_K``, ``Q3_K``, ``IQ*``, ``F16``, ``BF16`` ...) have no exact ``MatMulNBits`` form
-(2- and 3-bit codes, non-linear code books, or no codes at all); :data:`NATIVE_TYPES` lists the
-ones this module maps.
+- the 2- and 3-bit K-quants, one 4-bit operator with ``block_size=16`` (their scales are per 16):
+
+  - ``Q3_K`` (32 bytes of high bits, 64 of 2-bit lows, 12 bytes of 6-bit scales, ``d``;
+    ``w = d * (sc - 32) * (q - 4)``, ``q`` of 3 bits): codes ``q``, zero point 4, scale
+    ``d * (sc - 32)``;
+  - ``Q2_K`` (16 bytes of 4-bit scales and mins, 64 of 2-bit codes, ``d``, ``dmin``;
+    ``w = (d * sc) * q - dmin * m``): codes ``q``, zero point 0, scale ``d * sc``, plus
+    ``offsets = -(dmin * m)`` per 16 elements.
+
+  Their codes, scales and offsets are also read by ``gguf.quants.dequantize`` from copies of the
+  blocks: unit scales give the codes, codes of 1 (and no offset) give the scales, codes of 0 give
+  the offsets, each value computed by the float32 operations ``dequantize`` itself performs.
+
+Other types (``IQ*``, ``TQ*``, ``F16``, ``BF16`` ...) have no exact ``MatMulNBits`` form (non-linear
+code books or ternary packings, or no codes at all); :data:`NATIVE_TYPES` lists the ones this
+module maps.
 """
 
 from __future__ import annotations
@@ -93,6 +106,8 @@ NATIVE_TYPES: dict[str, tuple[int, int]] = {
     "Q5_1": (24, 5),
     "Q5_K": (176, 5),
     "Q6_K": (210, 6),
+    "Q2_K": (84, 2),
+    "Q3_K": (110, 3),
 }
 
 
@@ -156,6 +171,8 @@ def pack_rows(qtype: str, rows: NDArray[Any], *, q4_1: str = "split", wide: str 
         return _pack_q4_k(raw)
     if qtype in _WIDE:
         return _pack_wide(qtype, raw, wide)
+    if qtype in ("Q2_K", "Q3_K"):
+        return _pack_low_k(qtype, raw)
     d = raw[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
     if qtype == "Q8_0":
         q = raw[..., 2:].copy().view(np.int8)
@@ -206,8 +223,6 @@ _ONE_F16 = np.array([1.0], dtype=np.float16).view(np.uint8)
 def _unit_codes(qtype: str, raw: NDArray[np.uint8]) -> NDArray[np.uint8]:
     """The unsigned codes ``q`` of ``raw``'s blocks (``[N, elements]``), read by ``gguf.quants.dequantize``
     from a copy whose scales are 1 and offsets 0 (so its output is ``q - zero``, small integers)."""
-    import gguf
-
     unit = raw.copy()
     if qtype in ("Q5_0", "Q5_1"):
         unit[..., 0:2] = _ONE_F16
@@ -221,9 +236,7 @@ def _unit_codes(qtype: str, raw: NDArray[np.uint8]) -> NDArray[np.uint8]:
     else:  # Q6_K: 16 int8 sub-block scales, then d
         unit[..., 192:208] = 1
         unit[..., 208:210] = _ONE_F16
-    n = raw.shape[0]
-    values = gguf.quants.dequantize(unit.reshape(n, -1), getattr(gguf.GGMLQuantizationType, qtype))
-    return (np.asarray(values, dtype=np.float32).reshape(n, -1) + _WIDE[qtype]).astype(np.uint8)
+    return (_dequantized(qtype, unit) + _WIDE[qtype]).astype(np.uint8)
 
 
 def _pack_wide(qtype: str, raw: NDArray[np.uint8], form: str) -> PackedWeight:
@@ -254,6 +267,42 @@ def _pack_wide(qtype: str, raw: NDArray[np.uint8], form: str) -> PackedWeight:
         None, None, block,
     )  # fmt: skip
     return PackedWeight(4, _pack4(codes & np.uint8(0x0F)), scale, _zeros4(n, blocks, 0), offsets, high, block)
+
+
+def _dequantized(qtype: str, raw: NDArray[np.uint8]) -> NDArray[np.float32]:
+    """``gguf.quants.dequantize`` of ``raw`` (``[N, blocks, bytes]``) as ``[N, elements]`` float32."""
+    import gguf
+
+    n = raw.shape[0]
+    values = gguf.quants.dequantize(raw.reshape(n, -1), getattr(gguf.GGMLQuantizationType, qtype))
+    return np.asarray(values, dtype=np.float32).reshape(n, -1)
+
+
+def _pack_low_k(qtype: str, raw: NDArray[np.uint8]) -> PackedWeight:
+    """``Q2_K`` / ``Q3_K`` super-blocks (``[N, S, bytes]``) as one 4-bit operator with ``block_size=16``.
+
+    Codes, scales and offsets come from ``dequantize`` on copies of the blocks (see the module doc):
+    ``Q3_K`` (hmask 0:32, 2-bit lows 32:96, scales 96:108, d 108:110), ``Q2_K`` (scales 0:16, codes
+    16:80, d 80:82, dmin 82:84)."""
+    n, block = raw.shape[0], 16
+    unit, ones = raw.copy(), raw.copy()
+    if qtype == "Q3_K":
+        zero = 4
+        # every 6-bit scale 33 (sc - 32 = 1): low nibbles 1 in bytes 96:104, high 2-bit pairs 2 in 104:108
+        unit[..., 96:104], unit[..., 104:108], unit[..., 108:110] = 0x11, 0xAA, _ONE_F16
+        ones[..., 0:32], ones[..., 32:96] = 0xFF, 0x55  # every code 5: q - 4 = 1, so w = d * (sc - 32)
+        offsets = None
+    else:
+        zero = 0
+        unit[..., 0:16], unit[..., 80:82], unit[..., 82:84] = 0x01, _ONE_F16, 0  # sc 1, m 0, d 1, dmin +0
+        ones[..., 16:80], ones[..., 82:84] = 0x55, 0  # every code 1, dmin +0: w = d * sc
+        nothing = raw.copy()
+        nothing[..., 16:80] = 0  # every code 0: w = -(dmin * m)
+        offsets = _dequantized(qtype, nothing)[:, ::block].copy()
+    codes = (_dequantized(qtype, unit) + zero).astype(np.uint8).reshape(n, -1, block)
+    scale = _dequantized(qtype, ones)[:, ::block].copy()
+    blocks = codes.shape[1]
+    return PackedWeight(4, _pack4(codes), scale, _zeros4(n, blocks, zero), offsets, None, block)
 
 
 def _zeros4(n: int, blocks: int, value: int) -> NDArray[np.uint8]:

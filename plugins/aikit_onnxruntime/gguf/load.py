@@ -8,7 +8,7 @@ file on the CPU (:func:`prefers_native`), and :meth:`OrtBackend.from_loaded_part
 of the GGUF's sha256, the export settings and the library versions, so a later load opens one graph
 without exporting or hashing torch weights.
 
-A file whose 2-D tensors are all of types with no exact kernel (``F16``, ``Q3_K``, ...) stays on
+A file whose 2-D tensors are all of types with no exact kernel (``F16``, ``IQ4_XS``, ...) stays on
 torch, and the log says what running it de-quantized costs; a file with some such tensors runs
 natively and the log names the float32 megabytes left.
 """

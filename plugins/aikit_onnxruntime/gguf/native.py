@@ -181,7 +181,7 @@ def _nbits_nodes(
             )
         )
     if weight.offsets is not None:
-        assert block_sums is not None and weight.block == BLOCK  # x @ E sums blocks of 32
+        assert block_sums is not None  # x @ E, summing blocks of weight.block
         inits.append(numpy_helper.from_array(np.ascontiguousarray(weight.offsets.T), f"{base}.gguf_offsets"))
         nodes.append(
             helper.make_node("MatMul", [block_sums, inits[-1].name], [f"{out}.gguf_m"], name=f"{node.name}_gguf_m")
@@ -268,8 +268,8 @@ def gguf_native_graph(
     excluded = set(resolve_exclusions([n.name for n in candidates], exclude))
     report = NativeReport()
     new_nodes: dict[str, tuple[list[Any], list[Any], str]] = {}  # node -> nodes, initializers, weight read
-    eyes: dict[int, str] = {}
-    sums: dict[tuple[str, int], str] = {}
+    eyes: dict[tuple[int, int], str] = {}
+    sums: dict[tuple[str, int, int], str] = {}
     for i, node in enumerate(candidates):
         tensor = inits[node.input[1]]
         k, n = (int(d) for d in tensor.dims)
@@ -292,17 +292,20 @@ def gguf_native_graph(
             block_sums = None
             prefix: list[Any] = []
             if weight.offsets is not None:
-                x = node.input[0]
-                if k not in eyes:  # E [K, K/32]: 1 where element k is in block j; x @ E sums each block
-                    eyes[k] = f"gguf_block_indicator_{k}"
-                    eye = np.repeat(np.eye(k // BLOCK, dtype=np.float32), BLOCK, axis=0)
-                    graph.initializer.append(numpy_helper.from_array(eye, eyes[k]))
-                if (x, k) not in sums:  # one x @ E per input: q/k/v, gate and up read the same x
-                    sums[x, k] = f"{x}.gguf_block_sums"
+                x, size = node.input[0], weight.block
+                if (k, size) not in eyes:  # E [K, K/block]: 1 where element k is in block j; x @ E sums each block
+                    eyes[k, size] = f"gguf_block_indicator_{k}" + ("" if size == BLOCK else f"_by_{size}")
+                    eye = np.repeat(np.eye(k // size, dtype=np.float32), size, axis=0)
+                    graph.initializer.append(numpy_helper.from_array(eye, eyes[k, size]))
+                if (x, k, size) not in sums:  # one x @ E per input: q/k/v, gate and up read the same x
+                    suffix = "" if size == BLOCK else f"_{size}"
+                    sums[x, k, size] = f"{x}.gguf_block_sums{suffix}"
                     prefix.append(
-                        onnx.helper.make_node("MatMul", [x, eyes[k]], [sums[x, k]], name=f"{node.name}_gguf_sums")
+                        onnx.helper.make_node(
+                            "MatMul", [x, eyes[k, size]], [sums[x, k, size]], name=f"{node.name}_gguf_sums{suffix}"
+                        )
                     )
-                block_sums = sums[x, k]
+                block_sums = sums[x, k, size]
             nodes, tensors = _nbits_nodes(node, weight, k, n, accuracy_level, block_sums)
             # the block sums go before the first consumer in graph (topological) order
             new_nodes[node.name] = (prefix + nodes, tensors, node.input[1])
