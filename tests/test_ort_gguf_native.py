@@ -566,6 +566,7 @@ def test_a_file_in_2_to_6_bit_k_and_5_bit_types_runs_its_own_blocks_and_matches_
         assert sorted(set(report["mapped"].values())) == ["Q2_K", "Q3_K", "Q5_0", "Q5_1", "Q5_K", "Q6_K"], graph
         assert report["kept"] == {} and report["float_bytes"] == 0, graph
         assert list(report["mapped"].values()).count("Q6_K") >= 3, graph  # two layers' + the tied head
+        assert list(report["gathers"].values()) == ["Q6_K"], graph  # the token lookup reads the blocks too
     reference = aikit.Model.load(path, backend="torch")
     for prompt in PROMPTS:
         ids = np.array([reference.parts.tokenizer(prompt)["input_ids"]], dtype=np.int64)
@@ -589,3 +590,33 @@ def test_a_file_in_2_to_6_bit_k_and_5_bit_types_runs_its_own_blocks_and_matches_
             want = reference.backend.torch_module()(input_ids=torch.from_numpy(ids)).logits.float().numpy()  # type: ignore[attr-defined]
         got = int8.backend.decoder.logits(ids, np.ones_like(ids))  # type: ignore[attr-defined]
         assert float(np.abs(got - want).max()) < 0.25 * float(want.max() - want.min()), prompt
+
+
+@pytest.mark.parametrize("kind", ["Q6_K", "Q5_0"])
+def test_embedding_tables_in_q6_k_and_q5_0_are_gathered_from_their_blocks(kind: str, tmp_path: Path) -> None:
+    """A token table (``Gather`` on axis 0) in ``Q6_K`` / ``Q5_0`` becomes ``GatherBlockQuantized`` over its
+    8-bit form, with its zero points (32 / 16): the looked-up rows are ``dequantize``'s, bit for bit, and
+    the float32 table is gone."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rows = _k_quant_rows(kind, 12) if kind == "Q6_K" else _blocks(kind, 12, n=N)
+    table = _dequant(kind, rows)
+    _write_gguf(tmp_path / "t.gguf", {"table": (kind, rows)})
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "ids"], ["embedded"], name="/embed/Gather", axis=0)],
+        "g",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["b", "s"])],
+        [helper.make_tensor_value_info("embedded", TensorProto.FLOAT, ["b", "s", table.shape[1]])],
+        [numpy_helper.from_array(table, "table")],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "src.onnx"))
+    report = gguf_native_graph(
+        tmp_path / "src.onnx", tmp_path / "dst.onnx", GgufIndex(tmp_path / "t.gguf"), accuracy_level=0, types=(kind,)
+    )
+    assert report.gathers == {"/embed/Gather": kind}
+    rewritten = onnx.load(str(tmp_path / "dst.onnx"))
+    assert "table" not in {t.name for t in rewritten.graph.initializer}
+    ids = np.array([[0, 5, N - 1, 5], [1, 2, 3, 4]], dtype=np.int64)
+    (got,) = _session(rewritten).run(None, {"ids": ids})
+    np.testing.assert_array_equal(got, table[ids])

@@ -203,22 +203,27 @@ def _nbits_nodes(
     return nodes, inits
 
 
-# GGUF types GatherBlockQuantized holds exactly (uint8 data, its default zero point 2^(bits-1)):
-# Q8_0 as q + 128 with 8 bits, Q4_0 as its nibbles with 4 bits. Q4_1's m has no place there.
-_GATHER_TYPES = ("Q8_0", "Q4_0")
+# GGUF types GatherBlockQuantized holds exactly (uint8 data and integer zero points): Q8_0 as q + 128
+# with 8 bits, Q4_0 as its nibbles with 4 bits (both the default zero point 2^(bits-1)), and the 8-bit
+# forms of Q5_0 and Q6_K (zero points 16 and 32; Q6_K at block 16). Types with a float offset (Q4_1,
+# the K-quants with mins) have no place there.
+_GATHER_TYPES = ("Q8_0", "Q4_0", "Q5_0", "Q6_K")
 
 
 def _gather_node(node: Any, kind: str, raw: NDArray[np.uint8]) -> tuple[list[Any], list[Any]]:
-    """``GatherBlockQuantized`` replacing Gather ``node`` over a ``Q8_0`` / ``Q4_0`` table (rows = tokens)."""
+    """``GatherBlockQuantized`` replacing Gather ``node`` over a table of ``_GATHER_TYPES`` (rows = tokens)."""
     from onnx import helper, numpy_helper
 
     weight = pack_rows(kind, raw, wide="8bit")
     base = node.input[0]
     data = numpy_helper.from_array(weight.packed.reshape(weight.n, -1), f"{base}.gguf_table")
-    scales = numpy_helper.from_array(weight.scales, f"{base}.gguf_table_scales")
+    tensors = [data, numpy_helper.from_array(weight.scales, f"{base}.gguf_table_scales")]
+    if weight.zero_points is not None:
+        tensors.append(numpy_helper.from_array(weight.zero_points, f"{base}.gguf_table_zero_points"))
+    inputs = [data.name, node.input[1], *(t.name for t in tensors[1:])]
     gather = helper.make_node(
         "GatherBlockQuantized",
-        [data.name, node.input[1], scales.name],
+        inputs,
         [node.output[0]],
         name=f"{node.name}_gguf",
         domain="com.microsoft",
@@ -227,7 +232,7 @@ def _gather_node(node: Any, kind: str, raw: NDArray[np.uint8]) -> tuple[list[Any
         gather_axis=0,
         quantize_axis=1,
     )
-    return [gather], [data, scales]
+    return [gather], tensors
 
 
 def gguf_native_graph(
