@@ -463,7 +463,8 @@ def test_the_quality_guard_judges_int8_activations_against_the_float32_model(smo
 
 # ------------------------------------------------------------------ a tiny Llama in the 2-, 3-, 5- and 6-bit types
 # Layer by layer, every 5- and 6-bit type on every kind of projection (q/k/v fused by the export, o,
-# gate/up, down), and the tied head in Q6_K; SmolLM2's tokenizer so that transformers reads the file.
+# gate/up, down), the head in Q6_K and the token table in Q4_K; SmolLM2's tokenizer so that transformers
+# reads the file.
 _MIXED = (
     {"attn_q": "Q5_0", "attn_k": "Q5_0", "attn_v": "Q5_0", "attn_output": "Q5_1", "ffn_gate": "Q5_K", "ffn_up": "Q5_K", "ffn_down": "Q6_K"},
     {"attn_q": "Q6_K", "attn_k": "Q6_K", "attn_v": "Q6_K", "attn_output": "Q5_K", "ffn_gate": "Q5_1", "ffn_up": "Q5_1", "ffn_down": "Q5_0"},
@@ -481,6 +482,7 @@ def _random_blocks(kind: str, rows: int, cols: int, rng: np.random.Generator) ->
     size, where, scale = {
         "Q2_K": (84, slice(80, 84), 1e-3),  # d * sc * q - dmin * m: sc, m < 16, q < 4
         "Q3_K": (110, slice(108, 110), 3e-4),  # d * (sc - 32) * (q - 4): |sc - 32| <= 32, |q - 4| <= 4
+        "Q4_K": (144, slice(0, 4), 2e-4),  # d * sc * q - dmin * m: sc, m < 64, q < 16
         "Q5_K": (176, slice(0, 4), 1e-4),  # d * sc * q - dmin * m: sc, m < 64, q < 32
         "Q6_K": (210, slice(208, 210), 2e-5),  # d * sc * (q - 32): |sc| <= 128, |q - 32| <= 32
     }[kind]
@@ -519,9 +521,11 @@ def _tiny_mixed_gguf(path: Path, smollm2_path: Any) -> Path:
     writer.add_chat_template(field("tokenizer.chat_template"))
     vocab = len(field("tokenizer.ggml.tokens"))
     ones = np.ones(_HIDDEN, dtype=np.float32)
-    writer.add_tensor(
-        "token_embd.weight", _random_blocks("Q6_K", vocab, _HIDDEN, rng), raw_dtype=gguf.GGMLQuantizationType.Q6_K
-    )
+    # an untied model: the token table in Q4_K (looked up from its codes, scales and offsets), the head in Q6_K
+    for name, kind in (("token_embd.weight", "Q4_K"), ("output.weight", "Q6_K")):
+        table = _random_blocks(kind, vocab, _HIDDEN, rng)
+        writer.add_tensor(name, table, raw_dtype=getattr(gguf.GGMLQuantizationType, kind))
+
     writer.add_tensor("output_norm.weight", ones)
     shapes = {
         "attn_q": (_HIDDEN, _HIDDEN),
@@ -565,8 +569,8 @@ def test_a_file_in_2_to_6_bit_k_and_5_bit_types_runs_its_own_blocks_and_matches_
     for graph, report in reports.items():  # per graph: the exported one and the decoding one
         assert sorted(set(report["mapped"].values())) == ["Q2_K", "Q3_K", "Q5_0", "Q5_1", "Q5_K", "Q6_K"], graph
         assert report["kept"] == {} and report["float_bytes"] == 0, graph
-        assert list(report["mapped"].values()).count("Q6_K") >= 3, graph  # two layers' + the tied head
-        assert list(report["gathers"].values()) == ["Q6_K"], graph  # the token lookup reads the blocks too
+        assert list(report["mapped"].values()).count("Q6_K") >= 3, graph  # two layers' + the head
+        assert list(report["gathers"].values()) == ["Q4_K"], graph  # the token lookup reads the blocks too
     reference = aikit.Model.load(path, backend="torch")
     for prompt in PROMPTS:
         ids = np.array([reference.parts.tokenizer(prompt)["input_ids"]], dtype=np.int64)
@@ -592,15 +596,16 @@ def test_a_file_in_2_to_6_bit_k_and_5_bit_types_runs_its_own_blocks_and_matches_
         assert float(np.abs(got - want).max()) < 0.25 * float(want.max() - want.min()), prompt
 
 
-@pytest.mark.parametrize("kind", ["Q6_K", "Q5_0"])
-def test_embedding_tables_in_q6_k_and_q5_0_are_gathered_from_their_blocks(kind: str, tmp_path: Path) -> None:
-    """A token table (``Gather`` on axis 0) in ``Q6_K`` / ``Q5_0`` becomes ``GatherBlockQuantized`` over its
-    8-bit form, with its zero points (32 / 16): the looked-up rows are ``dequantize``'s, bit for bit, and
-    the float32 table is gone."""
+@pytest.mark.parametrize("kind", ["Q6_K", "Q5_0", "Q4_1", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K"])
+def test_embedding_tables_are_looked_up_in_their_blocks(kind: str, tmp_path: Path) -> None:
+    """A token table (``Gather`` on axis 0) in any mapped type reads its blocks: ``GatherBlockQuantized``
+    over the 8-bit form of ``Q6_K`` / ``Q5_0`` (zero points 32 / 16), and for the types it cannot hold (a
+    float offset, ``Q3_K``'s zero point) a lookup of codes, scales and offsets in standard operators. The
+    looked-up rows are ``dequantize``'s, bit for bit, and the float32 table is gone."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    rows = _k_quant_rows(kind, 12) if kind == "Q6_K" else _blocks(kind, 12, n=N)
+    rows = _k_quant_rows(kind, 12) if kind.endswith("_K") else _blocks(kind, 12, n=N)
     table = _dequant(kind, rows)
     _write_gguf(tmp_path / "t.gguf", {"table": (kind, rows)})
     graph = helper.make_graph(
@@ -617,6 +622,8 @@ def test_embedding_tables_in_q6_k_and_q5_0_are_gathered_from_their_blocks(kind: 
     assert report.gathers == {"/embed/Gather": kind}
     rewritten = onnx.load(str(tmp_path / "dst.onnx"))
     assert "table" not in {t.name for t in rewritten.graph.initializer}
+    fused = "GatherBlockQuantized" in {n.op_type for n in rewritten.graph.node}
+    assert fused == (kind in ("Q6_K", "Q5_0"))
     ids = np.array([[0, 5, N - 1, 5], [1, 2, 3, 4]], dtype=np.int64)
     (got,) = _session(rewritten).run(None, {"ids": ids})
     np.testing.assert_array_equal(got, table[ids])

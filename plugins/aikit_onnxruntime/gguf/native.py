@@ -235,6 +235,65 @@ def _gather_node(node: Any, kind: str, raw: NDArray[np.uint8]) -> tuple[list[Any
     return [gather], tensors
 
 
+def _lookup_nodes(node: Any, kind: str, raw: NDArray[np.uint8]) -> tuple[list[Any], list[Any]]:
+    """Standard ONNX nodes replacing Gather ``node`` over a table of any mapped type that
+    ``GatherBlockQuantized`` cannot hold (a float offset per block, or ``Q3_K``'s zero point 4 in 4 bits):
+    the rows' codes (``uint8``, one per element), scales and offsets are gathered and combined as
+    ``(code - zero) * scale + offset``, the float32 operations ``dequantize`` performs, so the rows are
+    its values bit for bit. Only the looked-up rows are de-quantized."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = pack_rows(kind, raw, wide="8bit")
+    n, blocks, block = weight.n, weight.scales.shape[1], weight.block
+    if weight.bits == 8:
+        codes = weight.packed.reshape(n, -1)
+        zero = 128 if weight.zero_points is None else int(weight.zero_points.flat[0])
+        uniform = weight.zero_points is None or bool((weight.zero_points == zero).all())
+    else:  # 4-bit blobs: element 2j in the low nibble, 2j + 1 in the high one
+        packed = weight.packed.reshape(n, -1)
+        codes = np.stack([packed & np.uint8(0x0F), packed >> np.uint8(4)], axis=-1).reshape(n, -1)
+        zero = 8 if weight.zero_points is None else int(weight.zero_points.flat[0] & 0x0F)
+        uniform = weight.zero_points is None or bool((weight.zero_points == (zero | zero << 4)).all())
+    assert uniform, f"{kind}: a lookup expects one zero point for the whole table"
+    base, ids, name = node.input[0], node.input[1], node.name
+    out = node.output[0]
+    tensors = [
+        numpy_helper.from_array(np.ascontiguousarray(codes), f"{base}.gguf_codes"),
+        numpy_helper.from_array(weight.scales.reshape(n, blocks, 1), f"{base}.gguf_code_scales"),
+        numpy_helper.from_array(np.array([blocks, block], dtype=np.int64), f"{base}.gguf_block_shape"),
+        numpy_helper.from_array(np.array([blocks * block], dtype=np.int64), f"{base}.gguf_row_shape"),
+    ]
+    t = f"{out}.gguf"
+    shape = f"{t}_ids_shape"
+    nodes = [
+        helper.make_node("Gather", [tensors[0].name, ids], [f"{t}_codes"], name=f"{name}_gguf_codes", axis=0),
+        helper.make_node("Cast", [f"{t}_codes"], [f"{t}_float"], name=f"{name}_gguf_cast", to=TensorProto.FLOAT),
+        helper.make_node("Shape", [ids], [shape], name=f"{name}_gguf_ids_shape"),
+        helper.make_node("Concat", [shape, tensors[2].name], [f"{t}_bshape"], name=f"{name}_gguf_bshape", axis=0),
+        helper.make_node("Concat", [shape, tensors[3].name], [f"{t}_oshape"], name=f"{name}_gguf_oshape", axis=0),
+        helper.make_node("Reshape", [f"{t}_float", f"{t}_bshape"], [f"{t}_blocked"], name=f"{name}_gguf_blocked"),
+    ]
+    value = f"{t}_blocked"
+    if zero:
+        tensors.append(numpy_helper.from_array(np.array(zero, dtype=np.float32), f"{base}.gguf_code_zero"))
+        nodes.append(helper.make_node("Sub", [value, tensors[-1].name], [f"{t}_centred"], name=f"{name}_gguf_zero"))
+        value = f"{t}_centred"
+    nodes += [
+        helper.make_node("Gather", [tensors[1].name, ids], [f"{t}_scales"], name=f"{name}_gguf_scales", axis=0),
+        helper.make_node("Mul", [value, f"{t}_scales"], [f"{t}_scaled"], name=f"{name}_gguf_scale"),
+    ]
+    value = f"{t}_scaled"
+    if weight.offsets is not None:
+        tensors.append(numpy_helper.from_array(weight.offsets.reshape(n, blocks, 1), f"{base}.gguf_code_offsets"))
+        nodes += [
+            helper.make_node("Gather", [tensors[-1].name, ids], [f"{t}_offsets"], name=f"{name}_gguf_offsets", axis=0),
+            helper.make_node("Add", [value, f"{t}_offsets"], [f"{t}_shifted"], name=f"{name}_gguf_offset"),
+        ]
+        value = f"{t}_shifted"
+    nodes.append(helper.make_node("Reshape", [value, f"{t}_oshape"], [out], name=f"{name}_gguf_rows"))
+    return nodes, tensors
+
+
 def gguf_native_graph(
     src: Path,
     dst: Path,
@@ -345,8 +404,9 @@ def gguf_native_graph(
         if values.shape[1] % BLOCK:
             continue
         found = index.rows_for(values)
-        if isinstance(found, tuple) and found[0] in _GATHER_TYPES and found[0] in types:
-            nodes, tensors = _gather_node(node, *found)
+        if isinstance(found, tuple) and found[0] in types:
+            gather = _gather_node if found[0] in _GATHER_TYPES else _lookup_nodes
+            nodes, tensors = gather(node, *found)
             if transpose is not None:  # the Transpose goes, and with it its read of the weight
                 new_nodes[transpose.name] = ([], [], source)
                 new_nodes[node.name] = (nodes, tensors, "")
