@@ -627,3 +627,45 @@ def test_embedding_tables_are_looked_up_in_their_blocks(kind: str, tmp_path: Pat
     ids = np.array([[0, 5, N - 1, 5], [1, 2, 3, 4]], dtype=np.int64)
     (got,) = _session(rewritten).run(None, {"ids": ids})
     np.testing.assert_array_equal(got, table[ids])
+
+
+def _requantized_smollm2(path: Path, smollm2_path: Any, kind: str) -> Path:
+    """The packaged SmolLM2 with its ``Q4_1`` matrices re-quantized to ``kind`` from their values (gguf-py's
+    own quantizer), every other tensor and all metadata copied: a real model in that type."""
+    source = gguf.GGUFReader(str(smollm2_path))
+    writer = gguf.GGUFWriter(str(path), "llama")
+    for key, f in source.fields.items():
+        if key.startswith("GGUF.") or key == "general.architecture":
+            continue
+        sub = f.types[1] if f.types[0] == gguf.GGUFValueType.ARRAY else None
+        writer.add_key_value(key, f.contents(), f.types[0], sub_type=sub)
+    target = getattr(gguf.GGMLQuantizationType, kind)
+    for t in source.tensors:
+        if t.tensor_type.name == "Q4_1":
+            values = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32)
+            writer.add_tensor(t.name, gguf.quants.quantize(values, target), raw_dtype=target)
+        elif t.tensor_type.name in ("F32", "F16"):
+            writer.add_tensor(t.name, np.asarray(t.data))
+        else:
+            writer.add_tensor(t.name, np.asarray(t.data), raw_dtype=t.tensor_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.mark.slow
+def test_smollm2_in_q5_1_gives_the_float32_models_greedy_tokens(tmp_path: Path, smollm2_path: Any) -> None:
+    """Real weights in a 5-bit type: ``Model.load`` maps every body matrix (``Q5_1``, two 4-bit halves plus
+    the offsets) and the ``Q8_0`` head, and greedy decoding gives the de-quantized float32 model's tokens."""
+    import aikit
+
+    path = _requantized_smollm2(tmp_path / "smollm2-q5_1.gguf", smollm2_path, "Q5_1")
+    native = aikit.Model.load(path)
+    reports = json.loads((Path(native.backend.folder) / "gguf_native.json").read_text())  # type: ignore[attr-defined]
+    for graph, report in reports.items():
+        assert sorted(set(report["mapped"].values())) == ["Q5_1", "Q8_0"] and report["kept"] == {}, graph
+    reference = aikit.Model.load(path, backend="torch")
+    for prompt in PROMPTS:
+        assert _greedy(native, prompt) == _greedy(reference, prompt), prompt
