@@ -103,16 +103,33 @@ def test_single_node_reproduces_dequantize_exactly(kind: str, wide: str) -> None
     np.testing.assert_array_equal(_single_node(kind, raw, wide=wide), _dequant(kind, raw))
 
 
+def _random_blocks(
+    kind: str, rows: int, cols: int, rng: np.random.Generator, *, signed: bool = False
+) -> NDArray[np.uint8]:
+    """``rows`` GGUF rows of ``cols`` weights: ``gguf.quants.quantize`` where gguf-py can (``Q5_0``, ``Q5_1``),
+    else random K-quant super-blocks: every code, high-bit and sub-block scale / min bit pattern
+    (``Q6_K``'s and ``Q3_K``'s signed scales included), with float16 ``d`` (and ``dmin``) small enough
+    for a working network, of either sign when ``signed``."""
+    if kind in ("Q5_0", "Q5_1"):
+        w = (rng.standard_normal((rows, cols)) * 0.05).astype(np.float32)
+        return np.asarray(gguf.quants.quantize(w, getattr(gguf.GGMLQuantizationType, kind)))
+    size, where, scale = {
+        "Q2_K": (84, slice(80, 84), 1e-3),  # d * sc * q - dmin * m: sc, m < 16, q < 4
+        "Q3_K": (110, slice(108, 110), 3e-4),  # d * (sc - 32) * (q - 4): |sc - 32| <= 32, |q - 4| <= 4
+        "Q4_K": (144, slice(0, 4), 2e-4),  # d * sc * q - dmin * m: sc, m < 64, q < 16
+        "Q5_K": (176, slice(0, 4), 1e-4),  # d * sc * q - dmin * m: sc, m < 64, q < 32
+        "Q6_K": (210, slice(208, 210), 2e-5),  # d * sc * (q - 32): |sc| <= 128, |q - 32| <= 32
+    }[kind]
+    raw = rng.integers(0, 256, (rows, cols // 256, size), dtype=np.uint8)
+    halves = rng.standard_normal((rows, cols // 256, (where.stop - where.start) // 2)) * scale
+    halves = halves if signed else np.abs(halves)
+    raw[..., where] = halves.astype(np.float16).view(np.uint8)
+    return raw.reshape(rows, -1)
+
+
 def _k_quant_rows(kind: str, seed: int) -> NDArray[np.uint8]:
-    """Random K-quant super-blocks, two per row (K = 512): every code, high-bit and sub-block scale
-    pattern (``Q6_K``'s and ``Q3_K``'s signed scales included), with finite float16 ``d`` (and ``dmin``)."""
-    size = {"Q2_K": 84, "Q3_K": 110, "Q4_K": 144, "Q5_K": 176, "Q6_K": 210}[kind]
-    rng = np.random.default_rng(seed)
-    raw = rng.integers(0, 256, (N, 2, size), dtype=np.uint8)
-    halves = (rng.standard_normal((N, 2, 2)) * 0.01).astype(np.float16).view(np.uint8)
-    where = {"Q2_K": slice(80, 84), "Q3_K": slice(108, 110), "Q6_K": slice(208, 210)}.get(kind, slice(0, 4))
-    raw[..., where] = halves[..., : where.stop - where.start]
-    return raw.reshape(N, 2 * size)
+    """Random K-quant super-blocks, two per row (K = 512), signed ``d`` (see :func:`_random_blocks`)."""
+    return _random_blocks(kind, N, 512, np.random.default_rng(seed), signed=True)
 
 
 @pytest.mark.parametrize(
@@ -471,25 +488,6 @@ _MIXED = (
     {"attn_q": "Q3_K", "attn_k": "Q3_K", "attn_v": "Q3_K", "attn_output": "Q2_K", "ffn_gate": "Q2_K", "ffn_up": "Q2_K", "ffn_down": "Q3_K"},
 )  # fmt: skip
 _HIDDEN, _FFN, _HEADS, _KV_HEADS = 256, 512, 4, 2
-
-
-def _random_blocks(kind: str, rows: int, cols: int, rng: np.random.Generator) -> NDArray[np.uint8]:
-    """``rows`` GGUF rows of ``cols`` weights: ``gguf.quants.quantize`` where gguf-py can (``Q5_0``, ``Q5_1``),
-    else random super-blocks with scales small enough for a working network."""
-    if kind in ("Q5_0", "Q5_1"):
-        w = (rng.standard_normal((rows, cols)) * 0.05).astype(np.float32)
-        return np.asarray(gguf.quants.quantize(w, getattr(gguf.GGMLQuantizationType, kind)))
-    size, where, scale = {
-        "Q2_K": (84, slice(80, 84), 1e-3),  # d * sc * q - dmin * m: sc, m < 16, q < 4
-        "Q3_K": (110, slice(108, 110), 3e-4),  # d * (sc - 32) * (q - 4): |sc - 32| <= 32, |q - 4| <= 4
-        "Q4_K": (144, slice(0, 4), 2e-4),  # d * sc * q - dmin * m: sc, m < 64, q < 16
-        "Q5_K": (176, slice(0, 4), 1e-4),  # d * sc * q - dmin * m: sc, m < 64, q < 32
-        "Q6_K": (210, slice(208, 210), 2e-5),  # d * sc * (q - 32): |sc| <= 128, |q - 32| <= 32
-    }[kind]
-    raw = rng.integers(0, 256, (rows, cols // 256, size), dtype=np.uint8)
-    halves = np.abs(rng.standard_normal((rows, cols // 256, (where.stop - where.start) // 2))) * scale
-    raw[..., where] = halves.astype(np.float16).view(np.uint8)
-    return raw.reshape(rows, -1)
 
 
 def _tiny_mixed_gguf(path: Path, smollm2_path: Any) -> Path:

@@ -214,8 +214,7 @@ def _k_scales(raw: NDArray[np.uint8]) -> tuple[NDArray[np.float32], NDArray[np.f
     return scale, offsets
 
 
-# The 5- and 6-bit types: the header bytes that ``_unit_codes`` neutralises (scales set to 1, offsets
-# to 0) and the code's zero point in ``w = scale * (q - zero) [+ offset]``.
+# The 5- and 6-bit types and their codes' zero point in ``w = scale * (q - zero) [+ offset]``.
 _WIDE: dict[str, int] = {"Q5_0": 16, "Q5_1": 0, "Q5_K": 0, "Q6_K": 32}
 _ONE_F16 = np.array([1.0], dtype=np.float16).view(np.uint8)
 
