@@ -622,6 +622,11 @@ def test_embedding_tables_are_looked_up_in_their_blocks(kind: str, tmp_path: Pat
     assert "table" not in {t.name for t in rewritten.graph.initializer}
     fused = "GatherBlockQuantized" in {n.op_type for n in rewritten.graph.node}
     assert fused == (kind in ("Q6_K", "Q5_0"))
+    codes = [t for t in rewritten.graph.initializer if t.name.endswith(".gguf_codes")]
+    if not fused:  # 4-bit codes stay two per byte, the 5-bit ones take a byte each
+        assert [list(t.dims) for t in codes] == [
+            [N, table.shape[1] // (2 if kind in ("Q4_1", "Q4_K", "Q2_K", "Q3_K") else 1)]
+        ]
     ids = np.array([[0, 5, N - 1, 5], [1, 2, 3, 4]], dtype=np.int64)
     (got,) = _session(rewritten).run(None, {"ids": ids})
     np.testing.assert_array_equal(got, table[ids])

@@ -238,20 +238,20 @@ def _gather_node(node: Any, kind: str, raw: NDArray[np.uint8]) -> tuple[list[Any
 def _lookup_nodes(node: Any, kind: str, raw: NDArray[np.uint8]) -> tuple[list[Any], list[Any]]:
     """Standard ONNX nodes replacing Gather ``node`` over a table of any mapped type that
     ``GatherBlockQuantized`` cannot hold (a float offset per block, or ``Q3_K``'s zero point 4 in 4 bits):
-    the rows' codes (``uint8``, one per element), scales and offsets are gathered and combined as
-    ``(code - zero) * scale + offset``, the float32 operations ``dequantize`` performs, so the rows are
-    its values bit for bit. Only the looked-up rows are de-quantized."""
+    the rows' codes, scales and offsets are gathered and combined as ``(code - zero) * scale + offset``,
+    the float32 operations ``dequantize`` performs, so the rows are its values bit for bit. Only the
+    looked-up rows are de-quantized. Codes of 4-bit forms stay two per byte (the 4-bit blob: element
+    ``2j`` in the low nibble) and are split in float32 (``hi = floor(b / 16)``, ``lo = b - 16 hi``:
+    exact for bytes), 8-bit ones one per byte."""
     from onnx import TensorProto, helper, numpy_helper
 
     weight = pack_rows(kind, raw, wide="8bit")
     n, blocks, block = weight.n, weight.scales.shape[1], weight.block
+    codes = weight.packed.reshape(n, -1)
     if weight.bits == 8:
-        codes = weight.packed.reshape(n, -1)
         zero = 128 if weight.zero_points is None else int(weight.zero_points.flat[0])
         uniform = weight.zero_points is None or bool((weight.zero_points == zero).all())
-    else:  # 4-bit blobs: element 2j in the low nibble, 2j + 1 in the high one
-        packed = weight.packed.reshape(n, -1)
-        codes = np.stack([packed & np.uint8(0x0F), packed >> np.uint8(4)], axis=-1).reshape(n, -1)
+    else:
         zero = 8 if weight.zero_points is None else int(weight.zero_points.flat[0] & 0x0F)
         uniform = weight.zero_points is None or bool((weight.zero_points == (zero | zero << 4)).all())
     assert uniform, f"{kind}: a lookup expects one zero point for the whole table"
@@ -271,8 +271,27 @@ def _lookup_nodes(node: Any, kind: str, raw: NDArray[np.uint8]) -> tuple[list[An
         helper.make_node("Shape", [ids], [shape], name=f"{name}_gguf_ids_shape"),
         helper.make_node("Concat", [shape, tensors[2].name], [f"{t}_bshape"], name=f"{name}_gguf_bshape", axis=0),
         helper.make_node("Concat", [shape, tensors[3].name], [f"{t}_oshape"], name=f"{name}_gguf_oshape", axis=0),
-        helper.make_node("Reshape", [f"{t}_float", f"{t}_bshape"], [f"{t}_blocked"], name=f"{name}_gguf_blocked"),
     ]
+    codes_value = f"{t}_float"
+    if weight.bits == 4:
+        tensors += [
+            numpy_helper.from_array(np.array(16, dtype=np.float32), f"{base}.gguf_nibble"),
+            numpy_helper.from_array(np.array([-1], dtype=np.int64), f"{base}.gguf_last_axis"),
+        ]
+        nibble, last = tensors[-2].name, tensors[-1].name
+        nodes += [
+            helper.make_node("Div", [codes_value, nibble], [f"{t}_div"], name=f"{name}_gguf_div"),
+            helper.make_node("Floor", [f"{t}_div"], [f"{t}_hi"], name=f"{name}_gguf_hi"),
+            helper.make_node("Mul", [f"{t}_hi", nibble], [f"{t}_hi16"], name=f"{name}_gguf_hi16"),
+            helper.make_node("Sub", [codes_value, f"{t}_hi16"], [f"{t}_lo"], name=f"{name}_gguf_lo"),
+            helper.make_node("Unsqueeze", [f"{t}_lo", last], [f"{t}_lo1"], name=f"{name}_gguf_lo1"),
+            helper.make_node("Unsqueeze", [f"{t}_hi", last], [f"{t}_hi1"], name=f"{name}_gguf_hi1"),
+            helper.make_node("Concat", [f"{t}_lo1", f"{t}_hi1"], [f"{t}_pairs"], name=f"{name}_gguf_pairs", axis=-1),
+        ]
+        codes_value = f"{t}_pairs"
+    nodes.append(
+        helper.make_node("Reshape", [codes_value, f"{t}_bshape"], [f"{t}_blocked"], name=f"{name}_gguf_blocked")
+    )
     value = f"{t}_blocked"
     if zero:
         tensors.append(numpy_helper.from_array(np.array(zero, dtype=np.float32), f"{base}.gguf_code_zero"))
