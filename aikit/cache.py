@@ -42,6 +42,7 @@ __all__ = [
     "clear",
     "mark_used",
     "prune",
+    "settle",
 ]
 
 logger = logging.getLogger(__name__)
@@ -130,6 +131,32 @@ def mark_used(folder: Path) -> None:
     """Record that ``folder`` (an entry) was just reused: the least recently used entries go first."""
     with contextlib.suppress(OSError):  # a read-only cache still serves its entries
         os.utime(folder)
+
+
+def settle(folder: Path) -> None:
+    """Write ``folder``'s files (a new entry) to disk and drop them from the page cache.
+
+    Why: pages written a moment ago sit in the page cache as large folios, and a later process that
+    memory-maps the file (ONNX Runtime maps external weights) gets a whole folio mapped around every
+    byte it touches, so a lookup of a few embedding rows keeps megabytes resident. Read back from disk,
+    the pages come in small readahead units instead. Measured on SmolLM2's GGUF graph (Linux 6.18):
+    a later load's peak RSS 239 MB with the entry freshly written, 221 MB once it had been read from
+    disk. Advisory: where ``posix_fadvise`` is missing or refused, nothing happens."""
+    if not hasattr(os, "posix_fadvise"):
+        return
+    for parent, _, files in os.walk(folder):
+        for name in files:
+            try:
+                fd = os.open(Path(parent, name), os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.fsync(fd)  # DONTNEED drops clean pages only
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
 
 
 def _remove(folder: Path) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -135,3 +136,42 @@ def test_a_model_whose_entry_was_removed_still_predicts_and_says_why_it_cannot_s
     with pytest.raises(ArtifactError, match="AIKIT_CACHE_MAX_GB"):
         model.save(tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def _resident_fraction(path: Path) -> float:
+    """Share of ``path``'s pages in the page cache (``mincore`` over a private mapping of the file)."""
+    import ctypes
+    import mmap
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    size = path.stat().st_size
+    with path.open("rb") as f, mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY) as mapped:
+        view = (ctypes.c_char * size).from_buffer(mapped)
+        pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+        vec = (ctypes.c_ubyte * pages)()
+        rc = libc.mincore(ctypes.c_void_p(ctypes.addressof(view)), ctypes.c_size_t(size), vec)
+        del view
+    assert rc == 0, ctypes.get_errno()
+    return sum(v & 1 for v in vec) / pages
+
+
+def _filesystem(path: Path) -> str:
+    mounts = [line.split() for line in Path("/proc/mounts").read_text().splitlines()]
+    best = max((m for m in mounts if str(path).startswith(m[1])), key=lambda m: len(m[1]))
+    return best[2]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="page-cache residency via mincore (Linux)")
+def test_a_new_entry_is_written_to_disk_and_dropped_from_the_page_cache(root: Path) -> None:
+    """So that a later process mapping its weights maps only the pages it touches (see ``cache.settle``)."""
+    from aikit_onnxruntime.export.cache import cached_entry
+
+    if _filesystem(root) in ("tmpfs", "ramfs"):
+        pytest.skip(f"{root} is in memory: its pages cannot leave the page cache")
+
+    def build(tmp: Path) -> dict[str, str]:
+        (tmp / "model.onnx.data").write_bytes(os.urandom(4 << 20))
+        return {}
+
+    folder, _ = cached_entry("e" * 64, build)
+    assert _resident_fraction(folder / "model.onnx.data") < 0.1

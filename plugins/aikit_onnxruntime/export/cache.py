@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from aikit.cache import cache_dir, cache_limit, mark_used, prune
+from aikit.cache import cache_dir, cache_limit, mark_used, prune, settle
 from aikit.model.artifact import library_versions
 
 __all__ = ["cache_root", "cached_entry", "entry_key", "module_digest"]
@@ -102,6 +102,7 @@ def cached_entry(
         return tmp, facts
     if folder.exists():  # another process finished first, or a damaged entry: keep one complete copy
         shutil.rmtree(folder, ignore_errors=True)
+    settle(tmp)  # on disk and out of the page cache: later processes map only what they touch
     try:
         os.rename(tmp, folder)
     except OSError:  # lost a race to a concurrent writer: theirs is complete too
