@@ -128,6 +128,13 @@ class LightTokenizer:
         self._tokenizer.no_padding()
         self._lock = threading.Lock()
         self._specials = {k: _content(settings.get(k)) for k in _SPECIAL_NAMES}
+        self.bos_token: str | None = self._specials["bos_token"]
+        self.eos_token: str | None = self._specials["eos_token"]
+        self.pad_token: str | None = self._specials["pad_token"]
+        self.unk_token: str | None = self._specials["unk_token"]
+        self.bos_token_id, self.eos_token_id, self.pad_token_id, self.unk_token_id = (
+            self._id(t) for t in (self.bos_token, self.eos_token, self.pad_token, self.unk_token)
+        )
         extra = settings.get("extra_special_tokens") or settings.get("additional_special_tokens") or []
         self._extra = [c for c in (_content(v) for v in (extra.values() if isinstance(extra, dict) else extra)) if c]
         limit = settings.get("model_max_length")
@@ -145,38 +152,6 @@ class LightTokenizer:
     # ------------------------------------------------------------------ special tokens
     def _id(self, token: str | None) -> int | None:
         return None if token is None else self._tokenizer.token_to_id(token)
-
-    @property
-    def bos_token(self) -> str | None:
-        return self._specials["bos_token"]
-
-    @property
-    def eos_token(self) -> str | None:
-        return self._specials["eos_token"]
-
-    @property
-    def pad_token(self) -> str | None:
-        return self._specials["pad_token"]
-
-    @property
-    def unk_token(self) -> str | None:
-        return self._specials["unk_token"]
-
-    @property
-    def bos_token_id(self) -> int | None:
-        return self._id(self.bos_token)
-
-    @property
-    def eos_token_id(self) -> int | None:
-        return self._id(self.eos_token)
-
-    @property
-    def pad_token_id(self) -> int | None:
-        return self._id(self.pad_token)
-
-    @property
-    def unk_token_id(self) -> int | None:
-        return self._id(self.unk_token)
 
     @property
     def special_tokens_map(self) -> dict[str, str]:

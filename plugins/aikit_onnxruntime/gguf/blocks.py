@@ -137,6 +137,11 @@ class PackedWeight:
         return int(self.packed.shape[1]) * self.block
 
 
+def _f16(raw: NDArray[np.uint8], start: int) -> NDArray[np.float32]:
+    """The float16 field at bytes ``start:start + 2`` of every block (``raw``: ``[N, blocks, bytes]``), as float32."""
+    return raw[..., start : start + 2].copy().view(np.float16)[..., 0].astype(np.float32)
+
+
 def _nibbles(qs: NDArray[np.uint8]) -> NDArray[np.uint8]:
     """GGUF's 16 nibble bytes per block (``[..., 16]``) → the 32 codes in element order (``[..., 32]``)."""
     return np.concatenate([qs & np.uint8(0x0F), qs >> np.uint8(4)], axis=-1)
@@ -173,7 +178,7 @@ def pack_rows(qtype: str, rows: NDArray[Any], *, q4_1: str = "split", wide: str 
         return _pack_wide(qtype, raw, wide)
     if qtype in ("Q2_K", "Q3_K"):
         return _pack_low_k(qtype, raw)
-    d = raw[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
+    d = _f16(raw, 0)
     if qtype == "Q8_0":
         q = raw[..., 2:].copy().view(np.int8)
         packed = (q.astype(np.int16) + 128).astype(np.uint8)
@@ -184,7 +189,7 @@ def pack_rows(qtype: str, rows: NDArray[Any], *, q4_1: str = "split", wide: str 
         return PackedWeight(4, _pack4(packed & np.uint8(0x0F)), d, zeros, None, high)
     if qtype == "Q4_0":
         return PackedWeight(bits, _pack4(_nibbles(raw[..., 2:])), d, None)
-    m = raw[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32)
+    m = _f16(raw, 2)
     codes = _nibbles(raw[..., 4:])
     if q4_1 == "split":
         zeros = np.zeros((n, (blocks + 1) // 2), dtype=np.uint8)  # two 4-bit zero points of 0 per byte
@@ -202,8 +207,8 @@ def _k_scales(raw: NDArray[np.uint8]) -> tuple[NDArray[np.float32], NDArray[np.f
     """``Q4_K`` / ``Q5_K`` super-blocks (``[N, S, bytes]``): the per-32 scales ``d * sc`` and offsets
     ``-(dmin * m)`` (``[N, S * 8]``), computed as ``gguf.quants`` computes them."""
     n, supers = raw.shape[0], raw.shape[1]
-    d = raw[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)[..., None]
-    dmin = raw[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32)[..., None]
+    d = _f16(raw, 0)[..., None]
+    dmin = _f16(raw, 2)[..., None]
     packed_scales = raw[..., 4:16].reshape(n, supers, 3, 4)
     lo, hi, mixed = packed_scales[..., 0, :], packed_scales[..., 1, :], packed_scales[..., 2, :]
     # 6-bit scales and mins, unpacked as gguf.quants.Q4_K.get_scale_min does
@@ -244,14 +249,14 @@ def _pack_wide(qtype: str, raw: NDArray[np.uint8], form: str) -> PackedWeight:
     offsets: NDArray[np.float32] | None = None
     block = BLOCK
     if qtype in ("Q5_0", "Q5_1"):
-        scale = raw[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
+        scale = _f16(raw, 0)
         if qtype == "Q5_1":
-            offsets = raw[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32)
+            offsets = _f16(raw, 2)
     elif qtype == "Q5_K":
         scale, offsets = _k_scales(raw)
     else:  # Q6_K: a scale per 16 elements, d * sc as gguf.quants computes it
         block = 16
-        d = raw[..., 208:210].copy().view(np.float16)[..., 0].astype(np.float32)[..., None]
+        d = _f16(raw, 208)[..., None]
         sc = raw[..., 192:208].copy().view(np.int8).astype(np.float32)
         scale = (d * sc).reshape(n, -1).astype(np.float32)
     codes = _unit_codes(qtype, raw).reshape(n, -1, block)
