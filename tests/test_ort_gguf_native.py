@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 pytest.importorskip("onnxruntime")
 gguf = pytest.importorskip("gguf")
 
-from aikit_onnxruntime.gguf.blocks import PackedWeight, pack_rows  # noqa: E402
+from aikit_onnxruntime.gguf.blocks import HIGH_FACTOR, PackedWeight, pack_rows  # noqa: E402
 from aikit_onnxruntime.gguf.native import GgufIndex, gguf_native_graph  # noqa: E402
 
 K, N = 96, 48
@@ -49,8 +49,9 @@ def _single_node(kind: str, raw: NDArray[np.uint8], q4_1: str = "split", wide: s
     """The weight one ``MatMulNBits`` node computes from ``pack_rows`` (``[N, K]``, via an identity input)."""
     whole = pack_rows(kind, raw, q4_1=q4_1, wide=wide)
     weight = _run_node(whole)
-    if whole.high is not None:  # the two-4bit forms: the high nibbles' operator is added
-        weight = weight + _run_node(whole.high)
+    if whole.high is not None:  # the two-4bit forms: the high nibbles' operator, times 16, is added
+        assert whole.high.scales is whole.scales  # one scale tensor for both halves
+        weight = weight + np.float32(HIGH_FACTOR) * _run_node(whole.high)
     if whole.offsets is not None:  # the split forms add the offset outside the operator
         weight = weight + np.repeat(whole.offsets, whole.block, axis=1)
     return weight
@@ -172,8 +173,12 @@ def test_graph_rewrite_maps_k_quants(kind: str, tmp_path: Path) -> None:
         tmp_path / "src.onnx", tmp_path / "dst.onnx", GgufIndex(tmp_path / "k.gguf"), accuracy_level=0, types=(kind,)
     )
     assert report.mapped == {"/w/MatMul": kind}
-    got = _session(onnx.load(str(tmp_path / "dst.onnx"))).run(None, {"A": np.eye(512, dtype=np.float32)})[0]
+    rewritten = onnx.load(str(tmp_path / "dst.onnx"))
+    got = _session(rewritten).run(None, {"A": np.eye(512, dtype=np.float32)})[0]
     np.testing.assert_array_equal(got.T, weight)
+    ops = [n for n in rewritten.graph.node if n.op_type == "MatMulNBits"]
+    assert len(ops) == (2 if kind in ("Q5_K", "Q6_K") else 1)
+    assert len({n.input[2] for n in ops}) == 1  # the two halves of a 5/6-bit form read one scale tensor
 
 
 def test_q4_1_forms_reproduce_dequantize() -> None:

@@ -23,11 +23,14 @@ low nibble and ``2j + 1`` in its high one; zero points are either packed ``uint8
   ``scale = d``: exact. ONNX Runtime 1.32's CPU kernel only has a fast path for it when activations
   are quantized to int8 (``accuracy_level=4``); at float32 it de-quantizes the matrix every call
   (355 ms for a 49152x576 head against 7.5 ms as a float32 MatMul, 2 ms at level 4);
-- ``Q8_0``, ``"two-4bit"`` form: ``q + 128 = 16 * hi + lo`` so ``d * q = 16d * (hi - 8) + d * lo``:
-  two 4-bit operators (``hi`` with scale ``16d`` and the default zero point 8, ``lo`` with scale
-  ``d`` and zero points 0) whose outputs are added. Each product is exact (``d`` has 11
-  significant bits, ``|q| <= 128``), so an identity input reproduces ``d * q`` bit for bit, and both
-  halves run on the fast float32 4-bit path;
+- ``Q8_0``, ``"two-4bit"`` form: ``q + 128 = 16 * hi + lo`` so ``d * q = 16 * (d * (hi - 8)) + d * lo``:
+  two 4-bit operators sharing the scales ``d`` (``hi`` with the default zero point 8, ``lo`` with
+  zero points 0); the high operator's output is multiplied by :data:`HIGH_FACTOR` (16) and added
+  to the low one's. Each product is exact (``d`` has 11 significant bits, ``|q| <= 128``, and a
+  factor of 16 is a power of two, so scaling the high sum by it rounds exactly as scaling its
+  scales would), so an identity input reproduces ``d * q`` bit for bit, and both halves run on
+  the fast float32 4-bit path. Sharing the scales saves one float32 scale per block (for
+  SmolLM2's 49152x576 head, 3.5 MB that the kernel reads on every call);
 - ``Q4_1``, ``"split"`` form (the default): 4 bits, ``scale = d``, uint8 zero points 0, so
   ``MatMulNBits`` gives ``x . (d * q)`` exactly; the ``m`` part is ``offsets`` (``[N, K/32]``), added
   by the caller as ``(x @ E) @ offsets.T`` where ``E`` sums each block of ``x``. On an identity
@@ -47,11 +50,12 @@ low nibble and ``2j + 1`` in its high one; zero points are either packed ``uint8
   computed as ``gguf.quants.dequantize`` computes them, so an identity input reproduces it bit for bit.
 
 - the 5- and 6-bit types, split like ``Q8_0``'s two-4bit form into high and low 4-bit codes,
-  ``q = 16 * hi + lo``, each half an operator whose outputs are added (``"two-4bit"``), or one
+  ``q = 16 * hi + lo``, each half an operator (the high one's output times 16, as for ``Q8_0``)
+  and the two outputs added (``"two-4bit"``), or one
   8-bit operator holding ``q`` with ``uint8`` zero points (``"8bit"``, for ``accuracy_level=4``):
 
-  - ``Q5_0`` (``d``, 32 high bits, 16 nibble bytes; ``w = d * (q - 16)``): ``hi`` with scale
-    ``16d`` and zero point 1, ``lo`` with scale ``d`` and zero point 0;
+  - ``Q5_0`` (``d``, 32 high bits, 16 nibble bytes; ``w = d * (q - 16)``): both halves with scale
+    ``d``, ``hi`` with zero point 1 (its output times 16), ``lo`` with zero point 0;
   - ``Q5_1`` (``d``, ``m``, high bits, nibbles; ``w = d * q + m``): both halves with zero point 0,
     plus ``m`` as ``offsets`` (the split ``Q4_1`` form);
   - ``Q5_K`` (super-blocks of 256: ``d``, ``dmin``, ``Q4_K``'s 6-bit scales and mins, 32 bytes of
@@ -59,7 +63,11 @@ low nibble and ``2j + 1`` in its high one; zero points are either packed ``uint8
     with scale ``d * sc`` and ``offsets = -(dmin * m)``;
   - ``Q6_K`` (super-blocks of 256: 128 bytes of low nibbles, 64 of 2-bit highs, 16 signed 8-bit
     sub-block scales, ``d``; ``w = (d * sc) * (q - 32)`` per sub-block of **16**): ``block_size=16``,
-    ``hi`` (0..3) with scale ``16 * d * sc`` and zero point 2, ``lo`` with scale ``d * sc``.
+    both halves with scale ``d * sc``, ``hi`` (0..3) with zero point 2, ``lo`` with zero point 0.
+
+  As for ``Q8_0``, the two halves share one scale tensor and the high operator's output is
+  multiplied by :data:`HIGH_FACTOR`: 10 bits per weight for ``Q6_K`` at ``block_size=16`` (two
+  4-bit codes and one float32 scale per 16) instead of 12 with a scale tensor per half.
 
   The codes are read by ``gguf.quants.dequantize`` itself, on a copy of the blocks whose scales
   are set to 1 and offsets to 0, so they follow its bit layout by construction. Every product is
@@ -93,9 +101,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["BLOCK", "NATIVE_TYPES", "PackedWeight", "pack_rows"]
+__all__ = ["BLOCK", "HIGH_FACTOR", "NATIVE_TYPES", "PackedWeight", "pack_rows"]
 
 BLOCK = 32
+# the high half of a two-4bit form: its operator's output times this, added to the low half's
+HIGH_FACTOR = 16
 # GGUF type name -> (bytes per GGUF block, code bits); a K-quant block covers 256 elements
 NATIVE_TYPES: dict[str, tuple[int, int]] = {
     "Q4_0": (18, 4),
@@ -124,7 +134,8 @@ class PackedWeight:
     zero_points: NDArray[Any] | None
     offsets: NDArray[np.float32] | None = None
     high: PackedWeight | None = None
-    """A second operator whose output is added (the high nibbles of the ``"two-4bit"`` forms)."""
+    """A second operator whose output, times :data:`HIGH_FACTOR`, is added (the high nibbles of the
+    ``"two-4bit"`` forms); its ``scales`` are this weight's own array, so a graph stores them once."""
     block: int = BLOCK
     """``MatMulNBits``' ``block_size``: elements per scale (16 for ``Q6_K``, else 32)."""
 
@@ -185,7 +196,7 @@ def pack_rows(qtype: str, rows: NDArray[Any], *, q4_1: str = "split", wide: str 
         if wide == "8bit":
             return PackedWeight(bits, packed, d, None)
         zeros = np.zeros((n, (blocks + 1) // 2), dtype=np.uint8)
-        high = PackedWeight(4, _pack4(packed >> np.uint8(4)), (d * np.float32(16)).astype(np.float32), None)
+        high = PackedWeight(4, _pack4(packed >> np.uint8(4)), d, None)
         return PackedWeight(4, _pack4(packed & np.uint8(0x0F)), d, zeros, None, high)
     if qtype == "Q4_0":
         return PackedWeight(bits, _pack4(_nibbles(raw[..., 2:])), d, None)
@@ -265,11 +276,8 @@ def _pack_wide(qtype: str, raw: NDArray[np.uint8], form: str) -> PackedWeight:
     if form == "8bit":
         zeros = np.full((n, blocks), zero, dtype=np.uint8)
         return PackedWeight(8, codes, scale, zeros, offsets, None, block)
-    high_zero = zero // 16  # q - zero = 16 * (hi - zero / 16) + lo: the zero points are multiples of 16
-    high = PackedWeight(
-        4, _pack4(codes >> np.uint8(4)), (scale * np.float32(16)).astype(np.float32), _zeros4(n, blocks, high_zero),
-        None, None, block,
-    )  # fmt: skip
+    high_zero = zero // HIGH_FACTOR  # q - zero = 16 * (hi - zero / 16) + lo: the zero points are multiples of 16
+    high = PackedWeight(4, _pack4(codes >> np.uint8(4)), scale, _zeros4(n, blocks, high_zero), None, None, block)
     return PackedWeight(4, _pack4(codes & np.uint8(0x0F)), scale, _zeros4(n, blocks, 0), offsets, high, block)
 
 

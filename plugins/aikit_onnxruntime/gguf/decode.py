@@ -42,14 +42,16 @@ def add_decode_head(src: Path, dst: Path) -> bool:
     head: list[onnx.NodeProto] = []
     feeds: set[str] = set()
     stack = ["logits"]
-    while stack:  # from the logits back through Add / Cast to the MatMuls reading the final hidden state
+    # from the logits back through Add / Cast / Mul (a two-4bit head's high half is scaled by 16) to the
+    # MatMuls reading the final hidden state
+    while stack:
         node = producers.get(stack.pop())
         if node is None or node in head:
             continue
         if node.op_type in _HEAD_OPS:
             head.append(node)
             feeds.add(node.input[0])
-        elif node.op_type in ("Add", "Cast"):
+        elif node.op_type in ("Add", "Cast", "Mul"):
             head.append(node)
             stack += [i for i in node.input if i in producers]
         else:

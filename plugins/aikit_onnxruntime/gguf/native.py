@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from aikit_onnxruntime.compress.quantize import resolve_exclusions
-from aikit_onnxruntime.gguf.blocks import BLOCK, NATIVE_TYPES, PackedWeight, pack_rows
+from aikit_onnxruntime.gguf.blocks import BLOCK, HIGH_FACTOR, NATIVE_TYPES, PackedWeight, pack_rows
 
 __all__ = ["GgufIndex", "NativeReport", "gguf_native_graph"]
 
@@ -147,29 +147,32 @@ def _nbits_nodes(
     node: Any, weight: PackedWeight, k: int, n: int, accuracy_level: int, block_sums: str | None
 ) -> tuple[list[Any], list[Any]]:
     """The nodes and initializers replacing MatMul ``node``: ``MatMulNBits``, plus a second ``MatMulNBits``
-    for the high halves of the two-4bit forms and ``block_sums @ offsets`` for the types with an offset
-    (``block_sums`` names ``x @ E``), added to its output in that order."""
+    for the high halves of the two-4bit forms (same scale tensor, its output times ``HIGH_FACTOR``) and
+    ``block_sums @ offsets`` for the types with an offset (``block_sums`` names ``x @ E``), added to its
+    output in that order."""
     from onnx import helper, numpy_helper
 
     base, out = node.input[1], node.output[0]
     nodes: list[Any] = []
     inits: list[Any] = []
     terms: list[str] = []
+    scales = f"{base}.gguf_scales"
+    inits.append(numpy_helper.from_array(weight.scales, scales))
     for part, packed in (("", weight), ("_high", weight.high)):
         if packed is None:
             continue
-        tensors = [
-            numpy_helper.from_array(packed.packed, f"{base}.gguf{part}_q"),
-            numpy_helper.from_array(packed.scales, f"{base}.gguf{part}_scales"),
-        ]
+        assert packed.scales is weight.scales, "the halves of a two-4bit form share their scales"
+        tensors = [numpy_helper.from_array(packed.packed, f"{base}.gguf{part}_q")]
+        inputs = [node.input[0], tensors[0].name, scales]
         if packed.zero_points is not None:
             tensors.append(numpy_helper.from_array(packed.zero_points, f"{base}.gguf{part}_zero_points"))
+            inputs.append(tensors[-1].name)
         inits += tensors
         terms.append(f"{out}.gguf{part}")
         nodes.append(
             helper.make_node(
                 "MatMulNBits",
-                [node.input[0], *(t.name for t in tensors)],
+                inputs,
                 [terms[-1]],
                 name=f"{node.name}_gguf{part}",
                 domain="com.microsoft",
@@ -180,6 +183,14 @@ def _nbits_nodes(
                 accuracy_level=accuracy_level,
             )
         )
+        if part:  # scaling a float32 sum by a power of two rounds exactly as scaling its scales would
+            inits.append(numpy_helper.from_array(np.array(HIGH_FACTOR, dtype=np.float32), f"{base}.gguf_high_factor"))
+            nodes.append(
+                helper.make_node(
+                    "Mul", [terms[-1], inits[-1].name], [f"{terms[-1]}_x16"], name=f"{node.name}_gguf_high_factor"
+                )
+            )
+            terms[-1] = nodes[-1].output[0]
     if weight.offsets is not None:
         assert block_sums is not None  # x @ E, summing blocks of weight.block
         inits.append(numpy_helper.from_array(np.ascontiguousarray(weight.offsets.T), f"{base}.gguf_offsets"))
