@@ -107,11 +107,12 @@ def test_single_node_reproduces_dequantize_exactly(kind: str, wide: str) -> None
 def _random_blocks(
     kind: str, rows: int, cols: int, rng: np.random.Generator, *, signed: bool = False
 ) -> NDArray[np.uint8]:
-    """``rows`` GGUF rows of ``cols`` weights: ``gguf.quants.quantize`` where gguf-py can (``Q5_0``, ``Q5_1``),
+    """``rows`` GGUF rows of ``cols`` weights: ``gguf.quants.quantize`` where gguf-py can (``Q4_0``, ``Q4_1``,
+    ``Q8_0``, ``Q5_0``, ``Q5_1``),
     else random K-quant super-blocks: every code, high-bit and sub-block scale / min bit pattern
     (``Q6_K``'s and ``Q3_K``'s signed scales included), with float16 ``d`` (and ``dmin``) small enough
     for a working network, of either sign when ``signed``."""
-    if kind in ("Q5_0", "Q5_1"):
+    if kind in ("Q4_0", "Q4_1", "Q8_0", "Q5_0", "Q5_1"):
         w = (rng.standard_normal((rows, cols)) * 0.05).astype(np.float32)
         return np.asarray(gguf.quants.quantize(w, getattr(gguf.GGMLQuantizationType, kind)))
     size, where, scale = {
@@ -495,23 +496,38 @@ _MIXED = (
 _HIDDEN, _FFN, _HEADS, _KV_HEADS = 256, 512, 4, 2
 
 
-def _tiny_mixed_gguf(path: Path, smollm2_path: Any) -> Path:
+def _tiny_mixed_gguf(
+    path: Path,
+    smollm2_path: Any,
+    *,
+    arch: str = "llama",
+    layers: tuple[dict[str, str], ...] = _MIXED,
+    table: str = "Q4_K",
+    head: str | None = "Q6_K",
+    qkv_bias: bool = False,
+    qk_norm: bool = False,
+    heads: tuple[int, int] = (_HEADS, _KV_HEADS),
+) -> Path:
+    """A tiny ``arch`` model with ``layers`` (projection -> GGUF type), the token table in ``table``, the
+    head in ``head`` (``None``: tied to the table), q/k/v biases when ``qkv_bias`` (Qwen2), per-head
+    q/k norms when ``qk_norm`` (Qwen3), ``heads`` = (attention heads, key/value heads)."""
     source = gguf.GGUFReader(str(smollm2_path))
 
     def field(name: str) -> Any:
         return source.fields[name].contents()
 
     rng = np.random.default_rng(17)
-    writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_block_count(len(_MIXED))
+    writer = gguf.GGUFWriter(str(path), arch)
+    writer.add_block_count(len(layers))
     writer.add_context_length(256)
     writer.add_embedding_length(_HIDDEN)
     writer.add_feed_forward_length(_FFN)
-    writer.add_head_count(_HEADS)
-    writer.add_head_count_kv(_KV_HEADS)
+    writer.add_head_count(heads[0])
+    writer.add_head_count_kv(heads[1])
     writer.add_rope_freq_base(10000.0)
     writer.add_layer_norm_rms_eps(1e-5)
-    writer.add_rope_dimension_count(_HIDDEN // _HEADS)
+    head_dim = _HIDDEN // heads[0]
+    writer.add_rope_dimension_count(head_dim)
     writer.add_tokenizer_model(field("tokenizer.ggml.model"))
     writer.add_tokenizer_pre(field("tokenizer.ggml.pre"))
     writer.add_token_list(field("tokenizer.ggml.tokens"))
@@ -524,28 +540,37 @@ def _tiny_mixed_gguf(path: Path, smollm2_path: Any) -> Path:
     writer.add_chat_template(field("tokenizer.chat_template"))
     vocab = len(field("tokenizer.ggml.tokens"))
     ones = np.ones(_HIDDEN, dtype=np.float32)
-    # an untied model: the token table in Q4_K (looked up from its codes, scales and offsets), the head in Q6_K
-    for name, kind in (("token_embd.weight", "Q4_K"), ("output.weight", "Q6_K")):
-        table = _random_blocks(kind, vocab, _HIDDEN, rng)
-        writer.add_tensor(name, table, raw_dtype=getattr(gguf.GGMLQuantizationType, kind))
+    # the default: an untied model, the token table in Q4_K (looked up from its codes, scales and offsets),
+    # the head in Q6_K
+    for name, kind in (("token_embd.weight", table), ("output.weight", head)):
+        if kind is not None:
+            blocks = _random_blocks(kind, vocab, _HIDDEN, rng)
+            writer.add_tensor(name, blocks, raw_dtype=getattr(gguf.GGMLQuantizationType, kind))
 
     writer.add_tensor("output_norm.weight", ones)
     shapes = {
         "attn_q": (_HIDDEN, _HIDDEN),
-        "attn_k": (_HIDDEN // _HEADS * _KV_HEADS, _HIDDEN),
-        "attn_v": (_HIDDEN // _HEADS * _KV_HEADS, _HIDDEN),
+        "attn_k": (head_dim * heads[1], _HIDDEN),
+        "attn_v": (head_dim * heads[1], _HIDDEN),
         "attn_output": (_HIDDEN, _HIDDEN),
         "ffn_gate": (_FFN, _HIDDEN),
         "ffn_up": (_FFN, _HIDDEN),
         "ffn_down": (_HIDDEN, _FFN),
     }
-    for i, kinds in enumerate(_MIXED):
+    for i, kinds in enumerate(layers):
         writer.add_tensor(f"blk.{i}.attn_norm.weight", ones)
         writer.add_tensor(f"blk.{i}.ffn_norm.weight", ones)
+        if qk_norm:  # weights away from 1, so that a norm left out would show
+            for name in ("attn_q_norm", "attn_k_norm"):
+                writer.add_tensor(
+                    f"blk.{i}.{name}.weight", (1 + 0.2 * rng.standard_normal(head_dim)).astype(np.float32)
+                )
         for name, kind in kinds.items():
             rows, cols = shapes[name]
             data = _random_blocks(kind, rows, cols, rng)
             writer.add_tensor(f"blk.{i}.{name}.weight", data, raw_dtype=getattr(gguf.GGMLQuantizationType, kind))
+            if qkv_bias and name in ("attn_q", "attn_k", "attn_v"):
+                writer.add_tensor(f"blk.{i}.{name}.bias", (rng.standard_normal(rows) * 0.1).astype(np.float32))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -677,3 +702,50 @@ def test_smollm2_in_q5_1_gives_the_float32_models_greedy_tokens(tmp_path: Path, 
     reference = aikit.Model.load(path, backend="torch")
     for prompt in PROMPTS:
         assert _greedy(native, prompt) == _greedy(reference, prompt), prompt
+
+
+_PLAIN = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["qwen2", "qwen3"])
+def test_qwen_files_run_their_own_blocks(arch: str, tmp_path: Path, smollm2_path: Any) -> None:
+    """Qwen2 (the Qwen2.5 GGUFs: q/k/v biases) and Qwen3 (per-head q/k norms; transformers reads no
+    head size from the file, so it is Qwen3's 128), a tied ``Q8_0`` table, layers in ``Q4_K`` and
+    ``Q4_1``. Every MatMul maps, the table is gathered from its blocks, and the graph computes the
+    float32 model: prompt logits within 2e-3 of torch's and the same greedy tokens."""
+    import torch
+
+    import aikit
+
+    layers = ({name: "Q4_K" for name in _PLAIN}, {name: "Q4_1" for name in _PLAIN})
+    path = _tiny_mixed_gguf(
+        tmp_path / f"tiny-{arch}.gguf",
+        smollm2_path,
+        arch=arch,
+        layers=layers,
+        table="Q8_0",
+        head=None,
+        qkv_bias=arch == "qwen2",
+        qk_norm=arch == "qwen3",
+        heads=(2, 1) if arch == "qwen3" else (_HEADS, _KV_HEADS),
+    )
+    native = aikit.Model.load(path)
+    assert native.backend_name == "onnxruntime"
+    reports = json.loads((Path(native.backend.folder) / "gguf_native.json").read_text())  # type: ignore[attr-defined]
+    for graph, report in reports.items():
+        assert sorted(set(report["mapped"].values())) == ["Q4_1", "Q4_K", "Q8_0"], graph  # Q8_0: the tied head
+        assert report["kept"] == {} and report["float_bytes"] == 0, graph
+        assert list(report["gathers"].values()) == ["Q8_0"], graph
+    reference = aikit.Model.load(path, backend="torch")
+    own = "q_proj.bias" if arch == "qwen2" else "q_norm.weight"
+    names = [n for n, _ in reference.backend.torch_module().named_parameters() if n.endswith(own)]  # type: ignore[attr-defined]
+    assert len(names) == len(layers)  # transformers read the biases / norms: a Qwen model, not a Llama
+    for prompt in PROMPTS:
+        ids = np.array([reference.parts.tokenizer(prompt)["input_ids"]], dtype=np.int64)
+        with torch.inference_mode():
+            want = reference.backend.torch_module()(input_ids=torch.from_numpy(ids)).logits.float().numpy()  # type: ignore[attr-defined]
+        got = native.backend.decoder.logits(ids, np.ones_like(ids))  # type: ignore[attr-defined]
+        assert float(np.abs(want).max()) > 0.1
+        assert float(np.abs(got - want).max()) < 2e-3, prompt
+        assert _greedy(native, prompt, 16) == _greedy(reference, prompt, 16), prompt
