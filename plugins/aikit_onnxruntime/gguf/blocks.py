@@ -79,9 +79,9 @@ So:
   multiplied by :data:`HIGH_FACTOR`: 10 bits per weight for ``Q6_K`` at ``block_size=16`` (two
   4-bit codes and one float32 scale per 16) instead of 12 with a scale tensor per half.
 
-  Every product is exact in float32 (``d`` has 11 significant bits, ``sc`` at most 8, the codes at most 6, and the
-  high half's factor 16 is a power of two), so the two halves add up to ``dequantize``'s weight
-  exactly and the offset is added once, as it adds it.
+  Every product is exact in float32 (``d`` has 11 significant bits, ``sc`` at most 8, the codes at
+  most 6, and the high half's factor 16 is a power of two), so the two halves add up to
+  ``dequantize``'s weight exactly and the offset is added once, as it adds it.
 
 - the 2- and 3-bit K-quants, one 4-bit operator with ``block_size=16`` (their scales are per 16):
 
