@@ -92,7 +92,9 @@ class GenerationOptions:
     may draft less often when its drafts keep failing). Greedy only
     (the model's own choices decide every token, so the text is the same as without it), and with
     ``do_sample`` or ``repetition_penalty`` it raises ``ConfigError``. Backends or graphs without
-    it decode one token per step, with the same result.
+    it decode one token per step, with the same result; so do graphs where checking several
+    positions in one call could change the text (kernels that quantize activations per call, such
+    as ONNX Runtime's at ``accuracy_level=4``), with a warning.
     """
 
     max_new_tokens: int = 64

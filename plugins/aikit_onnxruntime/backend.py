@@ -74,6 +74,7 @@ class OrtBackend(Backend):
                 head_dim=int(self.facts["head_dim"]),
                 shared=bool(self.facts["shared"]),
                 capacity=context,
+                graph_path=folder / graphs["model"],
             )
 
     @classmethod

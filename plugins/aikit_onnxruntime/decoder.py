@@ -26,15 +26,20 @@ earlier occurrence of the n-gram that ends its text (3, then 2 tokens) and feeds
 still owes the cache plus up to ``draft_tokens`` tokens that followed that occurrence in one call;
 the graph's greedy choice at every position decides how many drafts are kept, and the cache length
 is set back past the rest (their entries are overwritten by the next call). Every emitted token is
-the graph's own argmax given the tokens before it, as in plain decoding.
+the graph's own argmax given the tokens before it, as in plain decoding. That holds when a
+position's logits do not depend on how many positions the call holds (beyond float32 summation
+order); graphs whose kernels quantize activations per call (:func:`lookup_blocker`) do not, so
+there prompt lookup is declined with a warning and decoding runs one token per step.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,7 +50,9 @@ from aikit.contracts.sampling import is_plain_greedy, new_rng, select_next
 from aikit.errors import ConfigError
 from aikit_onnxruntime.gguf.decode import DECODE_INPUT, DECODE_OUTPUT
 
-__all__ = ["DecoderGraph"]
+logger = logging.getLogger("aikit.onnxruntime")
+
+__all__ = ["DecoderGraph", "lookup_blocker"]
 
 _PAST = re.compile(r"past_key_values\.(\d+)\.(key|value)")
 
@@ -65,11 +72,26 @@ class _Layout:
 class DecoderGraph:
     """Drives one decoder session. ``capacity`` bounds prompt + new tokens for shared-buffer graphs."""
 
-    def __init__(self, session: Any, *, kv_heads: int, head_dim: int, shared: bool, capacity: int) -> None:
+    def __init__(
+        self,
+        session: Any,
+        *,
+        kv_heads: int,
+        head_dim: int,
+        shared: bool,
+        capacity: int,
+        graph_path: Path | None = None,
+    ) -> None:
+        """``graph_path``: the graph file ``session`` runs, read (without its weights) the first time
+        prompt lookup is asked for, to see whether it can be exact there (:func:`lookup_blocker`);
+        without it prompt lookup is not offered."""
         import onnxruntime as ort
 
         self.ort = ort
         self.session = session
+        self.graph_path = graph_path
+        self._lookup_checked = False
+        self._lookup_blocker: str | None = None
         inputs = {i.name: i for i in session.get_inputs()}
         outputs = {o.name: o for o in session.get_outputs()}
         past = sorted((n for n in inputs if _PAST.fullmatch(n)), key=_past_order)
@@ -163,10 +185,27 @@ class DecoderGraph:
                     f"exported decoder's context of {self.capacity} tokens; shorten the prompt or "
                     "load with backend_options={'max_length': N}"
                 )
-            if options.speculative is not None:
+            if options.speculative is not None and self._lookup_allowed():
                 return self._generate_lookup(history, options)
             return self._generate_shared(history, options, rng)
         return self._generate_concat(input_ids, attention_mask, options, rng, history)
+
+    def _lookup_allowed(self) -> bool:
+        """Whether prompt lookup is exact on this graph; warns once when it is not (see :func:`lookup_blocker`)."""
+        if not self._lookup_checked:
+            self._lookup_checked = True
+            if self.graph_path is None:
+                self._lookup_blocker = "its graph file is not known, so it cannot be checked"
+            else:
+                self._lookup_blocker = lookup_blocker(self.graph_path)
+            if self._lookup_blocker is not None:
+                logger.warning(
+                    "speculative='prompt-lookup' is off for %s: %s; decoding one token per step instead "
+                    "(the text a plain greedy decode gives)",
+                    self.graph_path.name if self.graph_path is not None else "this graph",
+                    self._lookup_blocker,
+                )
+        return self._lookup_blocker is None
 
     def _greedy_argmax(self, options: GenerationOptions) -> bool:
         """Whether the next token is the graph's own ``next_tokens`` (plain greedy, and the graph has it)."""
@@ -294,6 +333,48 @@ class DecoderGraph:
 
 _MIN_NGRAM = 2  # a single repeated token predicts the next one too rarely to pay for a check
 _BACKOFF = 32
+
+
+# Operators that quantize activations with ranges taken over the whole call (every position of
+# every row): a position's result then depends on what else the call holds.
+_PER_CALL_QUANTIZERS = ("DynamicQuantizeLinear", "DynamicQuantizeMatMul")
+
+
+def lookup_blocker(path: Path) -> str | None:
+    """Why prompt lookup could change the greedy text of the graph at ``path``, or ``None`` when it cannot.
+
+    Checking drafts runs several positions in one call where plain decoding runs one, so lookup is
+    exact only when a position's logits do not depend on the call's size beyond float32 summation
+    order. Two kinds of node break that: activations quantized with one range per call
+    (``DynamicQuantizeLinear``, ``DynamicQuantizeMatMul``: ``ort-int8-dynamic`` and the per-tensor
+    nodes of ``ort-int8-rows``), and ``MatMulNBits`` at an ``accuracy_level`` of 2 or more, which rounds
+    activations to float16 / bfloat16 / int8 inside the kernel: the float32 differences between a
+    one- and a multi-position call (summation order, 6.5e-5 in SmolLM2's logits at level 0) then tip
+    roundings by whole steps. On the packaged SmolLM2's ``accuracy_level=4`` graph a position's logits
+    moved by up to 1.2 between a one- and a two-position call, and prompt lookup's text left plain
+    decoding's after 37-47 of 64 tokens on three of four prompts.
+    """
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    found: dict[str, int] = {}
+    for node in graph.node:
+        kind = node.op_type
+        if node.op_type == "MatMulNBits":
+            level = next((int(a.i) for a in node.attribute if a.name == "accuracy_level"), 0)
+            if level < 2:
+                continue
+            kind = f"MatMulNBits at accuracy_level={level}"
+        elif node.op_type not in _PER_CALL_QUANTIZERS:
+            continue
+        found[kind] = found.get(kind, 0) + 1
+    if not found:
+        return None
+    nodes = ", ".join(f"{n} {kind}" for kind, n in sorted(found.items()))
+    return (
+        f"its kernels quantize activations per call ({nodes}), so checking drafts several positions at a "
+        "time could change the greedy text"
+    )
 
 
 def prompt_lookup(seq: Sequence[int], k: int, *, max_ngram: int = 3, min_ngram: int = 1) -> list[int]:
