@@ -204,6 +204,23 @@ def test_prompt_lookup_gives_the_greedy_tokens(default_smollm2: aikit.Model, pro
 
 
 @pytest.mark.slow
+def test_prompt_lookup_is_declined_when_its_graph_file_is_gone(
+    default_smollm2: aikit.Model, tmp_path: Path, monkeypatch: Any, caplog: Any
+) -> None:
+    """A session whose cache entry was removed (the cache's size bound) keeps decoding; lookup, which
+    reads the graph file to check it, is declined instead of failing."""
+    decoder = default_smollm2.backend.decoder  # type: ignore[attr-defined]
+    monkeypatch.setattr(decoder, "graph_path", tmp_path / "gone" / "decode.onnx")
+    monkeypatch.setattr(decoder, "_lookup_checked", False)
+    plain = default_smollm2.predict(OPEN[0], max_new_tokens=16)
+    with caplog.at_level(logging.WARNING, logger="aikit.onnxruntime"):
+        fast = default_smollm2.predict(OPEN[0], max_new_tokens=16, speculative="prompt-lookup")
+    assert fast.token_ids == plain.token_ids
+    assert any("cannot be read" in r.getMessage() for r in caplog.records)
+    monkeypatch.setattr(decoder, "_lookup_checked", False)  # the next test checks the real file again
+
+
+@pytest.mark.slow
 def test_prompt_lookup_is_declined_with_int8_activations_and_the_text_stays_plain_greedys(
     smollm2_path: Any, caplog: Any
 ) -> None:

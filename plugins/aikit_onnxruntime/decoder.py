@@ -197,7 +197,10 @@ class DecoderGraph:
             if self.graph_path is None:
                 self._lookup_blocker = "its graph file is not known, so it cannot be checked"
             else:
-                self._lookup_blocker = lookup_blocker(self.graph_path)
+                try:
+                    self._lookup_blocker = lookup_blocker(self.graph_path)
+                except OSError as exc:  # e.g. the cache entry was removed under the open session
+                    self._lookup_blocker = f"its graph file cannot be read to check it ({exc})"
             if self._lookup_blocker is not None:
                 logger.warning(
                     "speculative='prompt-lookup' is off for %s: %s; decoding one token per step instead "
