@@ -496,7 +496,7 @@ _MIXED = (
 _HIDDEN, _FFN, _HEADS, _KV_HEADS = 256, 512, 4, 2
 
 
-def _tiny_mixed_gguf(
+def _tiny_gguf(
     path: Path,
     smollm2_path: Any,
     *,
@@ -590,7 +590,7 @@ def test_a_file_in_2_to_6_bit_k_and_5_bit_types_runs_its_own_blocks_and_matches_
 
     import aikit
 
-    path = _tiny_mixed_gguf(tmp_path / "tiny-mixed.gguf", smollm2_path)
+    path = _tiny_gguf(tmp_path / "tiny-mixed.gguf", smollm2_path)
     native = aikit.Model.load(path)
     assert native.backend_name == "onnxruntime"
     reports = json.loads((Path(native.backend.folder) / "gguf_native.json").read_text())  # type: ignore[attr-defined]
@@ -719,7 +719,7 @@ def test_qwen_files_run_their_own_blocks(arch: str, tmp_path: Path, smollm2_path
     import aikit
 
     layers = ({name: "Q4_K" for name in _PLAIN}, {name: "Q4_1" for name in _PLAIN})
-    path = _tiny_mixed_gguf(
+    path = _tiny_gguf(
         tmp_path / f"tiny-{arch}.gguf",
         smollm2_path,
         arch=arch,
