@@ -12,7 +12,7 @@ warmed up, then ``--rounds`` interleaved rounds in alternating order; the best r
   onnxruntime-genai int4 from its own model builder (``int4_accuracy_level=4``, its documented
   CPU setting), onnxruntime-genai's C++ loop on aikit's
   own graph (the cached ``model.onnx`` + ``genai_config.json``), llama.cpp with ``--llama``.
-- ``step``: where one decode step's time goes (graph, argmax, logits copy, loop, ``predict``).
+- ``step``: where one decode step's time goes (graph, greedy step, loop, ``predict``).
 - ``ttft``: time to the first new token for a 512-token prompt.
 - ``batch``: tokens/s at batch ``--batch`` (8), prompts cut to one length so every engine runs the same.
 - ``ppl``: perplexity on held-out text (``aikit.sample_text``: Python's own docs) for aikit's graph
@@ -283,12 +283,12 @@ def bench_speed(e: Engines, rounds: int, new_tokens: int) -> list[dict[str, Any]
 def bench_step(e: Engines, rounds: int, steps: int = 64) -> list[dict[str, Any]]:
     """Where one batch-1 decode step's time goes on aikit's default graph (ms per token).
 
-    ``graph``: ``run_with_iobinding`` alone, everything bound; ``graph + in-graph argmax``: a decode
-    step as the greedy loop runs it (one id written in place, one mask view bound, one integer
-    read); ``graph + logits row + numpy argmax``: the logits path sampling uses (the 49,152-wide row
-    written to numpy and reduced there); ``generate() loop``: ``backend.generate`` per token (adds
-    the generator and the step bookkeeping); ``predict()``: per token of ``Model.predict`` (adds
-    tokenizing, incremental detokenizing and stop checks; stops at end of text).
+    ``graph``: ``run_with_iobinding`` alone, everything bound; ``greedy step``: a decode step as the
+    greedy loop runs it (one id written in place, one mask view bound, the 49,152-wide logits row
+    written by ONNX Runtime into a bound numpy buffer and ``numpy.argmax`` over it);
+    ``generate() loop``: ``backend.generate`` per token (adds the generator and the step
+    bookkeeping); ``predict()``: per token of ``Model.predict`` (adds tokenizing, incremental
+    detokenizing and stop checks; stops at end of text).
     """
     from aikit_onnxruntime.decoder import _SharedRow
 
@@ -305,14 +305,9 @@ def bench_step(e: Engines, rounds: int, steps: int = 64) -> list[dict[str, Any]]
             row.total = base
             row.tokens([token], last=True)
 
-    def logits() -> None:
-        for _ in range(steps):
-            row.total = base
-            int(np.argmax(row.logits([token], last=True)[-1]))
-
     def bare() -> None:
         row.total = base
-        row.tokens([token], last=True)  # binds the token output and this step's inputs
+        row.tokens([token], last=True)  # binds the logits buffer and this step's inputs
         for _ in range(steps):
             graph.session.run_with_iobinding(row.binding)
 
@@ -335,12 +330,11 @@ def bench_step(e: Engines, rounds: int, steps: int = 64) -> list[dict[str, Any]]
         per_step["predict"] = min(per_step.get("predict", 1e9), took)
 
     best = interleaved(
-        {"graph": bare, "tokens": tokens, "logits": logits, "generate": loop, "predict": predict}, rounds
+        {"graph": bare, "tokens": tokens, "generate": loop, "predict": predict}, rounds
     )
     names = {
         "graph": "graph only (run_with_iobinding)",
-        "tokens": "graph + in-graph argmax (the greedy step)",
-        "logits": "graph + logits row + numpy argmax",
+        "tokens": "greedy step (graph + logits row bound + numpy argmax)",
     }
     rows = [{"part": names[k], "ms_per_token": best[k] / steps * 1000} for k in names]
     rows.append({"part": "generate() loop, per token after prefill", "ms_per_token": per_step["generate"] * 1000})

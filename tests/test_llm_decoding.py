@@ -1,5 +1,5 @@
 """LLM decoding on the default path: ``Model.load("x.gguf")`` runs the file's own blocks on ONNX Runtime,
-the decoding graph's in-graph argmax and last-position head, and exact prompt-lookup speculative decoding.
+the decoding graph's last-position head, and exact prompt-lookup speculative decoding.
 
 Fast tests: the GGUF header probe and the fallback decision on tiny files written with the ``gguf``
 package, the prompt-lookup proposer, option validation. Slow tests: the packaged SmolLM2 (Q4_1)
@@ -169,9 +169,9 @@ def test_auto_load_runs_the_files_blocks_on_onnxruntime(default_smollm2: aikit.M
     assert model.backend.describe()["dtype"] == "gguf-native"
     assert model.parts.module is None  # the float32 torch weights are not kept alive
     decoder = model.backend.decoder  # type: ignore[attr-defined]
-    assert decoder.keeps_last and decoder.argmax_output  # the decoding graph: last-position head, in-graph argmax
-    # greedy tokens of the default path equal the float32 model's (torch), and the logits path
-    # (sampling restricted to the top token) picks the same tokens as the graph's own argmax
+    assert decoder.keeps_last  # the decoding graph: the head runs on the last position only
+    # greedy tokens of the default path equal the float32 model's (torch), and sampling restricted
+    # to the top token picks the same tokens as plain greedy
     want = smollm2.predict(GROUNDED[1], max_new_tokens=32).token_ids
     assert model.predict(GROUNDED[1], max_new_tokens=32).token_ids == want
     assert model.predict(GROUNDED[1], max_new_tokens=32, do_sample=True, top_k=1, seed=0).token_ids == want
@@ -191,6 +191,44 @@ def test_a_second_load_reuses_the_cached_graph(
     monkeypatch.setattr(strategy, "build_native", refuse)
     again = aikit.Model.load(smollm2_path)
     assert again.backend.folder == default_smollm2.backend.folder  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+def test_a_decoding_graph_of_the_older_layout_with_an_argmax_output_still_decodes(
+    default_smollm2: aikit.Model, tmp_path: Path
+) -> None:
+    """Layout 8 and older wrote an ``ArgMax`` output ``next_tokens`` (saved artifacts may hold one); the
+    loop leaves it unbound and picks the same tokens from the logits. The current graph has none."""
+    import shutil
+
+    import onnx
+    from aikit_onnxruntime.decoder import DecoderGraph
+    from aikit_onnxruntime.session import make_session
+    from aikit_onnxruntime.settings import OrtSettings
+    from onnx import TensorProto, helper
+
+    folder = Path(default_smollm2.backend.folder)  # type: ignore[attr-defined]
+    graph = onnx.load(str(folder / "decode.onnx"), load_external_data=False)
+    assert not [n for n in graph.graph.node if n.op_type in ("ArgMax", "TopK")]
+    graph.graph.node.append(helper.make_node("ArgMax", ["logits"], ["next_tokens"], axis=-1, keepdims=0))
+    graph.graph.output.append(helper.make_tensor_value_info("next_tokens", TensorProto.INT64, ["batch_size", "n"]))
+    files = {e.value for i in graph.graph.initializer for e in i.external_data if e.key == "location"}
+    for name in files:
+        shutil.copyfile(folder / name, tmp_path / name)  # ONNX Runtime reads weights from the graph's folder only
+    onnx.save(graph, str(tmp_path / "decode.onnx"))
+    current = default_smollm2.backend.decoder  # type: ignore[attr-defined]
+    older = DecoderGraph(
+        make_session(tmp_path / "decode.onnx", OrtSettings(), threads=2, device=None),
+        kv_heads=current.layout.kv_heads,
+        head_dim=current.layout.head_dim,
+        shared=True,
+        capacity=256,
+    )
+    tokenizer = default_smollm2.parts.tokenizer
+    ids = np.asarray([tokenizer(OPEN[0])["input_ids"]], dtype=np.int64)
+    options = GenerationOptions(max_new_tokens=24)
+    want = [int(s[0]) for s in current.generate(ids, np.ones_like(ids), options)]
+    assert [int(s[0]) for s in older.generate(ids, np.ones_like(ids), options)] == want
 
 
 @pytest.mark.slow

@@ -31,7 +31,7 @@ from aikit.contracts.options import GenerationOptions
 from aikit.contracts.sampling import is_plain_greedy, new_rng, select_next
 from aikit.errors import ConfigError
 from aikit_onnxruntime.decoder import DecoderGraph
-from aikit_onnxruntime.gguf.decode import DECODE_INPUT, DECODE_OUTPUT
+from aikit_onnxruntime.gguf.decode import DECODE_INPUT
 
 __all__ = ["OrtStepDecoder", "SharedStepDecoder", "step_decoder_for"]
 
@@ -74,17 +74,11 @@ def _select(logits: NDArray[np.float32], rows: Sequence[_Row]) -> list[int]:
 
 
 def _run_head(graph: DecoderGraph, binding: Any, batch: int, length: int, rows: Sequence[_Row]) -> list[int]:
-    """Bind the head's inputs and outputs on ``binding`` (everything else is bound), run it, and
-    return each row's next token: the graph's own argmax when every row is plain greedy and the
-    graph has one (no logits row is copied out), else chosen from the last position's logits."""
+    """Bind the head's inputs and the logits output on ``binding`` (everything else is bound), run
+    it, and return each row's next token, chosen from the last position's logits (written in place
+    into a numpy buffer, not copied out)."""
     if graph.keeps_last:  # the output head runs on the last position only
         binding.bind_cpu_input(DECODE_INPUT, np.asarray([1], dtype=np.int64))
-    plain = all(is_plain_greedy(r.options) for r in rows)
-    if plain and graph.argmax_output:
-        tokens = np.empty((batch, 1), dtype=np.int64)
-        binding.bind_output(DECODE_OUTPUT, "cpu", 0, np.int64, list(tokens.shape), tokens.ctypes.data)
-        graph.session.run_with_iobinding(binding)
-        return [int(t) for t in tokens[:, -1]]
     kept = 1 if graph.keeps_last else length
     logits = np.empty((batch, kept, graph.vocab), dtype=np.float32)
     binding.bind_output("logits", "cpu", 0, np.float32, list(logits.shape), logits.ctypes.data)

@@ -16,10 +16,10 @@ Both follow the torch backend's contract (``aikit_torch.decoding``): greedy deco
 the last position's logits, so equal logits give equal tokens.
 
 Graphs written by :func:`aikit_onnxruntime.gguf.decode.add_decode_head` (aikit's GGUF-native graphs) also take
-``num_logits_to_keep`` and give ``next_tokens``: prefill runs the output head on the last position
-only, and plain greedy decoding (no repetition penalty) fetches the argmax instead of a logits
-row. Per token the shared-buffer loop then binds one new attention-mask view and reads one
-integer; the token-id input and the caches stay bound.
+``num_logits_to_keep``: prefill runs the output head on the last position only. Per token the
+shared-buffer loop binds one new attention-mask view; the token-id input, the caches and the
+logits buffer stay bound, and the next token is chosen from that buffer in place (plain greedy: one
+``numpy.argmax``).
 
 ``speculative="prompt-lookup"`` (greedy, shared-buffer graphs): each row looks up the latest
 earlier occurrence of the n-gram that ends its text (3, then 2 tokens) and feeds the token it
@@ -46,9 +46,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from aikit.contracts.options import GenerationOptions
-from aikit.contracts.sampling import is_plain_greedy, new_rng, select_next
+from aikit.contracts.sampling import new_rng, select_next
 from aikit.errors import ConfigError
-from aikit_onnxruntime.gguf.decode import DECODE_INPUT, DECODE_OUTPUT
+from aikit_onnxruntime.gguf.decode import DECODE_INPUT
 
 logger = logging.getLogger("aikit.onnxruntime")
 
@@ -108,7 +108,6 @@ class DecoderGraph:
         self.capacity = capacity
         self.vocab = int(outputs["logits"].shape[-1])
         self.keeps_last = DECODE_INPUT in inputs  # the head can run on the last n positions only
-        self.argmax_output = DECODE_OUTPUT in outputs  # the graph gives the greedy token itself
 
     # ------------------------------------------------------------------ full-sequence logits
     def logits(self, input_ids: NDArray[np.int64], attention_mask: NDArray[np.int64]) -> NDArray[np.float32]:
@@ -210,10 +209,6 @@ class DecoderGraph:
                 )
         return self._lookup_blocker is None
 
-    def _greedy_argmax(self, options: GenerationOptions) -> bool:
-        """Whether the next token is the graph's own ``next_tokens`` (plain greedy, and the graph has it)."""
-        return self.argmax_output and is_plain_greedy(options)
-
     def _generate_concat(
         self,
         ids: NDArray[np.int64],
@@ -223,8 +218,7 @@ class DecoderGraph:
         history: list[list[int]],
     ) -> Iterator[NDArray[np.int64]]:
         lay = self.layout
-        fast = self._greedy_argmax(options)
-        outputs_wanted = [DECODE_OUTPUT if fast else "logits", *lay.present]
+        outputs_wanted = ["logits", *lay.present]
         binding = self.session.io_binding()
         feed = self._prefill_feed(ids, mask, keep=1)
         for name, value in feed.items():
@@ -237,10 +231,7 @@ class DecoderGraph:
             for step in range(options.max_new_tokens):
                 self.session.run_with_iobinding(binding)
                 outputs = binding.get_outputs()
-                if fast:
-                    token: NDArray[np.int64] = outputs[0].numpy()[:, -1].astype(np.int64)
-                else:
-                    token = select_next(outputs[0].numpy()[:, -1, :], history, options, rng)
+                token = select_next(outputs[0].numpy()[:, -1, :], history, options, rng)
                 yield token
                 if step == options.max_new_tokens - 1:
                     return
@@ -267,31 +258,18 @@ class DecoderGraph:
         """Each prompt is prefilled alone (the fused attention takes no padding inside a prompt); then
         every step runs all rows in one call, each at its own length (``_SharedBatch``)."""
         batch = _SharedBatch(self, max(len(h) for h in history) + options.max_new_tokens, len(history))
-        fast = self._greedy_argmax(options)
-        name = DECODE_OUTPUT if fast and self.argmax_output else "logits"
-        token = np.zeros(len(history), dtype=np.int64)
+        first = np.empty((len(history), self.vocab), dtype=np.float32)
         for r, (h, row) in enumerate(zip(history, batch.rows)):
-            out = row.tokens(h, last=True) if fast else row.logits(h, last=True)
+            first[r] = row.logits(h, last=True)[-1]
             batch.joined(r)
-            if fast:
-                token[r] = out[-1]
-            elif r == 0:
-                first = np.empty((len(history), self.vocab), dtype=np.float32)
-                first[0] = out[-1]
-            else:
-                first[r] = out[-1]
-        if not fast:
-            token = select_next(first, history, options, rng)
+        token = select_next(first, history, options, rng)
         for step in range(options.max_new_tokens):
             yield token.copy()
             if step == options.max_new_tokens - 1:
                 return
             for r, t in enumerate(token.tolist()):
                 history[r].append(t)
-            if fast:
-                token = batch.step(token, name)[:, -1].astype(np.int64)
-            else:
-                token = select_next(batch.step(token, name)[:, -1], history, options, rng)
+            token = select_next(batch.step(token)[:, -1], history, options, rng)
 
     def _generate_lookup(self, history: list[list[int]], options: GenerationOptions) -> Iterator[NDArray[np.int64]]:
         """Greedy decoding with prompt-lookup drafts checked in one call per row (see the module doc).
@@ -401,9 +379,9 @@ class _SharedRow:
     """One sequence's preallocated cache and bindings on a shared-buffer (GQA) graph.
 
     ``total`` counts the tokens in the cache; setting it lower rolls the cache back (the next call
-    overwrites the entries past it). The caches, the one-token input and the output buffers are
-    bound once and reused; per call only a new attention-mask view (and, for more than one input
-    token, a new id array) is bound.
+    overwrites the entries past it). The caches, the one-token input and the logits buffer (one per
+    number of rows returned) are bound once and reused; per call only a new attention-mask view (and,
+    for more than one input token, a new id array) is bound.
     """
 
     def __init__(self, graph: DecoderGraph, capacity: int, cache: Sequence[NDArray[np.float32]] = ()) -> None:
@@ -424,10 +402,13 @@ class _SharedRow:
         self.one = np.zeros((1, 1), dtype=lay.ids_dtype)  # the decode step's input, updated in place
         self._one = ort.OrtValue.ortvalue_from_numpy(self.one)
         self._keep = {n: ort.OrtValue.ortvalue_from_numpy(np.asarray([n], dtype=np.int64)) for n in (1,)}
-        self._out: dict[tuple[str, int], tuple[NDArray[Any], Any]] = {}
-        self._bound: tuple[str, int] | None = None
+        self._out: dict[int, tuple[NDArray[np.float32], Any]] = {}
+        self._bound: int | None = None
 
-    def _run(self, ids: Sequence[int] | NDArray[np.int64], last: bool, name: str) -> NDArray[Any]:
+    def logits(self, ids: Sequence[int] | NDArray[np.int64], *, last: bool) -> NDArray[np.float32]:
+        """Feed ``ids`` after the cache; the logits of the last position (``last``) or of every fed one.
+
+        The result is a view of the bound buffer: the next call overwrites it."""
         graph, b, n = self.graph, self.binding, len(ids)
         total = self.total + n
         if total > self.capacity:
@@ -445,34 +426,22 @@ class _SharedRow:
             if keep is None:
                 keep = self._keep[rows] = graph.ort.OrtValue.ortvalue_from_numpy(np.asarray([rows], dtype=np.int64))
             b.bind_ortvalue_input(DECODE_INPUT, keep)
-        key = (name, rows)
-        if self._bound != key:
-            out = self._out.get(key)
+        if self._bound != rows:
+            out = self._out.get(rows)
             if out is None:
-                shape = (1, rows, graph.vocab) if name == "logits" else (1, rows)
-                array = np.empty(shape, dtype=np.float32 if name == "logits" else np.int64)
-                out = self._out[key] = (array, graph.ort.OrtValue.ortvalue_from_numpy(array))
-            if self._bound is not None and self._bound[0] != name:
-                b.clear_binding_outputs()  # the other output kind was bound: bind the caches again
-                for present, value in zip(graph.layout.present, self.cache):
-                    b.bind_ortvalue_output(present, value)
-            b.bind_ortvalue_output(name, out[1])
-            self._bound = key
+                array = np.empty((1, rows, graph.vocab), dtype=np.float32)
+                out = self._out[rows] = (array, graph.ort.OrtValue.ortvalue_from_numpy(array))
+            b.bind_ortvalue_output("logits", out[1])
+            self._bound = rows
         graph.session.run_with_iobinding(b)
         self.total = total
-        result: NDArray[Any] = self._out[key][0][0]
+        result: NDArray[np.float32] = self._out[rows][0][0]
         return result
 
-    def logits(self, ids: Sequence[int] | NDArray[np.int64], *, last: bool) -> NDArray[np.float32]:
-        """Feed ``ids`` after the cache; the logits of the last position (``last``) or of every fed one."""
-        return self._run(ids, last, "logits")
-
     def tokens(self, ids: Sequence[int] | NDArray[np.int64], *, last: bool) -> NDArray[np.int64]:
-        """As :meth:`logits`, but the greedy token at those positions (the graph's ``ArgMax``, else numpy's)."""
-        if self.graph.argmax_output:
-            return self._run(ids, last, DECODE_OUTPUT)
-        logits: NDArray[np.int64] = np.argmax(self._run(ids, last, "logits"), axis=-1).astype(np.int64)
-        return logits
+        """As :meth:`logits`, but the greedy token at those positions (the first index of the maximum)."""
+        tokens: NDArray[np.int64] = np.argmax(self.logits(ids, last=last), axis=-1).astype(np.int64)
+        return tokens
 
 
 class _SharedBatch:
@@ -501,14 +470,14 @@ class _SharedBatch:
         if graph.keeps_last:
             self.keep = np.ones(1, dtype=np.int64)
             self.binding.bind_ortvalue_input(DECODE_INPUT, ort.OrtValue.ortvalue_from_numpy(self.keep))
-        self._out: dict[str, NDArray[Any]] = {}
+        self._logits: NDArray[np.float32] | None = None
 
     def joined(self, r: int) -> None:
         """Row ``r``'s prompt is in its cache: its mask covers it."""
         self.mask[r, : self.rows[r].total] = 1
 
-    def step(self, tokens: NDArray[np.int64], name: str) -> NDArray[Any]:
-        """Feed one token per row after its cache; ``name``'s output (``[rows, 1]`` ids or ``[rows, 1, vocab]``)."""
+    def step(self, tokens: NDArray[np.int64]) -> NDArray[np.float32]:
+        """Feed one token per row after its cache; the ``[rows, 1, vocab]`` logits (a bound buffer, reused)."""
         graph, b = self.graph, self.binding
         for r, row in enumerate(self.rows):
             if row.total >= row.capacity:
@@ -518,14 +487,11 @@ class _SharedBatch:
         self.ids[:, 0] = tokens
         width = max(row.total for row in self.rows)
         b.bind_cpu_input("attention_mask", np.ascontiguousarray(self.mask[:, :width]))
-        out = self._out.get(name)
-        if out is None:
-            rows = len(self.rows)
-            shape = (rows, 1, graph.vocab) if name == "logits" else (rows, 1)
-            out = self._out[name] = np.empty(shape, dtype=np.float32 if name == "logits" else np.int64)
-            b.bind_ortvalue_output(name, graph.ort.OrtValue.ortvalue_from_numpy(out))
+        if self._logits is None:
+            self._logits = np.empty((len(self.rows), 1, graph.vocab), dtype=np.float32)
+            b.bind_ortvalue_output("logits", graph.ort.OrtValue.ortvalue_from_numpy(self._logits))
         graph.session.run_with_iobinding(b)
-        return out
+        return self._logits
 
 
 def _past_order(name: str) -> tuple[int, str]:
