@@ -99,3 +99,10 @@ def test_llm_bench_judges_the_targets_from_the_figures() -> None:
     assert f"the default on 0 of {n} prompts, int8 activations on {n} of {n}." in text
     assert "| 1.49x | 1.51x |" in text
     assert f"the default {lowest:.0f} MB (1.00x, met)" in text
+    # the loop target: aikit's time per step against genai's on the same graph, prompt by prompt
+    genai = {r["prompt"]: r["ms_per_step"] for r in payload["loop"] if r["engine"] == bench.GENAI_OWN}
+    for factor, count in ((0.99, n), (1.01, 0)):
+        for row in payload["loop"]:
+            if row["engine"] == bench.AIKIT_OWN:
+                row["ms_per_step"] = factor * genai[row["prompt"]]
+        assert f"genai's C++ loop (same graph, per step): {count} of {n} prompts." in bench.render(payload)
