@@ -162,24 +162,31 @@ def test_graph_rewrite_maps_k_quants(kind: str, tmp_path: Path) -> None:
     rows = _k_quant_rows(kind, 10)
     _write_gguf(tmp_path / "k.gguf", {"w": (kind, rows)})
     weight = _dequant(kind, rows)
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["A", "w"], ["Y"], name="/w/MatMul")],
+    graph = helper.make_graph(  # two products of the weight: two matrices to map
+        [helper.make_node("MatMul", ["A", "w"], [y], name=f"/{y}/MatMul") for y in ("Y", "Z")],
         "g",
         [helper.make_tensor_value_info("A", TensorProto.FLOAT, ["b", 512])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["b", N])],
+        [helper.make_tensor_value_info(y, TensorProto.FLOAT, ["b", N]) for y in ("Y", "Z")],
         [numpy_helper.from_array(np.ascontiguousarray(weight.T), "w")],
     )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "src.onnx"))
     report = gguf_native_graph(
         tmp_path / "src.onnx", tmp_path / "dst.onnx", GgufIndex(tmp_path / "k.gguf"), accuracy_level=0, types=(kind,)
     )
-    assert report.mapped == {"/w/MatMul": kind}
+    assert report.mapped == {"/Y/MatMul": kind, "/Z/MatMul": kind}
     rewritten = onnx.load(str(tmp_path / "dst.onnx"))
-    got = _session(rewritten).run(None, {"A": np.eye(512, dtype=np.float32)})[0]
-    np.testing.assert_array_equal(got.T, weight)
-    ops = [n for n in rewritten.graph.node if n.op_type == "MatMulNBits"]
-    assert len(ops) == (2 if kind in ("Q5_K", "Q6_K") else 1)
-    assert len({n.input[2] for n in ops}) == 1  # the two halves of a 5/6-bit form read one scale tensor
+    for got in _session(rewritten).run(None, {"A": np.eye(512, dtype=np.float32)}):
+        np.testing.assert_array_equal(got.T, weight)
+    two = kind in ("Q5_K", "Q6_K")
+    for y in ("Y", "Z"):
+        ops = [n for n in rewritten.graph.node if n.op_type == "MatMulNBits" and n.name.startswith(f"/{y}/")]
+        assert len(ops) == (2 if two else 1)
+        assert len({n.input[2] for n in ops}) == 1  # the two halves of a 5/6-bit form read one scale tensor
+    # every high half is multiplied by the graph's one HIGH_FACTOR constant
+    factors = [t for t in rewritten.graph.initializer if t.dims == [] and t.data_type == TensorProto.FLOAT]
+    muls = [n for n in rewritten.graph.node if n.op_type == "Mul"]
+    assert len(factors) == (1 if two else 0) and len(muls) == (2 if two else 0)
+    assert all(factors[0].name in n.input for n in muls)
 
 
 def test_q4_1_forms_reproduce_dequantize() -> None:

@@ -143,11 +143,16 @@ class GgufIndex:
         return next(iter(kinds)), np.concatenate(raw_parts)
 
 
+# The one scalar initializer (``HIGH_FACTOR``) every two-4bit matrix's high half is multiplied by.
+_HIGH_FACTOR = "gguf_high_factor"
+
+
 def _nbits_nodes(
     node: Any, weight: PackedWeight, k: int, n: int, accuracy_level: int, block_sums: str | None
 ) -> tuple[list[Any], list[Any]]:
     """The nodes and initializers replacing MatMul ``node``: ``MatMulNBits``, plus a second ``MatMulNBits``
-    for the high halves of the two-4bit forms (same scale tensor, its output times ``HIGH_FACTOR``) and
+    for the high halves of the two-4bit forms (same scale tensor, its output times ``HIGH_FACTOR``: the
+    graph's one ``_HIGH_FACTOR`` initializer, which the caller adds) and
     ``block_sums @ offsets`` for the types with an offset (``block_sums`` names ``x @ E``), added to its
     output in that order."""
     from onnx import helper, numpy_helper
@@ -184,10 +189,9 @@ def _nbits_nodes(
             )
         )
         if part:  # scaling a float32 sum by a power of two rounds exactly as scaling its scales would
-            inits.append(numpy_helper.from_array(np.array(HIGH_FACTOR, dtype=np.float32), f"{base}.gguf_high_factor"))
             nodes.append(
                 helper.make_node(
-                    "Mul", [terms[-1], inits[-1].name], [f"{terms[-1]}_x16"], name=f"{node.name}_gguf_high_factor"
+                    "Mul", [terms[-1], _HIGH_FACTOR], [f"{terms[-1]}_x16"], name=f"{node.name}_gguf_high_factor"
                 )
             )
             terms[-1] = nodes[-1].output[0]
@@ -457,6 +461,8 @@ def gguf_native_graph(
     graph.node.extend(rebuilt)
     # a float32 weight still read by a node left as it was stays; others go
     keep = [t for t in graph.initializer if not (t.name in dropped and dropped[t.name] >= uses[t.name])]
+    if any(_HIGH_FACTOR in n.input for n in graph.node):
+        keep.append(numpy_helper.from_array(np.array(HIGH_FACTOR, dtype=np.float32), _HIGH_FACTOR))
     del graph.initializer[:]
     graph.initializer.extend(keep)
     if not any(o.domain == "com.microsoft" for o in model.opset_import):
