@@ -50,12 +50,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -222,7 +223,9 @@ class Engines:
         steps = list((model or self.aikit).backend.generate(arrays, options))
         return np.stack(steps, axis=1).tolist()  # type: ignore[no-any-return]
 
-    def _genai(self, model: Any, ids: list[list[int]], n: int) -> list[list[int]]:
+    @staticmethod
+    def genai_generator(model: Any, ids: list[list[int]], n: int) -> Any:
+        """An onnxruntime-genai generator for ``n`` greedy tokens per row of ``ids``, prompts appended."""
         import onnxruntime_genai as og
 
         params = og.GeneratorParams(model)
@@ -230,6 +233,10 @@ class Engines:
         params.set_search_options(max_length=length, min_length=length, do_sample=False, batch_size=len(ids))
         generator = og.Generator(model, params)
         generator.append_tokens(np.asarray(ids, dtype=np.int32))
+        return generator
+
+    def _genai(self, model: Any, ids: list[list[int]], n: int) -> list[list[int]]:
+        generator = self.genai_generator(model, ids, n)
         out: list[list[int]] = [[] for _ in ids]
         while not generator.is_done():
             generator.generate_next_token()
@@ -300,8 +307,6 @@ def bench_loop(e: Engines, rounds: int, steps: int = 64) -> list[dict[str, Any]]
 
     if e.genai_own is None:
         return []
-    import onnxruntime_genai as og
-
     folder = Path(e.aikit.backend.folder)  # type: ignore[attr-defined]
     layout = e.aikit.backend.decoder.layout  # type: ignore[attr-defined]
     session = make_session(folder / "model.onnx", OrtSettings(), threads=e.threads, device=None)
@@ -314,35 +319,20 @@ def bench_loop(e: Engines, rounds: int, steps: int = 64) -> list[dict[str, Any]]
             session, kv_heads=layout.kv_heads, head_dim=layout.head_dim, shared=True, capacity=len(ids) + steps
         )
 
-        def aikit_loop(generate: Callable[[], Iterable[Any]]) -> tuple[float, list[int]]:
-            it = iter(generate())
-            tokens = [int(next(it)[0])]
-            start = time.perf_counter()
-            tokens += [int(t[0]) for t in it]
-            return (time.perf_counter() - start) / (steps - 1), tokens
-
-        def genai_loop(ids: list[int] = ids) -> tuple[float, list[int]]:
-            params = og.GeneratorParams(e.genai_own)
-            params.set_search_options(
-                max_length=len(ids) + steps, min_length=len(ids) + steps, do_sample=False, batch_size=1
-            )
-            generator = og.Generator(e.genai_own, params)
-            generator.append_tokens(np.asarray([ids], dtype=np.int32))
-            generator.generate_next_token()
-            tokens = [int(generator.get_next_tokens()[0])]
-            start = time.perf_counter()
+        def genai_tokens(ids: list[int] = ids) -> Iterator[int]:
+            generator = e.genai_generator(e.genai_own, [ids], steps)
             while not generator.is_done():
                 generator.generate_next_token()
-                tokens.append(int(generator.get_next_tokens()[0]))
-            return (time.perf_counter() - start) / (steps - 1), tokens
+                yield int(generator.get_next_tokens()[0])
 
-        fns: dict[str, Callable[[], tuple[float, list[int]]]] = {
+        streams: dict[str, Callable[[], Iterable[int]]] = {
             AIKIT_OWN: partial(
-                aikit_loop, partial(own.generate, arrays["input_ids"], arrays["attention_mask"], options)
+                _first_column, partial(own.generate, arrays["input_ids"], arrays["attention_mask"], options)
             ),
-            GENAI_OWN: genai_loop,
-            DEFAULT: partial(aikit_loop, partial(e.aikit.backend.generate, arrays, options)),
+            GENAI_OWN: genai_tokens,
+            DEFAULT: partial(_first_column, partial(e.aikit.backend.generate, arrays, options)),
         }
+        fns = {name: partial(_per_step_after_first, stream) for name, stream in streams.items()}
         made = {name: fn()[1] for name, fn in fns.items()}  # warm-up, and the tokens
         best = dict.fromkeys(fns, float("inf"))
         names = list(fns)
@@ -354,6 +344,20 @@ def bench_loop(e: Engines, rounds: int, steps: int = 64) -> list[dict[str, Any]]
             rows.append({"prompt": label, "engine": name, "ms_per_step": best[name] * 1000, "same_tokens": same})
             print(f"  {label} | {name}: {best[name] * 1000:.2f} ms per step", flush=True)
     return rows
+
+
+def _first_column(steps: Callable[[], Iterable[NDArray[np.int64]]]) -> Iterator[int]:
+    """Row 0's token of each step of an aikit ``generate`` stream."""
+    return (int(step[0]) for step in steps())
+
+
+def _per_step_after_first(stream: Callable[[], Iterable[int]]) -> tuple[float, list[int]]:
+    """Seconds per token after the first (which holds the prefill) of a lazy token stream, and its tokens."""
+    it = iter(stream())
+    tokens = [next(it)]
+    start = time.perf_counter()
+    tokens += list(it)
+    return (time.perf_counter() - start) / (len(tokens) - 1), tokens
 
 
 def bench_step(e: Engines, rounds: int, steps: int = 64) -> list[dict[str, Any]]:
