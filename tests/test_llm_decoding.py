@@ -250,12 +250,12 @@ def test_prompt_lookup_is_declined_when_its_graph_file_is_gone(
     decoder = default_smollm2.backend.decoder  # type: ignore[attr-defined]
     monkeypatch.setattr(decoder, "graph_path", tmp_path / "gone" / "decode.onnx")
     monkeypatch.setattr(decoder, "_lookup_checked", False)
+    monkeypatch.setattr(decoder, "_lookup_blocker", decoder._lookup_blocker)  # undone after: the real verdict
     plain = default_smollm2.predict(OPEN[0], max_new_tokens=16)
     with caplog.at_level(logging.WARNING, logger="aikit.onnxruntime"):
         fast = default_smollm2.predict(OPEN[0], max_new_tokens=16, speculative="prompt-lookup")
     assert fast.token_ids == plain.token_ids
     assert any("cannot be read" in r.getMessage() for r in caplog.records)
-    monkeypatch.setattr(decoder, "_lookup_checked", False)  # the next test checks the real file again
 
 
 @pytest.mark.slow
@@ -279,6 +279,7 @@ def test_prompt_lookup_is_declined_with_int8_activations_and_the_text_stays_plai
 
 @pytest.mark.slow
 def test_batches_and_prompt_lookup_in_a_batch_give_the_single_prompt_tokens(default_smollm2: aikit.Model) -> None:
+    assert default_smollm2.backend.decoder._lookup_allowed()  # type: ignore[attr-defined]  # it really drafts here
     prompts = [GROUNDED[0], OPEN[0], GROUNDED[2]]
     plain = default_smollm2.predict(prompts, max_new_tokens=24)  # one call per step for all rows
     assert [g.token_ids for g in plain] == [default_smollm2.predict(p, max_new_tokens=24).token_ids for p in prompts]
