@@ -198,6 +198,33 @@ def test_q4_1_forms_reproduce_dequantize() -> None:
     np.testing.assert_allclose(_single_node("Q4_1", raw, q4_1="zero-point"), want, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["Q4_1", "Q5_1", "Q2_K", "Q4_K", "Q5_K"])
+def test_offset_types_run_centred_codes_on_the_default_zero_point(kind: str) -> None:
+    """``d * q + m`` runs as ``d * (q - 8) + (m + 8 d)``: no zero-point input, offsets moved by 8 scales,
+    and an identity input still gives ``dequantize``'s weights bit for bit."""
+    rows = _blocks(kind, 4) if kind in ("Q4_1", "Q5_1") else _k_quant_rows(kind, 12)
+    plain, centred = pack_rows(kind, rows, centre=False), pack_rows(kind, rows)
+    assert plain.zero_points is not None and not plain.zero_points.any()
+    assert centred.zero_points is None and centred.offsets is not None and plain.offsets is not None
+    moved = plain.offsets.astype(np.float64) + 8 * plain.scales.astype(np.float64)
+    np.testing.assert_array_equal(centred.offsets, moved)  # float32 holds every sum exactly
+    np.testing.assert_array_equal(centred.packed, plain.packed)
+    np.testing.assert_array_equal(_single_node(kind, rows, wide="two-4bit"), _dequant(kind, rows))
+
+
+def test_a_block_whose_moved_offset_would_round_keeps_zero_point_0() -> None:
+    """``m = 1024`` with ``d = 2^-24`` (float16's smallest): ``m + 8 d`` needs 32 significant bits, so
+    the weight keeps zero points 0 and its own offsets, and still reproduces ``dequantize``."""
+    raw = _blocks("Q4_1", 5).reshape(N, -1, 20).copy()
+    raw[3, 1, 0:2] = np.array([2.0**-24], dtype=np.float16).view(np.uint8)
+    raw[3, 1, 2:4] = np.array([1024.0], dtype=np.float16).view(np.uint8)
+    raw = raw.reshape(N, -1)
+    packed = pack_rows("Q4_1", raw)
+    assert packed.zero_points is not None and not packed.zero_points.any()
+    assert packed.offsets is not None and packed.offsets[3, 1] == 1024.0
+    np.testing.assert_array_equal(_single_node("Q4_1", raw), _dequant("Q4_1", raw))
+
+
 def _write_gguf(path: Path, tensors: dict[str, tuple[str, NDArray[Any]]]) -> None:
     writer = gguf.GGUFWriter(str(path), "llama")
     for name, (kind, data) in tensors.items():

@@ -99,7 +99,7 @@ module maps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -247,12 +247,15 @@ def _dequantized(qtype: str, raw: NDArray[np.uint8], edits: tuple[_Edit, ...]) -
     return np.asarray(values, dtype=np.float32).reshape(n, -1)
 
 
-def pack_rows(qtype: str, rows: NDArray[Any], *, q4_1: str = "split", wide: str = "two-4bit") -> PackedWeight:
+def pack_rows(
+    qtype: str, rows: NDArray[Any], *, q4_1: str = "split", wide: str = "two-4bit", centre: bool = True
+) -> PackedWeight:
     """Re-lay ``rows`` (``[N, K/32 * block_bytes]`` uint8, one GGUF row per output feature) for MatMulNBits.
 
     ``q4_1`` picks the ``Q4_1`` form, ``"split"`` or ``"zero-point"``; ``wide`` the form of the types
     with codes wider than 4 bits (``Q8_0``, ``Q5_*``, ``Q6_K``), ``"two-4bit"`` or ``"8bit"`` (see the
-    module docstring). Raises ``ValueError`` for a type outside :data:`NATIVE_TYPES` or rows that are
+    module docstring). ``centre`` moves the 4-bit operators of the types with offsets onto the
+    operator's default zero point where that is exact (:func:`_centred`). Raises ``ValueError`` for a type outside :data:`NATIVE_TYPES` or rows that are
     not whole blocks.
 
     Every code, scale and offset is read by ``gguf.quants.dequantize`` itself, from copies of the
@@ -287,11 +290,38 @@ def pack_rows(qtype: str, rows: NDArray[Any], *, q4_1: str = "split", wide: str 
         codes = np.where(flat[..., None], np.uint8(0), codes).astype(np.uint8)
         return PackedWeight(4, _pack4(codes), np.where(flat, offsets, scale).astype(np.float32), z)
     if lay.bits <= 4:
-        return PackedWeight(4, _pack4(codes), scale, _zero_points(n, blocks, zero, 4), offsets, None, block)
-    if wide == "8bit":
+        weight = PackedWeight(4, _pack4(codes), scale, _zero_points(n, blocks, zero, 4), offsets, None, block)
+    elif wide == "8bit":
         return PackedWeight(8, codes, scale, _zero_points(n, blocks, zero, 8), offsets, None, block)
-    # q - zero = 16 * (hi - zero / 16) + lo: every wide type's zero point is a multiple of 16
-    high = PackedWeight(
-        4, _pack4(codes >> np.uint8(4)), scale, _zero_points(n, blocks, zero // HIGH_FACTOR, 4), None, None, block
-    )
-    return PackedWeight(4, _pack4(codes & np.uint8(0x0F)), scale, _zero_points(n, blocks, 0, 4), offsets, high, block)
+    else:
+        # q - zero = 16 * (hi - zero / 16) + lo: every wide type's zero point is a multiple of 16
+        high = PackedWeight(
+            4, _pack4(codes >> np.uint8(4)), scale, _zero_points(n, blocks, zero // HIGH_FACTOR, 4), None, None, block
+        )
+        low = _zero_points(n, blocks, 0, 4)
+        weight = PackedWeight(4, _pack4(codes & np.uint8(0x0F)), scale, low, offsets, high, block)
+    return _centred(weight) if centre else weight
+
+
+def _centred(weight: PackedWeight) -> PackedWeight:
+    """``weight`` with its (low) 4-bit operator moved from zero point 0 onto the operator's default 8, the
+    shift folded into the offsets: ``d * q + m = d * (q - 8) + (m + 8 d)``. Unchanged when it has no
+    offsets, another zero point, or any new offset that is not exact in float32.
+
+    Why: ONNX Runtime 1.32's float32 kernel (``accuracy_level=0``) runs faster without a zero-point
+    input, and at ``accuracy_level=4`` the part that goes through int8 activations is then centred,
+    which halves the int8 form's perplexity cost on the packaged SmolLM2 (docs/how-to/gguf.md).
+
+    Exactness: the scale has at most 17 significant bits (``d`` times a 6-bit sub-block scale) and
+    ``|q - 8| <= 8``, so ``d * (q - 8)`` is exact (with a two-4bit form's high half, ``|q - 8| <= 23``
+    over both); when ``m + 8 d`` is exact too, an identity input still gives ``dequantize``'s
+    ``d * q + m``, rounded once, bit for bit. The check covers the whole weight: one inexact block
+    keeps every block on zero point 0."""
+    zero = weight.zero_points
+    if weight.offsets is None or weight.bits != 4 or zero is None or zero.any():
+        return weight
+    wide = weight.offsets.astype(np.float64) + 8.0 * weight.scales.astype(np.float64)
+    offsets = wide.astype(np.float32)
+    if not np.array_equal(offsets.astype(np.float64), wide):  # also False for a NaN or an infinity
+        return weight
+    return replace(weight, zero_points=None, offsets=offsets)

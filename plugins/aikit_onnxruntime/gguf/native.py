@@ -260,7 +260,7 @@ def _lookup_nodes(node: Any, kind: str, raw: NDArray[np.uint8]) -> tuple[list[An
     exact for bytes), 8-bit ones one per byte."""
     from onnx import TensorProto, helper, numpy_helper
 
-    weight = pack_rows(kind, raw, wide="8bit")
+    weight = pack_rows(kind, raw, wide="8bit", centre=False)  # zero point 0 saves the lookup a Sub
     n, blocks, block = weight.n, weight.scales.shape[1], weight.block
     codes = weight.packed.reshape(n, -1)
     if weight.bits == 8:

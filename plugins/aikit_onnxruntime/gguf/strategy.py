@@ -31,7 +31,7 @@ __all__ = ["OrtGgufNative", "OrtGgufNativeStrategy", "build_native", "float_back
 _REPORT = "gguf_native.json"
 # Part of the cache key: bump when the graph this strategy writes changes for the same inputs
 # (the key's library versions leave aikit's own out, so a cached old layout would be reused).
-_LAYOUT = 10
+_LAYOUT = 11
 
 
 @dataclass(frozen=True, kw_only=True)
