@@ -310,7 +310,8 @@ def _centred(weight: PackedWeight) -> PackedWeight:
 
     Why: ONNX Runtime 1.32's float32 kernel (``accuracy_level=0``) runs faster without a zero-point
     input, and at ``accuracy_level=4`` the part that goes through int8 activations is then centred,
-    which halves the int8 form's perplexity cost on the packaged SmolLM2 (docs/how-to/gguf.md).
+    which lowered the int8 form's perplexity cost on the packaged SmolLM2's longer held-out texts
+    (docs/how-to/gguf.md, "Centred codes").
 
     Exactness: the scale has at most 17 significant bits (``d`` times a 6-bit sub-block scale) and
     ``|q - 8| <= 8``, so ``d * (q - 8)`` is exact (with a two-4bit form's high half, ``|q - 8| <= 23``
