@@ -41,10 +41,12 @@ So:
   scales would), so an identity input reproduces ``d * q`` bit for bit, and both halves run on
   the fast float32 4-bit path. Sharing the scales saves one float32 scale per block (for
   SmolLM2's 49152x576 head, 3.5 MB that the kernel reads on every call);
-- ``Q4_1``, ``"split"`` form (the default): 4 bits, ``scale = d``, uint8 zero points 0, so
-  ``MatMulNBits`` gives ``x . (d * q)`` exactly; the ``m`` part is ``offsets`` (``[N, K/32]``), added
-  by the caller as ``(x @ E) @ offsets.T`` where ``E`` sums each block of ``x``. On an identity
-  input this reproduces ``d * q + m`` bit for bit. It exists because ONNX Runtime 1.32's CPU
+- ``Q4_1``, ``"split"`` form (the default): 4 bits, ``scale = d``, the codes centred on the
+  operator's default zero point 8, so ``MatMulNBits`` gives ``x . (d * (q - 8))`` exactly; the rest
+  is ``offsets = m + 8 d`` (``[N, K/32]``), added by the caller as ``(x @ E) @ offsets.T`` where
+  ``E`` sums each block of ``x`` (uint8 zero points 0 and ``offsets = m`` for a weight where some
+  ``m + 8 d`` would round in float32: :func:`_centred`). On an identity input this reproduces
+  ``d * q + m`` bit for bit. Every type with offsets is centred the same way. It exists because ONNX Runtime 1.32's CPU
   kernel has no fast path for float zero points at any ``accuracy_level``: it skips pre-packing
   when the zero points are not ``uint8``, so every call de-quantizes the whole matrix and runs a
   float32 GEMM (level 4 is ignored: its outputs equal level 0's bit for bit). Measured on a 2-core
@@ -255,8 +257,8 @@ def pack_rows(
     ``q4_1`` picks the ``Q4_1`` form, ``"split"`` or ``"zero-point"``; ``wide`` the form of the types
     with codes wider than 4 bits (``Q8_0``, ``Q5_*``, ``Q6_K``), ``"two-4bit"`` or ``"8bit"`` (see the
     module docstring). ``centre`` moves the 4-bit operators of the types with offsets onto the
-    operator's default zero point where that is exact (:func:`_centred`). Raises ``ValueError`` for a type outside :data:`NATIVE_TYPES` or rows that are
-    not whole blocks.
+    operator's default zero point where that is exact (:func:`_centred`). Raises ``ValueError`` for
+    a type outside :data:`NATIVE_TYPES` or rows that are not whole blocks.
 
     Every code, scale and offset is read by ``gguf.quants.dequantize`` itself, from copies of the
     blocks edited as the type's :class:`_Layout` says (unit scales give the codes; codes of
