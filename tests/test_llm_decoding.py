@@ -248,9 +248,9 @@ def test_prompt_lookup_is_declined_when_its_graph_file_is_gone(
     """A session whose cache entry was removed (the cache's size bound) keeps decoding; lookup, which
     reads the graph file to check it, is declined instead of failing."""
     decoder = default_smollm2.backend.decoder  # type: ignore[attr-defined]
+    assert decoder._lookup_allowed()  # the real verdict, cached; monkeypatch puts it back after the test
     monkeypatch.setattr(decoder, "graph_path", tmp_path / "gone" / "decode.onnx")
-    monkeypatch.setattr(decoder, "_lookup_checked", False)
-    monkeypatch.setattr(decoder, "_lookup_blocker", decoder._lookup_blocker)  # undone after: the real verdict
+    monkeypatch.delitem(vars(decoder), "_lookup_refusal")  # checked afresh for the moved file
     plain = default_smollm2.predict(OPEN[0], max_new_tokens=16)
     with caplog.at_level(logging.WARNING, logger="aikit.onnxruntime"):
         fast = default_smollm2.predict(OPEN[0], max_new_tokens=16, speculative="prompt-lookup")

@@ -34,6 +34,7 @@ there prompt lookup is declined with a warning and decoding runs one token per s
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections import deque
@@ -90,8 +91,6 @@ class DecoderGraph:
         self.ort = ort
         self.session = session
         self.graph_path = graph_path
-        self._lookup_checked = False
-        self._lookup_blocker: str | None = None
         inputs = {i.name: i for i in session.get_inputs()}
         outputs = {o.name: o for o in session.get_outputs()}
         past = sorted((n for n in inputs if _PAST.fullmatch(n)), key=_past_order)
@@ -190,24 +189,28 @@ class DecoderGraph:
         return self._generate_concat(input_ids, attention_mask, options, rng, history)
 
     def _lookup_allowed(self) -> bool:
-        """Whether prompt lookup is exact on this graph; warns once when it is not (see :func:`lookup_blocker`)."""
-        if not self._lookup_checked:
-            self._lookup_checked = True
-            if self.graph_path is None:
-                self._lookup_blocker = "its graph file is not known, so it cannot be checked"
-            else:
-                try:
-                    self._lookup_blocker = lookup_blocker(self.graph_path)
-                except OSError as exc:  # e.g. the cache entry was removed under the open session
-                    self._lookup_blocker = f"its graph file cannot be read to check it ({exc})"
-            if self._lookup_blocker is not None:
-                logger.warning(
-                    "speculative='prompt-lookup' is off for %s: %s; decoding one token per step instead "
-                    "(the text a plain greedy decode gives)",
-                    self.graph_path.name if self.graph_path is not None else "this graph",
-                    self._lookup_blocker,
-                )
-        return self._lookup_blocker is None
+        """Whether prompt lookup is exact on this graph (see :func:`lookup_blocker`)."""
+        return self._lookup_refusal is None
+
+    @functools.cached_property
+    def _lookup_refusal(self) -> str | None:
+        """Why prompt lookup is declined on this graph, or ``None``; read from the graph file once, with
+        one warning when it is declined."""
+        if self.graph_path is None:
+            reason: str | None = "its graph file is not known, so it cannot be checked"
+        else:
+            try:
+                reason = lookup_blocker(self.graph_path)
+            except OSError as exc:  # e.g. the cache entry was removed under the open session
+                reason = f"its graph file cannot be read to check it ({exc})"
+        if reason is not None:
+            logger.warning(
+                "speculative='prompt-lookup' is off for %s: %s; decoding one token per step instead "
+                "(the text a plain greedy decode gives)",
+                self.graph_path.name if self.graph_path is not None else "this graph",
+                reason,
+            )
+        return reason
 
     def _generate_concat(
         self,
