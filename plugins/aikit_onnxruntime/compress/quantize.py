@@ -7,7 +7,9 @@ exclusions are exact node names or ``fnmatch`` patterns (``"*layer.5*"``).
 from __future__ import annotations
 
 import fnmatch
+import importlib
 import logging
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,28 @@ __all__ = ["dynamic_int8", "quantizable_nodes", "resolve_exclusions", "static_in
 _FLOAT = 1  # onnx.TensorProto.FLOAT: shape inference cannot type com.microsoft ops' outputs without it
 _LARGE = 1 << 30
 logger = logging.getLogger("aikit.onnxruntime")
+
+
+def _import_keeping_logging(name: str) -> None:
+    """Import ``name`` (into ``sys.modules``) without letting a module-level ``logging.basicConfig``
+    configure the application's root logger.
+
+    onnxruntime 1.32's ``matmul_nbits_quantizer`` calls ``logging.basicConfig(level=INFO)`` when it is
+    imported: in a program that has not set up logging yet (a script, the ``aikit`` CLI) that gives
+    the root logger a stderr handler at INFO, and from then on every ``logging.info`` of ONNX
+    Runtime's quantizers (about 700 lines for one ``optimize`` of MiniLM) and of the program itself
+    prints. ``basicConfig`` does nothing while the root logger has a handler, so one stands in
+    during the import.
+    """
+    if name in sys.modules:
+        return
+    root = logging.getLogger()
+    stand_in = logging.NullHandler()
+    root.addHandler(stand_in)
+    try:
+        importlib.import_module(name)
+    finally:
+        root.removeHandler(stand_in)
 
 
 def _large(src: Path) -> bool:
@@ -127,6 +151,8 @@ def weight_only(
 ) -> None:
     """MatMul → ``com.microsoft.MatMulNBits`` with ``bits``-bit blockwise weights (fp32 activations in)."""
     import onnx
+
+    _import_keeping_logging("onnxruntime.quantization.matmul_nbits_quantizer")  # first: see there
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
     nodes = resolve_exclusions(quantizable_nodes(src, ("MatMul",)), exclude)
