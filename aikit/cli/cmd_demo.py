@@ -11,7 +11,7 @@ def register(app: typer.Typer) -> None:
         llm: bool = typer.Option(True, "--llm/--no-llm", help="Also run the SmolLM2 chat step."),
         max_new_tokens: int = typer.Option(32, help="Tokens for the chat answer."),
         optimize_seconds: float = typer.Option(
-            120.0, help="Seconds of optimize() search per model before using it (0: skip the search)."
+            120.0, help="Seconds of optimize() search per model: no candidate starts after them (0: skip the search)."
         ),
     ) -> None:
         """Semantic search with all-MiniLM-L6-v2 and a chat answer from SmolLM2, fully offline."""

@@ -36,8 +36,9 @@ def run_demo(
     """Run the demo, printing each step; returns the timings and answers for programmatic use.
 
     With ``optimize_seconds``, MiniLM is first optimized for this machine (``Model.optimize`` on
-    real sentences from Python's own documentation, at most that many seconds of search) and the
-    search runs on the model it chose; the chat model runs on the fastest path its search finds.
+    real sentences from Python's own documentation; no new candidate starts after that many
+    seconds, so a candidate under way may run past them) and the search runs on the model it
+    chose; the chat model runs on the fastest path its search finds.
     """
     out: dict[str, Any] = {}
     steps = 2
@@ -92,7 +93,8 @@ def _optimized(
     from aikit.sample_text import load_sentences
 
     echo(
-        f"      optimizing for this machine (max quality drop {max_quality_drop}, at most {seconds:.0f}s of search)..."
+        f"      optimizing for this machine (max quality drop {max_quality_drop}; "
+        f"no new candidate starts after {seconds:.0f}s)..."
     )
     t0 = time.perf_counter()
     best = model.optimize(
