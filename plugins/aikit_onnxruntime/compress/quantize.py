@@ -6,15 +6,16 @@ exclusions are exact node names or ``fnmatch`` patterns (``"*layer.5*"``).
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
-import importlib
 import logging
-import sys
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from numpy.typing import NDArray
+from typing_extensions import override
 
 __all__ = ["dynamic_int8", "quantizable_nodes", "resolve_exclusions", "static_int8", "weight_only"]
 
@@ -23,24 +24,41 @@ _LARGE = 1 << 30
 logger = logging.getLogger("aikit.onnxruntime")
 
 
-def _import_keeping_logging(name: str) -> None:
-    """Import ``name`` (into ``sys.modules``) without letting a module-level ``logging.basicConfig``
-    configure the application's root logger.
+class _OrtRootRecords(logging.Handler):
+    """Stands on the root logger while an ONNX Runtime quantizer runs (see :func:`_quantizer_logging`):
+    records from ONNX Runtime's files go to aikit's logger at DEBUG, any other record to Python's
+    last-resort handler, exactly as it would have gone without this handler."""
 
+    @override
+    def emit(self, record: logging.LogRecord) -> None:
+        if f"{os.sep}onnxruntime{os.sep}" in record.pathname:
+            logger.debug("onnxruntime quantizer: %s", record.getMessage())
+        elif logging.lastResort is not None and record.levelno >= logging.lastResort.level:
+            logging.lastResort.handle(record)
+
+
+@contextlib.contextmanager
+def _quantizer_logging() -> Iterator[None]:
+    """Keep ONNX Runtime's quantizers from configuring the application's root logger.
+
+    They log through the root logger itself (``logging.info(...)``, ``logging.warning(...)``), and
     onnxruntime 1.32's ``matmul_nbits_quantizer`` calls ``logging.basicConfig(level=INFO)`` when it is
-    imported: in a program that has not set up logging yet (a script, the ``aikit`` CLI) that gives
-    the root logger a stderr handler at INFO, and from then on every ``logging.info`` of ONNX
-    Runtime's quantizers (about 700 lines for one ``optimize`` of MiniLM) and of the program itself
-    prints. ``basicConfig`` does nothing while the root logger has a handler, so one stands in
-    during the import.
+    imported; ``logging.warning`` calls ``basicConfig()`` too when the root logger has no handler. In
+    a program that has not set up logging (a script, the ``aikit`` CLI) either left a stderr handler
+    on the root logger: one ``optimize`` of MiniLM then printed about 700 INFO lines and "Please
+    consider to run pre-processing" warnings, and the program's own logging was reconfigured.
+    ``basicConfig`` does nothing while the root logger has a handler, so :class:`_OrtRootRecords`
+    stands there while a quantizer is imported and runs. When the application has configured the
+    root logger, nothing changes: its handlers get the records.
     """
-    if name in sys.modules:
-        return
     root = logging.getLogger()
-    stand_in = logging.NullHandler()
+    if root.handlers:
+        yield
+        return
+    stand_in = _OrtRootRecords()
     root.addHandler(stand_in)
     try:
-        importlib.import_module(name)
+        yield
     finally:
         root.removeHandler(stand_in)
 
@@ -73,20 +91,21 @@ def resolve_exclusions(candidates: Sequence[str], patterns: Sequence[str]) -> li
 def dynamic_int8(
     src: Path, dst: Path, *, per_channel: bool, reduce_range: bool, exclude: Sequence[str], op_types: Sequence[str]
 ) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     nodes = resolve_exclusions(quantizable_nodes(src, op_types), exclude)
-    quantize_dynamic(
-        str(src),
-        str(dst),
-        op_types_to_quantize=list(op_types),
-        per_channel=per_channel,
-        reduce_range=reduce_range,
-        weight_type=QuantType.QInt8,
-        nodes_to_exclude=nodes,
-        use_external_data_format=_large(src),
-        extra_options={"MatMulConstBOnly": True, "DefaultTensorType": _FLOAT},
-    )
+    with _quantizer_logging():
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(
+            str(src),
+            str(dst),
+            op_types_to_quantize=list(op_types),
+            per_channel=per_channel,
+            reduce_range=reduce_range,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=nodes,
+            use_external_data_format=_large(src),
+            extra_options={"MatMulConstBOnly": True, "DefaultTensorType": _FLOAT},
+        )
 
 
 class _Reader:
@@ -115,11 +134,11 @@ def static_int8(
 ) -> None:
     import tempfile
 
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     nodes = resolve_exclusions(quantizable_nodes(src, op_types), exclude)
-    with tempfile.TemporaryDirectory(prefix="aikit-qdq-") as tmp:
+    with _quantizer_logging(), tempfile.TemporaryDirectory(prefix="aikit-qdq-") as tmp:
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
         # Symbolic shape inference types the outputs of fused com.microsoft ops; without it the
         # QDQ quantizer cannot see which activations are float and leaves them unquantized.
         typed = Path(tmp) / "typed.onnx"
@@ -152,22 +171,25 @@ def weight_only(
     """MatMul → ``com.microsoft.MatMulNBits`` with ``bits``-bit blockwise weights (fp32 activations in)."""
     import onnx
 
-    _import_keeping_logging("onnxruntime.quantization.matmul_nbits_quantizer")  # first: see there
-    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
-
     nodes = resolve_exclusions(quantizable_nodes(src, ("MatMul",)), exclude)
     model = onnx.load(str(src))
-    config = DefaultWeightOnlyQuantConfig(
-        block_size=block_size, is_symmetric=True, accuracy_level=accuracy_level, bits=bits
-    )
     quiet = logging.getLogger("onnxruntime.quantization")
     level = quiet.level
     quiet.setLevel(logging.WARNING)
     try:
-        # Bits, block size and accuracy level travel in ``algo_config`` only: the quantizer reads them
-        # from there, and before onnxruntime 1.24 it takes no ``bits`` argument of its own.
-        quantizer = MatMulNBitsQuantizer(model, nodes_to_exclude=nodes, algo_config=config)
-        quantizer.process()
+        with _quantizer_logging():
+            from onnxruntime.quantization.matmul_nbits_quantizer import (
+                DefaultWeightOnlyQuantConfig,
+                MatMulNBitsQuantizer,
+            )
+
+            config = DefaultWeightOnlyQuantConfig(
+                block_size=block_size, is_symmetric=True, accuracy_level=accuracy_level, bits=bits
+            )
+            # Bits, block size and accuracy level travel in ``algo_config`` only: the quantizer reads them
+            # from there, and before onnxruntime 1.24 it takes no ``bits`` argument of its own.
+            quantizer = MatMulNBitsQuantizer(model, nodes_to_exclude=nodes, algo_config=config)
+            quantizer.process()
     finally:
         quiet.setLevel(level)
     large = _large(src)
