@@ -255,6 +255,31 @@ def test_budget_seconds_stops_trying_new_candidates(embedder: aikit.Model) -> No
     assert next(c for c in report.candidates if c.label == "torch + int8-dynamic").reason.startswith("not tried")
 
 
+def test_budget_seconds_stops_an_accuracy_guard_under_way(embedder: aikit.Model, monkeypatch: Any) -> None:
+    """A guard scores one trial per layer (MiniLM's ONNX int8 guard took 38-64 s here), so once the budget
+    is spent it stops there too instead of finishing: the candidate is reported as not finished."""
+    import time
+
+    from aikit.optimize import search
+
+    real_build = search._Search.build
+
+    def build_as_the_budget_runs_out(self: Any, candidate: Any, result: Any) -> Any:
+        self.deadline = time.perf_counter()  # the budget is spent the moment this candidate starts
+        return real_build(self, candidate, result)
+
+    monkeypatch.setattr(search._Search, "build", build_as_the_budget_runs_out)
+    # 60% magnitude pruning exceeds a 2e-5 bound on the tiny model, so the guard runs (as in the test above)
+    guarded = aikit.Candidate(backend="torch", strategies=("prune-magnitude:sparsity=0.6",), guard=True)
+    model = embedder.optimize(calibration=TEXTS, max_quality_drop=2e-5, candidates=[guarded], progress=False)
+    report = model.optimization_report
+    assert report.partial and "budget_seconds" in (report.stopped_because or "")
+    result = next(c for c in report.candidates if c.label.endswith("(guarded)"))
+    assert result.status == "not tried"
+    assert (result.reason or "").startswith("not finished: its accuracy guard was stopped")
+    assert report.chosen == "torch (as loaded)"
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

@@ -486,10 +486,11 @@ class Model:
         default batch size is itself measured among that, half and a quarter of it.
         Candidates (a backend plus a chain of strategies) come from the installed plugins
         (``aikit_optimize_candidates``), or only from ``candidates=``. Every fourth calibration
-        input is held out for quality; ``budget_seconds`` stops trying new candidates and Ctrl-C
-        stops at once, both returning the best found so far. The result's ``optimization_report``
-        lists every candidate with its quality, speed, size and why it lost; ``save`` stores the
-        chosen chain so ``Model.load`` reproduces it. See ``aikit.optimize.search``.
+        input is held out for quality; ``budget_seconds`` stops trying new candidates (and an
+        accuracy guard under way) and Ctrl-C stops at once, both returning the best found so far.
+        The result's ``optimization_report`` lists every candidate with its quality, speed, size
+        and why it lost; ``save`` stores the chosen chain so ``Model.load`` reproduces it. See
+        ``aikit.optimize.search``.
         """
         from aikit.optimize.search import optimize_model
 

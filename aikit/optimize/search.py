@@ -16,8 +16,9 @@ How the search works (docs/explanation/optimize.md says the same at length):
    after a warm-up, best of three rounds (throughput at ``batch_size``) and the median of
    single-input runs (latency). The best few are then re-timed together in a final round and
    the winner is taken from that round.
-5. **Bounds.** ``budget_seconds`` stops trying new candidates; Ctrl-C stops at once. Either way
-   the best candidate measured so far is returned and the report is marked partial.
+5. **Bounds.** ``budget_seconds`` stops trying new candidates and stops an accuracy guard under
+   way (the candidate is reported as not finished); Ctrl-C stops at once. Either way the best
+   candidate measured so far is returned and the report is marked partial.
 """
 
 from __future__ import annotations
@@ -171,6 +172,14 @@ class _Search:
         n = self.quick if quick else len(self.data.eval)
         return ev.measure_quality(self.reference[:n], ev.summarise(self.model.task, backend, self.data.eval[:n]))
 
+    def _drop_before_deadline(self, backend: Backend) -> tuple[dict[str, float], str, float]:
+        """:meth:`drop` for the accuracy guard, which scores one trial per layer it considers (tens of
+        seconds for MiniLM's ONNX int8, more for larger models): past ``budget_seconds`` it raises
+        ``_BudgetSpentError`` instead, so a guard under way does not run the search far past its budget."""
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            raise _BudgetSpentError("its accuracy guard was stopped: budget_seconds ran out")
+        return self.drop(backend)
+
     # ------------------------------------------------------------------ building
     def convert(self, candidate: Candidate) -> Model:
         key = json.dumps([candidate.backend, dict(candidate.backend_options)], sort_keys=True)
@@ -220,7 +229,7 @@ class _Search:
             logger.info("%s: quality drop %.4f > %s, running the accuracy guard", candidate.label, drop, self.bound)
             try:
                 backend, applied, excluded = apply_chain(
-                    base.backend, plan, configs, run, drop_of=self.drop, bound=self.bound
+                    base.backend, plan, configs, run, drop_of=self._drop_before_deadline, bound=self.bound
                 )
             except AikitError as exc:
                 result.quality, result.quality_drop = metrics, drop
@@ -309,6 +318,10 @@ class _Search:
 
 class _RejectedError(Exception):
     """A candidate that cannot run here or misses the quality bound; the message says why."""
+
+
+class _BudgetSpentError(Exception):
+    """``budget_seconds`` ran out while a candidate was being built (in its accuracy guard)."""
 
 
 def _check_arguments(
@@ -449,6 +462,10 @@ def optimize_model(
             except _RejectedError as exc:
                 result.status, result.reason = REJECTED, str(exc)
                 result.build_seconds = time.perf_counter() - t0
+            except _BudgetSpentError as exc:
+                result.status, result.reason = NOT_TRIED, f"not finished: {exc}"
+                result.build_seconds = time.perf_counter() - t0
+                report.partial, report.stopped_because = True, f"budget_seconds={budget_seconds} reached"
             except Exception as exc:
                 # A strategy or backend failing on this model is a finding about the candidate, not the
                 # search: it is reported in the table (broken plugins are reported, not fatal).
