@@ -94,14 +94,24 @@ def interleaved(fns: dict[str, Callable[[], Any]], rounds: int) -> dict[str, flo
     """Best-of-``rounds`` seconds per function after one warm-up call each; rounds alternate order."""
     for fn in fns.values():
         fn()
-    best = {k: float("inf") for k in fns}
-    names = list(fns)
+    return best_of(rounds, {name: partial(_seconds, fn) for name, fn in fns.items()})
+
+
+def best_of(rounds: int, timers: dict[str, Callable[[], float]]) -> dict[str, float]:
+    """The lowest of ``rounds`` figures from each timer (a call that measures and returns seconds),
+    the timers run in turn, in alternating order from round to round."""
+    best = dict.fromkeys(timers, float("inf"))
+    names = list(timers)
     for r in range(rounds):
         for name in names if r % 2 == 0 else reversed(names):
-            start = time.perf_counter()
-            fns[name]()
-            best[name] = min(best[name], time.perf_counter() - start)
+            best[name] = min(best[name], timers[name]())
     return best
+
+
+def _seconds(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 class Engines:
@@ -332,14 +342,9 @@ def bench_loop(e: Engines, rounds: int, steps: int = 64) -> list[dict[str, Any]]
             GENAI_OWN: genai_tokens,
             DEFAULT: partial(_first_column, partial(e.aikit.backend.generate, arrays, options)),
         }
-        fns = {name: partial(_per_step_after_first, stream) for name, stream in streams.items()}
-        made = {name: fn()[1] for name, fn in fns.items()}  # warm-up, and the tokens
-        best = dict.fromkeys(fns, float("inf"))
-        names = list(fns)
-        for r in range(rounds):
-            for name in names if r % 2 == 0 else reversed(names):
-                best[name] = min(best[name], fns[name]()[0])
-        for name in names:
+        made = {name: _per_step_after_first(stream)[1] for name, stream in streams.items()}  # warm-up, tokens
+        best = best_of(rounds, {name: partial(_per_step_seconds, stream) for name, stream in streams.items()})
+        for name in streams:
             same = made[name] == made[DEFAULT]
             rows.append({"prompt": label, "engine": name, "ms_per_step": best[name] * 1000, "same_tokens": same})
             print(f"  {label} | {name}: {best[name] * 1000:.2f} ms per step", flush=True)
@@ -358,6 +363,10 @@ def _per_step_after_first(stream: Callable[[], Iterable[int]]) -> tuple[float, l
     start = time.perf_counter()
     tokens += list(it)
     return (time.perf_counter() - start) / (len(tokens) - 1), tokens
+
+
+def _per_step_seconds(stream: Callable[[], Iterable[int]]) -> float:
+    return _per_step_after_first(stream)[0]
 
 
 def bench_step(e: Engines, rounds: int, steps: int = 64) -> list[dict[str, Any]]:

@@ -434,11 +434,12 @@ def optimize_model(
     report.candidates += list(results.values())
     built: dict[str, Model] = {}
     bar = progress_bar(len(todo), desc="optimize", unit="candidate", enabled=progress)
+    spent = f"budget_seconds={budget_seconds} reached"  # why the search stopped, when the budget ran out
     try:
         for candidate in todo:
             result = results[candidate.key()]
             if budget_seconds is not None and time.perf_counter() - start > budget_seconds:
-                report.partial, report.stopped_because = True, f"budget_seconds={budget_seconds} reached"
+                report.partial, report.stopped_because = True, spent
                 break
             if bar is not None:
                 bar.set_description(f"optimize: {candidate.label}"[:70])
@@ -465,7 +466,7 @@ def optimize_model(
             except _BudgetSpentError as exc:
                 result.status, result.reason = NOT_TRIED, f"not finished: {exc}"
                 result.build_seconds = time.perf_counter() - t0
-                report.partial, report.stopped_because = True, f"budget_seconds={budget_seconds} reached"
+                report.partial, report.stopped_because = True, spent
             except Exception as exc:
                 # A strategy or backend failing on this model is a finding about the candidate, not the
                 # search: it is reported in the table (broken plugins are reported, not fatal).

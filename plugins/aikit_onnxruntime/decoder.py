@@ -473,7 +473,8 @@ class _SharedBatch:
         if graph.keeps_last:
             self.keep = np.ones(1, dtype=np.int64)
             self.binding.bind_ortvalue_input(DECODE_INPUT, ort.OrtValue.ortvalue_from_numpy(self.keep))
-        self._logits: NDArray[np.float32] | None = None
+        self.logits = np.empty((rows, 1, graph.vocab), dtype=np.float32)  # written in place by every step
+        self.binding.bind_ortvalue_output("logits", ort.OrtValue.ortvalue_from_numpy(self.logits))
 
     def joined(self, r: int) -> None:
         """Row ``r``'s prompt is in its cache: its mask covers it."""
@@ -490,11 +491,8 @@ class _SharedBatch:
         self.ids[:, 0] = tokens
         width = max(row.total for row in self.rows)
         b.bind_cpu_input("attention_mask", np.ascontiguousarray(self.mask[:, :width]))
-        if self._logits is None:
-            self._logits = np.empty((len(self.rows), 1, graph.vocab), dtype=np.float32)
-            b.bind_ortvalue_output("logits", graph.ort.OrtValue.ortvalue_from_numpy(self._logits))
         graph.session.run_with_iobinding(b)
-        return self._logits
+        return self.logits
 
 
 def _past_order(name: str) -> tuple[int, str]:

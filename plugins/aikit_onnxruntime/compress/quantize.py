@@ -49,18 +49,22 @@ def _quantizer_logging() -> Iterator[None]:
     consider to run pre-processing" warnings, and the program's own logging was reconfigured.
     ``basicConfig`` does nothing while the root logger has a handler, so :class:`_OrtRootRecords`
     stands there while a quantizer is imported and runs. When the application has configured the
-    root logger, nothing changes: its handlers get the records.
+    root logger, its handlers get the root-logger records. The quantizers' own named loggers
+    (``onnxruntime.quantization.*``, INFO per node) are held at WARNING meanwhile.
     """
+    named = logging.getLogger("onnxruntime.quantization")
+    level = named.level
+    named.setLevel(logging.WARNING)
     root = logging.getLogger()
-    if root.handlers:
-        yield
-        return
-    stand_in = _OrtRootRecords()
-    root.addHandler(stand_in)
+    stand_in = None if root.handlers else _OrtRootRecords()
+    if stand_in is not None:
+        root.addHandler(stand_in)
     try:
         yield
     finally:
-        root.removeHandler(stand_in)
+        if stand_in is not None:
+            root.removeHandler(stand_in)
+        named.setLevel(level)
 
 
 def _large(src: Path) -> bool:
@@ -173,24 +177,15 @@ def weight_only(
 
     nodes = resolve_exclusions(quantizable_nodes(src, ("MatMul",)), exclude)
     model = onnx.load(str(src))
-    quiet = logging.getLogger("onnxruntime.quantization")
-    level = quiet.level
-    quiet.setLevel(logging.WARNING)
-    try:
-        with _quantizer_logging():
-            from onnxruntime.quantization.matmul_nbits_quantizer import (
-                DefaultWeightOnlyQuantConfig,
-                MatMulNBitsQuantizer,
-            )
+    with _quantizer_logging():
+        from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
-            config = DefaultWeightOnlyQuantConfig(
-                block_size=block_size, is_symmetric=True, accuracy_level=accuracy_level, bits=bits
-            )
-            # Bits, block size and accuracy level travel in ``algo_config`` only: the quantizer reads them
-            # from there, and before onnxruntime 1.24 it takes no ``bits`` argument of its own.
-            quantizer = MatMulNBitsQuantizer(model, nodes_to_exclude=nodes, algo_config=config)
-            quantizer.process()
-    finally:
-        quiet.setLevel(level)
+        config = DefaultWeightOnlyQuantConfig(
+            block_size=block_size, is_symmetric=True, accuracy_level=accuracy_level, bits=bits
+        )
+        # Bits, block size and accuracy level travel in ``algo_config`` only: the quantizer reads them
+        # from there, and before onnxruntime 1.24 it takes no ``bits`` argument of its own.
+        quantizer = MatMulNBitsQuantizer(model, nodes_to_exclude=nodes, algo_config=config)
+        quantizer.process()
     large = _large(src)
     quantizer.model.save_model_to_file(str(dst), use_external_data_format=large)
